@@ -1,0 +1,276 @@
+"""The typed events a walk yields: the only thing the UI and sessions see.
+
+Every event knows the hook and stage it happened in, so the debugger can
+step over a chain or out of a hook without knowing anything else. ``to_dict``
+gives the JSON shape of ``kptui trace --json``'s ``events`` list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Base of all events. ``stage`` is a profile stage id, ``hook`` a netfilter hook or ''.
+
+    Events are built with keywords only: ``RuleEval(stage=..., hook=..., table=...)``.
+    """
+
+    stage: str
+    hook: str
+    depth: int = 0  # chain nesting: 0 outside chains, 1 in a hook's chain, +1 per jump/goto
+
+    kind: ClassVar[str] = "event"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"kind": self.kind}
+        d.update(asdict(self))
+        return d
+
+    def describe(self) -> str:
+        """One line for people: what happened and why."""
+        return self.kind
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WalkStart(Event):
+    packet: str  # a one-line summary of the packet as it enters
+    origin: str  # interface name, or "local"
+    index: int = 0  # which packet of the scenario
+    kind: ClassVar[str] = "walk_start"
+
+    def describe(self) -> str:
+        where = "generated locally" if self.origin == "local" else f"arrives on {self.origin}"
+        return f"packet {self.index} {where}: {self.packet}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StageEnter(Event):
+    title: str  # the diagram's label, e.g. "mangle PREROUTING"
+    kind: ClassVar[str] = "stage_enter"
+
+    def describe(self) -> str:
+        return f"enter {self.title}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StageLeave(Event):
+    title: str
+    verdict: str  # ACCEPT, DROP, ...; '' for stages without a verdict
+    kind: ClassVar[str] = "stage_leave"
+
+    def describe(self) -> str:
+        return f"leave {self.title}" + (f": {self.verdict}" if self.verdict else "")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChainEnter(Event):
+    table: str
+    chain: str
+    via: str  # "hook", "jump" or "goto"
+    kind: ClassVar[str] = "chain_enter"
+
+    def describe(self) -> str:
+        how = {"hook": "hook enters", "jump": "jump to", "goto": "goto"}.get(self.via, self.via)
+        return f"{how} {self.table} {self.chain}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuleEval(Event):
+    table: str
+    chain: str
+    rule: int  # 1-based position in the chain
+    matched: bool
+    text: str  # the rule as iptables-save writes it
+    reason: str = ""  # why it did not match: the first failing match, in words
+    kind: ClassVar[str] = "rule"
+
+    @property
+    def label(self) -> str:
+        return f"{self.table}:{self.chain}:rule:{self.rule}"
+
+    def describe(self) -> str:
+        if self.matched:
+            return f"{self.table} {self.chain} rule {self.rule} matched: {self.text}"
+        return f"{self.table} {self.chain} rule {self.rule} no match ({self.reason}): {self.text}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TargetApplied(Event):
+    table: str
+    chain: str
+    rule: int
+    target: str  # target or chain name as written after -j/-g
+    verdict: str  # ACCEPT, DROP, RETURN, JUMP, GOTO, CONTINUE, REJECT, QUEUE
+    detail: str = ""
+    kind: ClassVar[str] = "target"
+
+    def describe(self) -> str:
+        extra = f": {self.detail}" if self.detail else ""
+        return f"{self.table} {self.chain} rule {self.rule} -> {self.target}{extra}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChainReturn(Event):
+    """A user chain ended: explicit RETURN or falling off its end (implicit)."""
+
+    table: str
+    chain: str
+    rule: int  # the RETURN rule's position, or number of rules + 1 when implicit
+    explicit: bool
+    kind: ClassVar[str] = "return"
+
+    def describe(self) -> str:
+        how = "RETURN" if self.explicit else "end of chain"
+        return f"{self.table} {self.chain}: {how}, back to the caller"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyApplied(Event):
+    table: str
+    chain: str
+    verdict: str
+    kind: ClassVar[str] = "policy"
+
+    def describe(self) -> str:
+        return f"{self.table} {self.chain}: no rule decided, policy {self.verdict}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FieldChange(Event):
+    path: str
+    old: Any
+    new: Any
+    by: str  # "mangle:PREROUTING:rule:3", "routing:forward", "user"
+    kind: ClassVar[str] = "field_change"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = Event.to_dict(self)
+        d["old"], d["new"] = _jsonable(self.old), _jsonable(self.new)
+        return d
+
+    def describe(self) -> str:
+        return f"{self.path}: {_show(self.path, self.old)} -> {_show(self.path, self.new)} ({self.by})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogLine(Event):
+    """What the LOG target would write to the kernel log."""
+
+    prefix: str
+    level: str
+    line: str
+    kind: ClassVar[str] = "log"
+
+    def describe(self) -> str:
+        return f"LOG {self.line}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RouteDecision(Event):
+    lookup: str  # "input", "output" or "reroute"
+    result: str  # "local", "forward", "output", "unreachable", "blackhole", "prohibit", ...
+    table: str = ""
+    route: str = ""  # the chosen route as `ip route` prints it
+    oif: str = ""
+    gateway: str = ""
+    src: str = ""
+    explain: list[str] = field(default_factory=list)
+    kind: ClassVar[str] = "route"
+
+    def describe(self) -> str:
+        bits = [f"{self.lookup} routing: {self.result}"]
+        if self.route:
+            bits.append(f"via table {self.table}: {self.route}")
+        return ", ".join(bits)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Note(Event):
+    """A remark: a caveat, or something kptui does not model yet (never silent)."""
+
+    text: str
+    kind: ClassVar[str] = "note"
+
+    def describe(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fate(Event):
+    action: str  # transmit, deliver, drop, reject, error
+    iface: str = ""
+    by: str = ""
+    message: str = ""
+    kind: ClassVar[str] = "fate"
+
+    def describe(self) -> str:
+        s = self.action
+        if self.iface:
+            s += f" via {self.iface}" if self.action == "transmit" else f" on {self.iface}"
+        if self.by:
+            s += f" (by {self.by})"
+        if self.message:
+            s += f": {self.message}"
+        return s
+
+    def to_json(self) -> dict[str, Any]:
+        """The `fate` object of `kptui trace --json`."""
+        d: dict[str, Any] = {"action": self.action}
+        if self.iface:
+            d["iface"] = self.iface
+        if self.by:
+            d["by"] = self.by
+        if self.message:
+            d["message"] = self.message
+        return d
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserEdit(Event):
+    """The user changed a field at a pause; recorded like any other change."""
+
+    path: str
+    old: Any
+    new: Any
+    kind: ClassVar[str] = "edit"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = Event.to_dict(self)
+        d["old"], d["new"] = _jsonable(self.old), _jsonable(self.new)
+        return d
+
+    def describe(self) -> str:
+        return f"edited {self.path}: {_show(self.path, self.old)} -> {_show(self.path, self.new)}"
+
+
+def trace_lines(events: list[Event]) -> list[str]:
+    """The lines nft's trace (`xtables-monitor --trace`) shows for these events.
+
+    Checked on this machine's kernel (6.18, iptables 1.8.9 nf_tables): a
+    matching rule is logged as ``table:chain:rule:N`` (jump, goto, RETURN and
+    non-terminating targets included), a built-in chain ending on its policy
+    as ``table:chain:policy:VERDICT``; a user chain that falls off its end is
+    not logged at all, so implicit returns are not part of the trace.
+    """
+    out: list[str] = []
+    for ev in events:
+        if isinstance(ev, RuleEval) and ev.matched:
+            out.append(ev.label)
+        elif isinstance(ev, PolicyApplied):
+            out.append(f"{ev.table}:{ev.chain}:policy:{ev.verdict}")
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _show(path: str, value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and path.endswith(("mark", "classid")):
+        return hex(value)
+    return str(value)
