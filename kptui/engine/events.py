@@ -152,7 +152,8 @@ class FieldChange(Event):
         return d
 
     def describe(self) -> str:
-        return f"{self.path}: {_show(self.path, self.old)} -> {_show(self.path, self.new)} ({self.by})"
+        old, new = _show(self.path, self.old), _show(self.path, self.new)
+        return f"{self.path}: {old} -> {new} ({self.by})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -271,6 +272,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _show(path: str, value: Any) -> str:
-    if isinstance(value, int) and not isinstance(value, bool) and path.endswith(("mark", "classid")):
+    is_number = isinstance(value, int) and not isinstance(value, bool)
+    if is_number and path.endswith(("mark", "classid")):
         return hex(value)
     return str(value)

@@ -1,0 +1,147 @@
+"""Profiles: the ordered stages a packet passes through on each path.
+
+The ``modern`` profile follows a current kernel. Within a netfilter hook the
+functions run in ascending priority (include/uapi/linux/netfilter_ipv4.h,
+``enum nf_ip_hook_priorities``), so each hook's stage list is *derived* by
+sorting the registered functions by priority rather than written by hand.
+The diagram widget draws from the same data, so each profile shows its own
+picture.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kptui.engine.errors import UnsupportedError
+
+# include/uapi/linux/netfilter_ipv4.h
+NF_IP_PRI_FIRST = -(2**31)
+NF_IP_PRI_CONNTRACK_DEFRAG = -400
+NF_IP_PRI_RAW = -300
+NF_IP_PRI_CONNTRACK = -200
+NF_IP_PRI_MANGLE = -150
+NF_IP_PRI_NAT_DST = -100
+NF_IP_PRI_FILTER = 0
+NF_IP_PRI_SECURITY = 50
+NF_IP_PRI_NAT_SRC = 100
+NF_IP_PRI_CONNTRACK_CONFIRM = 2**31 - 1
+
+HOOKS = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One box of the diagram. ``kind`` selects the walk's handler for it."""
+
+    id: str  # "mangle:PREROUTING", "routing:input", "tc:ingress"
+    title: str  # the diagram's label
+    hook: str  # netfilter hook, or "" for stages outside netfilter
+    kind: str  # table | conntrack | confirm | routing | tc | forward | deliver | transmit
+    table: str = ""
+    priority: int = 0
+
+
+def _table(table: str, hook: str, priority: int) -> Stage:
+    return Stage(f"{table}:{hook}", f"{table} {hook}", hook, "table", table, priority)
+
+
+# The functions registered at each hook in a modern kernel (KERNEL-NOTES.md section 1).
+# Defrag is omitted: kptui does not model fragments being reassembled.
+_MODERN_HOOK_FUNCTIONS: dict[str, list[Stage]] = {
+    "PREROUTING": [
+        _table("raw", "PREROUTING", NF_IP_PRI_RAW),
+        Stage("conntrack:PREROUTING", "conntrack", "PREROUTING", "conntrack", "",
+              NF_IP_PRI_CONNTRACK),
+        _table("mangle", "PREROUTING", NF_IP_PRI_MANGLE),
+        _table("nat", "PREROUTING", NF_IP_PRI_NAT_DST),
+    ],
+    "INPUT": [
+        _table("mangle", "INPUT", NF_IP_PRI_MANGLE),
+        _table("filter", "INPUT", NF_IP_PRI_FILTER),
+        _table("security", "INPUT", NF_IP_PRI_SECURITY),
+        _table("nat", "INPUT", NF_IP_PRI_NAT_SRC),
+        Stage("conntrack:INPUT", "conntrack confirm", "INPUT", "confirm", "",
+              NF_IP_PRI_CONNTRACK_CONFIRM),
+    ],
+    "FORWARD": [
+        _table("mangle", "FORWARD", NF_IP_PRI_MANGLE),
+        _table("filter", "FORWARD", NF_IP_PRI_FILTER),
+        _table("security", "FORWARD", NF_IP_PRI_SECURITY),
+    ],
+    "OUTPUT": [
+        _table("raw", "OUTPUT", NF_IP_PRI_RAW),
+        Stage("conntrack:OUTPUT", "conntrack", "OUTPUT", "conntrack", "", NF_IP_PRI_CONNTRACK),
+        _table("mangle", "OUTPUT", NF_IP_PRI_MANGLE),
+        _table("nat", "OUTPUT", NF_IP_PRI_NAT_DST),
+        _table("filter", "OUTPUT", NF_IP_PRI_FILTER),
+        _table("security", "OUTPUT", NF_IP_PRI_SECURITY),
+    ],
+    "POSTROUTING": [
+        _table("mangle", "POSTROUTING", NF_IP_PRI_MANGLE),
+        _table("nat", "POSTROUTING", NF_IP_PRI_NAT_SRC),
+        Stage("conntrack:POSTROUTING", "conntrack confirm", "POSTROUTING", "confirm", "",
+              NF_IP_PRI_CONNTRACK_CONFIRM),
+    ],
+}
+
+
+def _hook(hook: str) -> list[Stage]:
+    return sorted(_MODERN_HOOK_FUNCTIONS[hook], key=lambda s: s.priority)
+
+
+TC_INGRESS = Stage("tc:ingress", "QOS INGRESS (tc)", "", "tc")
+TC_EGRESS = Stage("tc:egress", "QOS EGRESS (tc)", "", "tc")
+INPUT_ROUTING = Stage("routing:input", "INPUT ROUTING + RPDB", "", "routing")
+OUTPUT_ROUTING = Stage("routing:output", "OUTPUT ROUTING + RPDB", "", "routing")
+FORWARD = Stage("forward", "FORWARD (ip_forward)", "", "forward")
+DELIVER = Stage("local:deliver", "local process", "", "deliver")
+TRANSMIT = Stage("transmit", "out interface", "", "transmit")
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """The stage lists of each path. Paths chain: prerouting -> input | forward, ..."""
+
+    name: str
+    prerouting: tuple[Stage, ...]  # from the wire up to and including input routing
+    local_in: tuple[Stage, ...]
+    forward: tuple[Stage, ...]
+    local_out: tuple[Stage, ...]  # from the socket up to (not including) POSTROUTING
+    postrouting: tuple[Stage, ...]  # POSTROUTING to the wire
+
+    def stages(self) -> list[Stage]:
+        """Every stage once, in diagram order."""
+        seen: dict[str, Stage] = {}
+        for path in (self.prerouting, self.local_in, self.forward, self.local_out,
+                     self.postrouting):
+            for stage in path:
+                seen.setdefault(stage.id, stage)
+        return list(seen.values())
+
+    def stage(self, stage_id: str) -> Stage:
+        for stage in self.stages():
+            if stage.id == stage_id:
+                return stage
+        raise KeyError(stage_id)
+
+
+MODERN = Profile(
+    name="modern",
+    prerouting=(TC_INGRESS, *_hook("PREROUTING"), INPUT_ROUTING),
+    local_in=(*_hook("INPUT"), DELIVER),
+    forward=(FORWARD, *_hook("FORWARD")),
+    local_out=(OUTPUT_ROUTING, *_hook("OUTPUT")),
+    postrouting=(*_hook("POSTROUTING"), TC_EGRESS, TRANSMIT),
+)
+
+PROFILES: dict[str, Profile] = {"modern": MODERN}
+KNOWN_PROFILES = ("modern", "classic-2.4", "ipchains")
+
+
+def get_profile(name: str) -> Profile:
+    """The profile called ``name``; the historical ones come with a later issue."""
+    if name in PROFILES:
+        return PROFILES[name]
+    if name in KNOWN_PROFILES:
+        raise UnsupportedError(f"profile {name}")
+    raise UnsupportedError(f"unknown profile {name!r} (known: {', '.join(KNOWN_PROFILES)})")

@@ -1,0 +1,308 @@
+"""A walk: one packet's journey through the box, as a generator of events.
+
+The walk mutates the packet in place, so a debugger that edits a field
+between two events changes what happens next. Each stage kind of the profile
+has one handler; a handler yields events and returns what happens next: go
+on, switch to another path, or a fate.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import TYPE_CHECKING, Any
+
+from kptui.engine.errors import KptuiError
+from kptui.engine.events import (
+    Event,
+    Fate,
+    FieldChange,
+    Note,
+    PolicyApplied,
+    RouteDecision,
+    StageEnter,
+    StageLeave,
+    TargetApplied,
+    WalkStart,
+)
+from kptui.engine.profile import Profile, Stage, get_profile
+
+if TYPE_CHECKING:
+    from kptui.engine.box import Box
+    from kptui.engine.packet import Packet
+
+TERMINAL = {"ACCEPT", "DROP", "REJECT", "QUEUE"}
+
+# net/ipv4/route.c ip_tos2prio, indexed by IPTOS_TOS(tos) >> 1; TC_PRIO_* values.
+IP_TOS2PRIO = (0, 0, 0, 0, 2, 2, 2, 2, 6, 6, 6, 6, 4, 4, 4, 4)
+
+EventGen = Generator[Event, None, "Next"]
+
+
+@dataclass(frozen=True, slots=True)
+class Next:
+    """What a stage handler decided: carry on, take another path, or end with a fate."""
+
+    path: str = ""  # "", or the name of the profile path to continue with
+    fate: Fate | None = None
+
+
+GO_ON = Next()
+
+
+class Walk:
+    """The state of one packet's walk: the box, the packet and who decided what."""
+
+    def __init__(self, box: Box, pkt: Packet, index: int, profile: Profile) -> None:
+        self.box = box
+        self.pkt = pkt
+        self.index = index
+        self.profile = profile
+        self.origin = pkt.meta.iif or "local"
+        self.locally_generated = not pkt.meta.iif
+        self.last_rule: str = ""  # the last rule that accepted the packet
+        self.last_policy: str = ""  # the last policy that accepted it
+        self.conntrack_noted = False
+        self.handlers: dict[str, Callable[[Stage], EventGen]] = {
+            "table": self.table_stage,
+            "conntrack": self.conntrack_stage,
+            "confirm": self.skip_stage,
+            "tc": self.skip_stage,
+            "routing": self.routing_stage,
+            "forward": self.forward_stage,
+            "deliver": self.deliver_stage,
+            "transmit": self.transmit_stage,
+        }
+
+    # -- driving -----------------------------------------------------------------
+
+    def events(self) -> Iterator[Event]:
+        yield WalkStart(stage="", hook="", packet=self.pkt.summary(), origin=self.origin,
+                        index=self.index)
+        path = "local_out" if self.locally_generated else "prerouting"
+        try:
+            while True:
+                outcome = yield from self.run_path(path)
+                if outcome.fate is not None:
+                    yield outcome.fate
+                    return
+                path = outcome.path
+        except KptuiError as err:
+            yield Fate(stage="", hook="", action="error", message=str(err))
+
+    def run_path(self, path: str) -> EventGen:
+        stages: tuple[Stage, ...] = getattr(self.profile, path)
+        for stage in stages:
+            outcome = yield from self.handlers[stage.kind](stage)
+            if outcome.fate is not None or outcome.path:
+                return outcome
+        follow = {"local_out": "postrouting", "forward": "postrouting"}
+        return Next(path=follow[path])
+
+    def fate(self, stage: Stage, action: str, *, by: str = "", iface: str = "",
+             message: str = "") -> Next:
+        return Next(fate=Fate(stage=stage.id, hook=stage.hook, action=action, by=by,
+                              iface=iface, message=message))
+
+    def accepted_by(self, fallback: str) -> str:
+        return self.last_rule or self.last_policy or fallback
+
+    def change(self, stage: Stage, path: str, value: Any, by: str) -> Iterator[Event]:
+        old, new = self.pkt.set(path, value)
+        if old != new:
+            yield FieldChange(stage=stage.id, hook=stage.hook, path=path, old=old, new=new, by=by)
+
+    # -- stage handlers ------------------------------------------------------------
+
+    def skip_stage(self, stage: Stage) -> EventGen:
+        """Stages with nothing configured in them (tc, conntrack confirm) pass silently."""
+        return GO_ON
+        yield  # pragma: no cover - makes this a generator
+
+    def table_stage(self, stage: Stage) -> EventGen:
+        from kptui.engine.iptables import MatchContext, run_chain
+
+        ruleset = self.box.ruleset
+        if not ruleset.chain_present(stage.table, stage.hook):
+            return GO_ON
+        yield StageEnter(stage=stage.id, hook=stage.hook, title=stage.title)
+        ctx = MatchContext(
+            hook=stage.hook, table=stage.table, iif=self.pkt.meta.iif, oif=self.pkt.meta.oif,
+            addrtype=self.box.addrtype, rng=ensure_rng(self.box),
+            now=getattr(self.box, "clock", 0.0),
+            src_mac=None, pkttype=self.pkttype(),
+        )
+        before = self.routing_keys()
+        decider = ""
+        chain = run_chain(ruleset, stage.table, stage.hook, self.pkt, ctx, stage=stage.id,
+                          hook=stage.hook)
+        verdict = "ACCEPT"
+        try:
+            while True:
+                event = next(chain)
+                if isinstance(event, TargetApplied) and event.verdict in TERMINAL:
+                    decider = f"{event.table}:{event.chain}:rule:{event.rule}"
+                elif isinstance(event, PolicyApplied):
+                    decider = f"{event.table}:{event.chain}:policy"
+                yield event
+        except StopIteration as stop:
+            verdict = stop.value
+        yield StageLeave(stage=stage.id, hook=stage.hook, title=stage.title, verdict=verdict)
+        if verdict == "DROP":
+            return self.fate(stage, "drop", by=decider)
+        if verdict == "REJECT":
+            return self.fate(stage, "reject", by=decider,
+                             message="the ICMP/RST answer is not modelled yet")
+        if verdict == "QUEUE":
+            return self.fate(stage, "drop", by=decider,
+                             message="queued to userspace; no queue listener is simulated, "
+                                     "so the kernel drops it")
+        if decider.endswith(":policy"):
+            self.last_policy = decider
+        elif decider:
+            self.last_rule = decider
+        if stage.hook == "OUTPUT" and stage.table in ("mangle", "nat"):
+            changed = [k for k, v in self.routing_keys().items() if before[k] != v]
+            if changed:
+                return (yield from self.reroute(stage, changed))
+        return GO_ON
+
+    def conntrack_stage(self, stage: Stage) -> EventGen:
+        if self.conntrack_noted or not _has_table(self.box.ruleset, "nat"):
+            return GO_ON
+        self.conntrack_noted = True
+        yield StageEnter(stage=stage.id, hook=stage.hook, title=stage.title)
+        yield Note(stage=stage.id, hook=stage.hook,
+                   text="connection tracking is not modelled yet: the packet is treated as "
+                        "the first of a new connection, so the nat chains see it")
+        yield StageLeave(stage=stage.id, hook=stage.hook, title=stage.title, verdict="")
+        return GO_ON
+
+    def routing_stage(self, stage: Stage) -> EventGen:
+        if stage.id == "routing:input":
+            return (yield from self.input_routing(stage))
+        return (yield from self.output_routing(stage))
+
+    def input_routing(self, stage: Stage) -> EventGen:
+        pkt, box = self.pkt, self.box
+        yield StageEnter(stage=stage.id, hook="", title=stage.title)
+        iif = pkt.meta.iif
+        if iif != "lo" and box.is_local(pkt.ip.src) and not box.sysctl(
+                f"net.ipv4.conf.{iif}.accept_local"):
+            yield StageLeave(stage=stage.id, hook="", title=stage.title, verdict="DROP")
+            return self.fate(stage, "drop", by="rp_filter",
+                             message=f"martian source {pkt.ip.src}: it is a local address")
+        result = box.route_input(pkt)
+        yield self.route_event(stage, "input", result)
+        yield StageLeave(stage=stage.id, hook="", title=stage.title, verdict="")
+        if result.kind in ("local", "broadcast"):
+            return Next(path="local_in")
+        if result.kind == "unicast":
+            if not box.forwarding(iif):
+                return self.fate(stage, "drop", by="ip_forward",
+                                 message=f"not for this host and forwarding is off on {iif}")
+            yield from self.change(stage, "meta.oif", result.oif, "routing:input")
+            return Next(path="forward")
+        return self.fate(stage, "drop", by=f"routing:{result.kind}",
+                         message=result.error or "no route")
+
+    def output_routing(self, stage: Stage) -> EventGen:
+        pkt = self.pkt
+        yield StageEnter(stage=stage.id, hook="", title=stage.title)
+        result = self.box.route_output(pkt)
+        yield self.route_event(stage, "output", result)
+        yield StageLeave(stage=stage.id, hook="", title=stage.title, verdict="")
+        if result.kind not in ("unicast", "local", "broadcast"):
+            return self.fate(stage, "drop", by=f"routing:{result.kind}",
+                             message=f"the sending socket gets {result.error or 'an error'}")
+        if int(pkt.ip.src) == 0 and result.prefsrc:
+            yield from self.change(stage, "ip.src", IPv4Address(result.prefsrc), "routing:output")
+        yield from self.change(stage, "meta.oif", result.oif, "routing:output")
+        return GO_ON
+
+    def reroute(self, stage: Stage, changed: list[str]) -> EventGen:
+        """ip_route_me_harder: a new output lookup; the source address is kept."""
+        result = self.box.route_output(self.pkt)
+        event = self.route_event(stage, "reroute", result)
+        yield event
+        yield Note(stage=stage.id, hook=stage.hook,
+                   text=f"rerouted because {', '.join(changed)} changed; the source address "
+                        f"{self.pkt.ip.src} is not chosen again (ip_route_me_harder)")
+        if result.kind not in ("unicast", "local", "broadcast"):
+            return self.fate(stage, "drop", by=f"routing:{result.kind}",
+                             message=result.error or "no route after reroute")
+        yield from self.change(stage, "meta.oif", result.oif, "routing:reroute")
+        return GO_ON
+
+    def forward_stage(self, stage: Stage) -> EventGen:
+        pkt = self.pkt
+        yield StageEnter(stage=stage.id, hook="", title=stage.title)
+        if pkt.ip.ttl <= 1:
+            yield StageLeave(stage=stage.id, hook="", title=stage.title, verdict="DROP")
+            return self.fate(stage, "drop", by="ttl",
+                             message="TTL expired in transit (the ICMP time exceeded answer is "
+                                     "not modelled yet)")
+        yield from self.change(stage, "ip.ttl", pkt.ip.ttl - 1, "ip_forward")
+        if self.box.sysctl("net.ipv4.ip_forward_update_priority"):
+            prio = IP_TOS2PRIO[(pkt.ip.tos & 0x1E) >> 1]
+            yield from self.change(stage, "meta.priority", prio, "ip_forward")
+        yield StageLeave(stage=stage.id, hook="", title=stage.title, verdict="")
+        return GO_ON
+
+    def deliver_stage(self, stage: Stage) -> EventGen:
+        return self.fate(stage, "deliver", iface=self.pkt.meta.iif or "lo",
+                         by=self.accepted_by("routing:local"))
+        yield  # pragma: no cover
+
+    def transmit_stage(self, stage: Stage) -> EventGen:
+        oif = self.pkt.meta.oif
+        if oif == "lo":
+            yield Note(stage=stage.id, hook="",
+                       text="sent to a local address: the packet loops back in through lo")
+            yield from self.change(stage, "meta.iif", "lo", "loopback")
+            yield from self.change(stage, "meta.oif", "", "loopback")
+            return Next(path="prerouting")
+        return self.fate(stage, "transmit", iface=oif, by=self.accepted_by("routing"))
+
+    # -- helpers -----------------------------------------------------------------
+
+    def route_event(self, stage: Stage, lookup: str, result: Any) -> RouteDecision:
+        return RouteDecision(
+            stage=stage.id, hook=stage.hook, lookup=lookup, result=result.kind,
+            table=result.table, route=result.route, oif=result.oif, gateway=result.gateway,
+            src=result.prefsrc, explain=list(result.explain),
+        )
+
+    def routing_keys(self) -> dict[str, Any]:
+        """What ipt_mangle_out compares to decide on a reroute (KERNEL-NOTES 6)."""
+        ip = self.pkt.ip
+        return {"meta.mark": self.pkt.meta.mark, "ip.src": ip.src, "ip.dst": ip.dst,
+                "ip.tos": ip.tos}
+
+    def pkttype(self) -> str:
+        dst = self.pkt.ip.dst
+        if dst.is_multicast:
+            return "multicast"
+        if self.box.addrtype(dst, None) == "BROADCAST":
+            return "broadcast"
+        return "host"
+
+
+def walk(box: Box, pkt: Packet, *, index: int = 0, profile: str = "modern") -> Iterator[Event]:
+    """Walk ``pkt`` through ``box``: every event, ending with a ``Fate``."""
+    return Walk(box, pkt, index, get_profile(profile)).events()
+
+
+def ensure_rng(box: Any, seed: int = 0) -> random.Random:
+    """The box's seeded generator for `-m statistic`; deterministic for replays."""
+    if getattr(box, "rng", None) is None:
+        box.rng = random.Random(seed)
+    return box.rng
+
+
+def _has_table(ruleset: Any, table: str) -> bool:
+    """True when the kernel would have this table: at least one of its chains exists."""
+    tbl = ruleset.tables.get(table)
+    return tbl is not None and any(chain.present for chain in tbl.chains.values())
