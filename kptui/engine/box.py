@@ -1,0 +1,595 @@
+"""The simulated host: interfaces, sysctls, route tables and the iptables ruleset.
+
+Everything here mirrors what the kernel does when the same `ip`/`sysctl`
+commands run in a fresh network namespace (kernel 6.18, iproute2 6.1):
+the local/broadcast/connected routes that addresses create, what a link
+going down removes, which source address an output route picks, and the
+checks of ip_route_input_slow (martians, rp_filter, forwarding).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import TYPE_CHECKING, Any
+
+from kptui.engine.errors import KptuiError, UnsupportedError
+from kptui.engine.routing import (
+    NO_NEXTHOP_TYPES,
+    PROTO_KERNEL,
+    SCOPE_HOST,
+    SCOPE_LINK,
+    SCOPE_NOWHERE,
+    SCOPE_UNIVERSE,
+    Route,
+    RouteError,
+    RouteTables,
+)
+
+if TYPE_CHECKING:
+    from kptui.engine.packet import Packet
+
+LOOPBACK_NET = IPv4Network("127.0.0.0/8")
+ZERONET = IPv4Network("0.0.0.0/8")
+LBCAST = IPv4Address("255.255.255.255")
+MTU_MIN, MTU_MAX = 68, 65535  # veth's limits: scenarios run on veth peers
+
+
+class SysctlError(KptuiError):
+    """A sysctl write the kernel refuses (bad name or value)."""
+
+
+# Per-device settings under net.ipv4.conf.{all,default,IFACE}: kernel default and how
+# the `all` value combines with the device's one (include/linux/inetdevice.h).
+CONF_DEFAULTS = {
+    "forwarding": 0, "rp_filter": 0, "accept_local": 0, "route_localnet": 0,
+    "src_valid_mark": 0, "promote_secondaries": 0, "send_redirects": 1,
+    "accept_redirects": 1,
+}
+CONF_COMBINE = {  # IN_DEV_CONF_GET (dev only), IN_DEV_MAXCONF, IN_DEV_ORCONF
+    "forwarding": "dev", "rp_filter": "max", "accept_local": "or", "route_localnet": "or",
+    "src_valid_mark": "or", "promote_secondaries": "or", "send_redirects": "or",
+    "accept_redirects": "and",
+}
+# Global settings: kernel default and the accepted range (None = any int, as proc_dointvec).
+GLOBAL_SYSCTLS: dict[str, tuple[int, tuple[int, int] | None]] = {
+    "net.ipv4.ip_forward": (0, None),
+    "net.ipv4.ip_default_ttl": (64, (1, 255)),
+    "net.ipv4.ip_forward_update_priority": (1, (0, 1)),
+    "net.ipv4.icmp_echo_ignore_all": (0, (0, 1)),
+    "net.ipv4.icmp_echo_ignore_broadcasts": (1, (0, 1)),
+}
+
+
+@dataclass(slots=True)
+class Interface:
+    """A network device. `addresses` is in the kernel's ifa_list order (primaries first)."""
+
+    name: str
+    addresses: list[IPv4Interface] = field(default_factory=list)
+    mtu: int = 1500
+    up: bool = False
+    mac: str = ""
+
+    def primaries(self) -> list[IPv4Interface]:
+        """Addresses that are not secondary (no earlier address in the same subnet)."""
+        out: list[IPv4Interface] = []
+        for a in self.addresses:
+            if not any(p.network == a.network for p in out):
+                out.append(a)
+        return out
+
+    def primary_for(self, addr: IPv4Interface) -> IPv4Interface:
+        return next(p for p in self.primaries() if p.network == addr.network)
+
+
+@dataclass(slots=True)
+class RouteResult:
+    """A routing decision: what the walk shows and acts on.
+
+    `kind` is the route type (local, unicast, broadcast, blackhole, unreachable,
+    prohibit) or martian_source / martian_destination; `error` the errno name
+    the kernel gives ('' when the packet can go on); `reason` a short machine
+    word for why (no_route, ip_forward, rp_filter, martian).
+    """
+
+    kind: str
+    table: str = ""
+    route: str = ""
+    oif: str = ""
+    gateway: str = ""
+    prefsrc: str = ""
+    error: str = ""
+    explain: list[str] = field(default_factory=list)
+    reason: str = ""
+
+
+def fake_mac(name: str) -> str:
+    """A stable, locally administered MAC derived from the interface name."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return ":".join(f"{b:02x}" for b in (b"\x02" + digest[:5]))
+
+
+def valid_ifname(name: str) -> bool:
+    """dev_valid_name: 1..15 bytes, not '.' or '..', no '/', ':' or whitespace."""
+    return (0 < len(name.encode()) < 16 and name not in (".", "..")
+            and not any(c in name for c in "/:") and not any(c.isspace() for c in name))
+
+
+def scope_of(addr: IPv4Interface) -> int:
+    """iproute2 gives 127.0.0.0/8 addresses scope host; the rest are global."""
+    return SCOPE_HOST if addr.ip in LOOPBACK_NET else SCOPE_UNIVERSE
+
+
+class Box:
+    """One simulated Linux host (a network namespace)."""
+
+    def __init__(self) -> None:
+        from kptui.engine.iptables import Ruleset
+
+        self.interfaces: dict[str, Interface] = {}
+        self.routes = RouteTables()
+        self.ruleset: Any = Ruleset()
+        self.rng: Any = None
+        self._global: dict[str, int] = {k: v for k, (v, _) in GLOBAL_SYSCTLS.items()}
+        self._conf: dict[str, dict[str, int]] = {
+            "all": dict(CONF_DEFAULTS), "default": dict(CONF_DEFAULTS)}
+        self._conf_set: dict[str, set[str]] = {}  # per device: values written explicitly
+        self.add_link("lo")
+        self.interfaces["lo"].mtu = 65536
+        self.interfaces["lo"].mac = "00:00:00:00:00:00"
+        self.add_address("lo", IPv4Interface("127.0.0.1/8"))
+        self.set_link("lo", up=True)
+
+    # -- links and addresses ----------------------------------------------------------
+
+    def add_link(self, name: str) -> Interface:
+        """`ip link add NAME type dummy`: a new device, down, settings copied from default."""
+        if not valid_ifname(name):
+            raise RouteError(f'Error: argument "{name}" is wrong: "name" not a valid ifname')
+        if name in self.interfaces:
+            raise RouteError("RTNETLINK answers: File exists")
+        iface = Interface(name=name, mac=fake_mac(name))
+        self.interfaces[name] = iface
+        self._conf[name] = dict(self._conf["default"])
+        self._conf_set[name] = set()
+        return iface
+
+    def iface(self, name: str) -> Interface:
+        try:
+            return self.interfaces[name]
+        except KeyError:
+            raise RouteError(f'Cannot find device "{name}"') from None
+
+    def set_link(self, name: str, *, up: bool | None = None, mtu: int | None = None) -> None:
+        """`ip link set`: down flushes the device's routes, up adds the address routes."""
+        iface = self.iface(name)
+        if mtu is not None:
+            if mtu < MTU_MIN:
+                raise RouteError("Error: mtu less than device minimum.")
+            if mtu > MTU_MAX and name != "lo":
+                raise RouteError("Error: mtu greater than device maximum.")
+            iface.mtu = mtu
+        if up is None or up == iface.up:
+            return
+        if name == "lo" and not up:
+            raise UnsupportedError("ip link set lo down")
+        iface.up = up
+        if up:
+            for addr in iface.addresses:
+                self._add_addr_routes(iface, addr)
+        else:
+            # fib_sync_down_dev: every nexthop on the device dies except host-scope ones.
+            self.routes.remove_where(lambda r: r.dev == name and r.nh_scope != SCOPE_NOWHERE)
+
+    def add_address(self, name: str, addr: IPv4Interface) -> None:
+        """`ip addr add`: kernel order (secondaries last) and fib_add_ifaddr's routes."""
+        iface = self.iface(name)
+        for a in iface.addresses:
+            if a.ip == addr.ip and a.network.prefixlen == addr.network.prefixlen:
+                raise RouteError("Error: ipv4: Address already assigned.")
+        secondary = any(p.network == addr.network for p in iface.primaries())
+        if secondary:
+            iface.addresses.append(addr)
+        else:
+            last = max((i for i, a in enumerate(iface.addresses) if a in iface.primaries()
+                        and scope_of(a) <= scope_of(addr)), default=-1)
+            iface.addresses.insert(last + 1, addr)
+        self._add_addr_routes(iface, addr)
+
+    def del_address(self, name: str, addr: IPv4Interface, *, any_prefix: bool = False) -> None:
+        """`ip addr del`: removes the address routes; secondaries go with their primary
+        unless promote_secondaries, and routes using it as `src` are flushed."""
+        iface = self.iface(name)
+        found = next((a for a in iface.addresses if a.ip == addr.ip and (
+            any_prefix or a.network.prefixlen == addr.network.prefixlen)), None)
+        if found is None:
+            raise RouteError("Error: ipv4: Address not found.")
+        was_primary = found in iface.primaries()
+        gone = [found]
+        if was_primary and not self.conf(name, "promote_secondaries"):
+            gone += [a for a in iface.addresses if a is not found and a.network == found.network]
+        for a in gone:
+            iface.addresses.remove(a)
+        self._rebuild_kernel_routes(iface)
+        for a in gone:
+            if not self._address_assigned(a.ip):
+                self.routes.remove_where(lambda r, ip=a.ip: r.src == ip and r.proto != PROTO_KERNEL)
+
+    def _address_assigned(self, ip: IPv4Address) -> bool:
+        return any(a.ip == ip for i in self.interfaces.values() for a in i.addresses)
+
+    def _add_addr_routes(self, iface: Interface, addr: IPv4Interface) -> None:
+        """fib_add_ifaddr (net/ipv4/fib_frontend.c), checked with `ip route show table local`."""
+        prim = iface.primary_for(addr).ip
+        secondary = prim != addr.ip or addr not in iface.primaries()
+        ins = self.routes.insert
+        ins(_kernel_route("local", IPv4Network(addr.ip), iface.name, prim, "local", SCOPE_HOST),
+            mode="kernel")
+        if not iface.up:
+            return
+        net = addr.network
+        if secondary or net.network_address in ZERONET:
+            return
+        if not (net.network_address == addr.ip and net.prefixlen == 32):
+            rtype, table, scope = ("local", "local", SCOPE_HOST) if iface.name == "lo" else (
+                "unicast", "main", SCOPE_LINK)
+            ins(_kernel_route(rtype, net, iface.name, prim, table, scope), mode="kernel")
+            if net.prefixlen < 31:
+                ins(_kernel_route("broadcast", IPv4Network(net.broadcast_address), iface.name,
+                                  prim, "local", SCOPE_LINK), mode="kernel")
+
+    def _rebuild_kernel_routes(self, iface: Interface) -> None:
+        self.routes.remove_where(lambda r: r.proto == PROTO_KERNEL and r.dev == iface.name)
+        for addr in iface.addresses:
+            self._add_addr_routes(iface, addr)
+
+    # -- sysctls ------------------------------------------------------------------------
+
+    def _split(self, name: str) -> tuple[str, str, str]:
+        """('global', name, '') or ('conf', who, key); UnsupportedError when not modelled."""
+        norm = name.replace("/", ".").strip(".")
+        if norm in GLOBAL_SYSCTLS:
+            return ("global", norm, "")
+        parts = norm.split(".")
+        if len(parts) == 5 and parts[:3] == ["net", "ipv4", "conf"] and parts[4] in CONF_DEFAULTS:
+            who = parts[3]
+            if who in ("all", "default") or who in self.interfaces:
+                return ("conf", who, parts[4])
+            raise SysctlError(f"sysctl: cannot stat /proc/sys/{norm.replace('.', '/')}: "
+                              "No such file or directory")
+        raise UnsupportedError(f"sysctl {norm}")
+
+    def sysctl(self, name: str) -> int:
+        """The value `sysctl NAME` would print (kernel defaults when never written)."""
+        kind, who, key = self._split(name)
+        if kind == "global":
+            if who == "net.ipv4.ip_forward":
+                return self._conf["all"]["forwarding"]
+            return self._global[who]
+        return self._conf[who][key]
+
+    def set_sysctl(self, name: str, value: int | str) -> None:
+        """`sysctl -w NAME=VALUE` with the kernel's side effects (devinet_sysctl_forward)."""
+        kind, who, key = self._split(name)
+        norm = name.replace("/", ".")
+        try:
+            val = int(str(value).strip(), 0) if not isinstance(value, int) else int(value)
+        except ValueError:
+            raise SysctlError(f'sysctl: setting key "{norm}": Invalid argument') from None
+        if kind == "global":
+            bounds = GLOBAL_SYSCTLS[who][1]
+            if bounds and not bounds[0] <= val <= bounds[1]:
+                raise SysctlError(f'sysctl: setting key "{norm}": Invalid argument')
+            if who == "net.ipv4.ip_forward":
+                self._set_forwarding_all(val)
+            else:
+                self._global[who] = val
+            return
+        if key == "forwarding" and who == "all":
+            self._set_forwarding_all(val)
+            return
+        self._conf[who][key] = val
+        if who == "default" and key != "forwarding":
+            # devinet_copy_dflt_conf: devices that never set it follow the default.
+            for dev, written in self._conf_set.items():
+                if key not in written:
+                    self._conf[dev][key] = val
+        elif who not in ("all", "default"):
+            self._conf_set[who].add(key)
+
+    def _set_forwarding_all(self, val: int) -> None:
+        """inet_forward_change: all, default and every device; accept_redirects = !on."""
+        self._conf["all"]["forwarding"] = val
+        self._conf["default"]["forwarding"] = val
+        self._conf["all"]["accept_redirects"] = 0 if val else 1
+        for dev in self._conf_set:
+            self._conf[dev]["forwarding"] = val
+
+    def conf(self, dev: str, key: str) -> int:
+        """The effective per-device value (IN_DEV_MAXCONF / ORCONF / CONF_GET)."""
+        mine = self._conf[dev][key] if dev in self._conf else self._conf["default"][key]
+        glob = self._conf["all"][key]
+        how = CONF_COMBINE[key]
+        if how == "max":
+            return max(glob, mine)
+        if how == "or":
+            return 1 if (glob or mine) else 0
+        if how == "and":
+            return 1 if (glob and mine) else 0
+        return mine
+
+    def forwarding(self, iface: str) -> bool:
+        """IN_DEV_FORWARD: the ingress device's own conf/IFACE/forwarding."""
+        return bool(self.conf(iface, "forwarding"))
+
+    # -- address types --------------------------------------------------------------------
+
+    def addrtype(self, addr: IPv4Address, dev: str | None = None) -> str:
+        """inet_dev_addr_type: the local table's answer, as -m addrtype sees it.
+
+        Zeronet and 255.255.255.255 are BROADCAST, 224/4 MULTICAST; otherwise the
+        type of the local-table route (only when on `dev`, if given), else UNICAST.
+        An error route in the local table makes the lookup fail: UNICAST too.
+        """
+        addr = IPv4Address(addr)
+        if addr in ZERONET or addr == LBCAST:
+            return "BROADCAST"
+        if addr.is_multicast:
+            return "MULTICAST"
+        res = self.routes.table_lookup("local", addr)
+        if res.route is None or res.error:
+            return "UNICAST"
+        if dev is not None and res.route.dev != dev:
+            return "UNICAST"
+        return res.route.type.upper()
+
+    def is_local(self, addr: IPv4Address) -> bool:
+        """inet_addr_type(addr) == RTN_LOCAL: delivered here (own addresses, 127/8, ...)."""
+        return self.addrtype(IPv4Address(addr)) == "LOCAL"
+
+    # -- routes ---------------------------------------------------------------------------
+
+    def add_route(self, route: Route, *, mode: str, has_scope: bool = False) -> None:
+        """fib_create_info's checks, then fib_table_insert. Errors are the kernel's text."""
+        if route.prefix.prefixlen and int(route.prefix.network_address) & ~int(
+                route.prefix.netmask) & 0xFFFFFFFF:
+            raise RouteError("Error: Invalid prefix for given prefix length.")
+        if route.type in NO_NEXTHOP_TYPES:
+            if route.dev or route.gateway is not None:
+                raise RouteError("Error: Gateway, device and multipath can not be specified "
+                                 "for this route type.")
+        elif route.scope == SCOPE_HOST:
+            if route.gateway is not None:
+                raise RouteError("Error: Route with host scope can not have a gateway.")
+            if not route.dev:
+                raise RouteError("RTNETLINK answers: No such device")
+            route.nh_scope = SCOPE_NOWHERE
+        elif route.gateway is not None:
+            self._check_gateway(route)
+        else:
+            if not route.dev:
+                raise RouteError("RTNETLINK answers: No such device")
+            if not self.iface(route.dev).up:
+                raise RouteError("Error: Nexthop device is not up.")
+            route.nh_scope = SCOPE_HOST
+        if route.dev:
+            self.iface(route.dev)
+        if route.src is not None and not (
+                route.type == "local" and route.src == route.prefix.network_address
+                and route.prefix.prefixlen == 32):
+            if self.addrtype(route.src) != "LOCAL":
+                raise RouteError("Error: Invalid prefsrc address.")
+        self.routes.insert(route, mode=mode)
+        if route.type == "local":
+            self.routes.has_custom_local_routes = True
+
+    def _check_gateway(self, route: Route) -> None:
+        """fib_check_nh_v4_gw: the gateway must be on-link (a link or host scope route)."""
+        gw = route.gateway
+        assert gw is not None
+        if route.dev:
+            self.iface(route.dev)
+        min_scope = max(route.scope + 1, SCOPE_LINK)
+        res = self.routes.lookup(gw, min_scope=min_scope, oif=route.dev)
+        if res.route is None or res.error or res.route.type not in ("unicast", "local"):
+            raise RouteError("Error: Nexthop has invalid gateway.")
+        dev = res.route.dev
+        if not self.iface(dev).up:
+            raise RouteError("Error: Nexthop device is not up.")
+        route.dev = dev
+        route.nh_scope = res.route.scope
+
+    # -- lookups --------------------------------------------------------------------------
+
+    def _result(self, kind: str, lookup_route: Route | None, explain: list[str], *,
+                error: str = "", reason: str = "", prefsrc: str = "") -> RouteResult:
+        r = lookup_route
+        return RouteResult(
+            kind=kind, table=r.table if r else "", route=r.show() if r else "",
+            oif=("lo" if kind == "local" else r.dev) if r else "",
+            gateway=str(r.gateway) if r and r.gateway is not None else "",
+            prefsrc=prefsrc, error=error, explain=explain, reason=reason)
+
+    def route_input(self, pkt: Packet) -> RouteResult:
+        """ip_route_input_slow for a packet received on pkt.meta.iif."""
+        iif, src, dst = pkt.meta.iif, pkt.ip.src, pkt.ip.dst
+        if iif not in self.interfaces:
+            raise KptuiError(f"input routing: no interface {iif!r} on this box")
+        explain = [f"input lookup: to {dst} from {src} iif {iif}"]
+        if iif == "lo":
+            explain.append("looped back from local output: the kernel keeps the output route")
+            res = self.routes.lookup(dst)
+            explain += res.explain
+            route = res.route
+            kind = route.type if route else "unreachable"
+            return self._result(kind, route, explain, error=res.error,
+                                reason="" if not res.error else "no_route")
+        if dst.is_multicast:
+            raise UnsupportedError(f"multicast input routing (to {dst})")
+        martian = self._martian(iif, src, dst)
+        if martian:
+            kind, why = martian
+            explain.append(why)
+            return RouteResult(kind=kind, error="EINVAL", explain=explain, reason="martian")
+        if dst == LBCAST or (int(src) == 0 and int(dst) == 0):
+            return self._broadcast_input(iif, src, None, explain)
+        res = self.routes.lookup(dst)
+        explain += res.explain
+        route = res.route
+        if res.error:
+            error = res.error
+            if not self.forwarding(iif):
+                explain.append(f"forwarding is off on {iif}: the error becomes EHOSTUNREACH")
+                error = "EHOSTUNREACH"
+            kind = route.type if route is not None and route.type != "throw" else "unreachable"
+            return self._result(kind, route, explain, error=error,
+                                reason="no_route" if route is None else kind)
+        assert route is not None
+        if route.type == "broadcast":
+            return self._broadcast_input(iif, src, route, explain)
+        if route.type == "local":
+            bad = self._validate_source(iif, src, oif="")
+            if bad:
+                explain.append(bad[1])
+                return RouteResult(kind="martian_source", error=bad[0], explain=explain,
+                                   reason="rp_filter" if bad[0] == "EXDEV" else "martian")
+            explain.append("local delivery")
+            return self._result("local", route, explain, prefsrc=str(route.src or ""))
+        if not self.forwarding(iif):
+            explain.append(f"not for this host and forwarding is off on {iif}: EHOSTUNREACH")
+            return self._result("unicast", route, explain, error="EHOSTUNREACH",
+                                reason="ip_forward")
+        if route.type != "unicast":
+            explain.append(f"martian destination {dst}: a {route.type} route cannot forward")
+            return self._result("martian_destination", route, explain, error="EINVAL",
+                                reason="martian")
+        bad = self._validate_source(iif, src, oif=route.dev)
+        if bad:
+            explain.append(bad[1])
+            return RouteResult(kind="martian_source", error=bad[0], explain=explain,
+                               reason="rp_filter" if bad[0] == "EXDEV" else "martian")
+        explain.append(f"forward out of {route.dev}")
+        return self._result("unicast", route, explain)
+
+    def _broadcast_input(self, iif: str, src: IPv4Address, route: Route | None,
+                         explain: list[str]) -> RouteResult:
+        if int(src) != 0:
+            bad = self._validate_source(iif, src, oif="")
+            if bad:
+                explain.append(bad[1])
+                return RouteResult(kind="martian_source", error=bad[0], explain=explain,
+                                   reason="rp_filter" if bad[0] == "EXDEV" else "martian")
+        explain.append("broadcast: delivered locally")
+        res = self._result("broadcast", route, explain)
+        res.oif = ""
+        return res
+
+    def _martian(self, iif: str, src: IPv4Address, dst: IPv4Address) -> tuple[str, str] | None:
+        """The address checks at the top of ip_route_input_slow, in the kernel's order."""
+        if src.is_multicast or src == LBCAST:
+            return ("martian_source", f"martian source {src}: multicast or broadcast")
+        if dst == LBCAST or (int(src) == 0 and int(dst) == 0):
+            return None
+        if src in ZERONET:
+            return ("martian_source", f"martian source {src}: zero network")
+        if dst in ZERONET:
+            return ("martian_destination", f"martian destination {dst}: zero network")
+        localnet = self.conf(iif, "route_localnet")
+        if dst in LOOPBACK_NET:
+            if not localnet:
+                return ("martian_destination",
+                        f"martian destination {dst}: loopback (route_localnet is 0)")
+        elif src in LOOPBACK_NET and not localnet:
+            return ("martian_source", f"martian source {src}: loopback (route_localnet is 0)")
+        return None
+
+    def _validate_source(self, iif: str, src: IPv4Address, *, oif: str) -> tuple[str, str] | None:
+        """fib_validate_source: None when the source is fine, else (errno, why)."""
+        rpf = self.conf(iif, "rp_filter")
+        if not rpf and (iif != oif or not self.conf(iif, "send_redirects")):
+            if self.conf(iif, "accept_local"):
+                return None
+            if not self.routes.has_custom_local_routes:
+                if self._address_assigned(src):
+                    return ("EINVAL", f"martian source {src}: it is a local address")
+                return None
+        res = self.routes.lookup(src)
+        if res.route is None or (res.error and res.route.type == "throw"):
+            if rpf:
+                return ("EXDEV", f"rp_filter={rpf} on {iif}: no route back to {src}")
+            return None
+        rtype = res.route.type
+        if res.error or (rtype != "unicast" and not (
+                rtype == "local" and self.conf(iif, "accept_local"))):
+            return ("EINVAL", f"martian source {src}: the route back is {rtype}")
+        if res.route.dev == iif or (rtype == "local" and iif == "lo"):
+            return None
+        if not self.interfaces[iif].addresses:
+            return ("EXDEV", f"rp_filter={rpf}: {iif} has no address") if rpf else None
+        if rpf == 1:
+            return ("EXDEV", f"rp_filter=1 (strict) on {iif}: the route back to {src} "
+                             f"leaves by {res.route.dev}")
+        return None
+
+    def route_output(self, pkt: Packet) -> RouteResult:
+        """ip_route_output_key_hash for a locally generated packet (flow iif=lo)."""
+        dst = pkt.ip.dst
+        explain = [f"output lookup: to {dst}"]
+        if dst.is_multicast:
+            raise UnsupportedError(f"multicast output routing (to {dst})")
+        if int(dst) == 0:
+            explain.append("destination 0.0.0.0: the kernel sends it to itself over lo")
+            return RouteResult(kind="local", oif="lo", prefsrc="127.0.0.1", explain=explain)
+        res = self.routes.lookup(dst)
+        explain += res.explain
+        route = res.route
+        if res.error:
+            kind = route.type if route is not None and route.type != "throw" else "unreachable"
+            explain.append(f"the sending socket gets {res.error}")
+            return self._result(kind, route, explain, error=res.error,
+                                reason="no_route" if route is None else kind)
+        assert route is not None
+        if route.type == "local":
+            src = route.src or dst
+            return self._result("local", route, explain, prefsrc=str(src))
+        kind = "broadcast" if route.type == "broadcast" or dst == LBCAST else route.type
+        src = route.src or self.select_addr(route.dev, route.gateway, route.scope)
+        return self._result(kind, route, explain, prefsrc=str(src) if src else "")
+
+    def select_addr(self, dev: str, dst: IPv4Address | None, scope: int) -> IPv4Address | None:
+        """inet_select_addr: a primary address on `dev` (in dst's subnet if possible),
+        else the first suitable primary address of any other device, lo first."""
+        localnet_scope = SCOPE_LINK if self.conf(dev, "route_localnet") else SCOPE_HOST
+        first: IPv4Address | None = None
+        for a in self.interfaces[dev].primaries():
+            if min(scope_of(a), localnet_scope) > scope:
+                continue
+            if dst is None or dst in a.network:
+                return a.ip
+            if first is None:
+                first = a.ip
+        if first is not None:
+            return first
+        for iface in self.interfaces.values():
+            for a in iface.primaries():
+                if scope_of(a) != SCOPE_LINK and scope_of(a) <= scope:
+                    return a.ip
+        return None
+
+    def show_routes(self, table: str = "main") -> list[str]:
+        """`ip route show table TABLE`, one line per route, without trailing blanks."""
+        if table not in self.routes.tables:
+            raise UnsupportedError(f"route table {table}")
+        return self.routes.show(table)
+
+
+def _kernel_route(rtype: str, prefix: IPv4Network, dev: str, src: IPv4Address, table: str,
+                  scope: int) -> Route:
+    nh_scope = SCOPE_NOWHERE if scope == SCOPE_HOST else SCOPE_HOST
+    return Route(prefix=prefix, type=rtype, dev=dev, src=src, proto=PROTO_KERNEL, scope=scope,
+                 table=table, nh_scope=nh_scope)
+
+
+__all__ = ["Box", "Interface", "RouteResult", "SysctlError", "RouteError", "SCOPE_UNIVERSE"]

@@ -1,0 +1,672 @@
+"""The debugger: the only stepping logic. It drives walks one event at a time.
+
+A walk is a generator of events that mutates its packet in place, so the
+debugger can pause between two events, let the user look and edit, and go on.
+The scenario's packets are walked in order through one box (state carries
+over). Every user action is appended to ``journal`` as plain data; replaying
+the journal on a fresh box reproduces the same events, which is what sessions
+save and what reverse stepping uses: going back means re-executing history
+from the start up to an earlier event (walks are deterministic, so the result
+is exact; there is no checkpoint cache yet).
+
+Stepping, each returning a ``Stop`` that says where and why it stopped:
+
+- ``step``: the next event (starting the next packet's walk when needed).
+- ``step_over``: finish the current chain; at depth 0, finish the current stage.
+- ``step_out``: finish the current hook (or the current non-netfilter stage).
+- ``cont``: run to the next breakpoint or watchpoint hit, or the packet's fate;
+  from a fate it starts the next packet.
+- ``run_to_fate``: like ``cont``, but already at a fate it stays there.
+- ``next_packet``: in a walk, run to its fate; at a fate, start the next packet.
+- ``step_back`` / ``reverse_cont``: the previous event / the previous hit.
+
+Every run stops early at a breakpoint or watchpoint hit, and at the fate.
+
+Breakpoints (``add_breakpoint(spec)``)::
+
+    stage nat:PREROUTING        StageEnter of that stage id
+    hook FORWARD                the first StageEnter of that netfilter hook
+    chain filter:FORWARD        ChainEnter of that table:chain (hook entry or jump/goto)
+    rule filter:FORWARD:3       RuleEval of that rule (matched or not), before its target
+    watch meta.mark             a FieldChange or UserEdit of that field
+    if tcp.dport == 80          see below
+    rule filter:FORWARD:3 if tcp.dport == 80    a location with a condition
+
+A location with ``if`` is gdb's ``break LOCATION if COND``: it hits at the
+location when the condition holds on the live packet. A bare ``if COND`` has no
+location; stopping at every event while it holds would make ``cont`` useless,
+so it behaves like gdb's ``watch COND``: it hits on the event at which the
+condition *becomes* true (false before, true after). It is re-armed (taken as
+false) at the start of each packet, so it fires once per packet that matches,
+and again if it turns false and then true.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kptui.engine import expr
+from kptui.engine.errors import KptuiError, ParseError, UnsupportedError
+from kptui.engine.events import (
+    ChainEnter,
+    Event,
+    Fate,
+    FieldChange,
+    RuleEval,
+    StageEnter,
+    StageLeave,
+    UserEdit,
+)
+
+if TYPE_CHECKING:
+    from kptui.engine.box import Box
+    from kptui.engine.packet import Packet
+    from kptui.engine.scenario import Scenario
+
+Walker = Callable[..., Iterator[Event]]
+JournalEntry = dict[str, str | int]
+
+STOP_REASONS = ("step", "breakpoint", "watch", "fate", "end")
+TABLES = ("raw", "mangle", "nat", "filter", "security")
+HOOKS = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
+SPEC_FILE = "<breakpoint>"
+
+
+@dataclass(slots=True, eq=False)
+class Breakpoint:
+    """A breakpoint or watchpoint. ``id`` is stable: never reused within a session."""
+
+    id: int
+    spec: str  # as written (whitespace normalised), for listing and for the journal
+    kind: str  # stage | hook | chain | rule | watch | if
+    where: str  # stage id, hook, "table:chain", "table:chain:N", field path; "" for `if`
+    condition: expr.Condition | None = None
+    enabled: bool = True
+    hits: int = 0
+    was_true: bool = field(default=False, repr=False)  # a bare `if`: its value at the last event
+
+    def at(self, event: Event, prev: Event | None) -> bool:
+        """Is ``event`` this breakpoint's location? (The condition is checked apart.)"""
+        return _LOCATIONS[self.kind](self, event, prev)
+
+
+def _at_stage(bp: Breakpoint, ev: Event, prev: Event | None) -> bool:
+    return isinstance(ev, StageEnter) and ev.stage == bp.where
+
+
+def _at_hook(bp: Breakpoint, ev: Event, prev: Event | None) -> bool:
+    return isinstance(ev, StageEnter) and ev.hook == bp.where and (
+        prev is None or prev.hook != bp.where)
+
+
+def _at_chain(bp: Breakpoint, ev: Event, prev: Event | None) -> bool:
+    return isinstance(ev, ChainEnter) and f"{ev.table}:{ev.chain}" == bp.where
+
+
+def _at_rule(bp: Breakpoint, ev: Event, prev: Event | None) -> bool:
+    return isinstance(ev, RuleEval) and f"{ev.table}:{ev.chain}:{ev.rule}" == bp.where
+
+
+def _at_watch(bp: Breakpoint, ev: Event, prev: Event | None) -> bool:
+    return isinstance(ev, (FieldChange, UserEdit)) and ev.path == bp.where
+
+
+def _anywhere(bp: Breakpoint, ev: Event, prev: Event | None) -> bool:
+    return True
+
+
+_LOCATIONS: dict[str, Callable[[Breakpoint, Event, Event | None], bool]] = {
+    "stage": _at_stage,
+    "hook": _at_hook,
+    "chain": _at_chain,
+    "rule": _at_rule,
+    "watch": _at_watch,
+    "if": _anywhere,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Where a stepping operation stopped and why. ``event`` is None only when idle."""
+
+    reason: str  # one of STOP_REASONS
+    event: Event | None
+    breakpoint: Breakpoint | None = None
+
+
+def _default_walker(box: Any, pkt: Any, *, index: int = 0,
+                    profile: str = "modern") -> Iterator[Event]:
+    from kptui.engine.walk import walk
+
+    return walk(box, pkt, index=index, profile=profile)
+
+
+def _fresh_packet(item: Any) -> Any:
+    """A new packet for a walk (walks mutate theirs): a Packet is copied, a PacketSpec built."""
+    if hasattr(item, "copy"):
+        return item.copy()
+    if hasattr(item, "build"):
+        return item.build()
+    if callable(item):
+        return item()
+    raise TypeError(f"not a packet, packet spec or packet factory: {item!r}")
+
+
+class Debugger:
+    """Drives the walks of a scenario's packets, pausing where the user asked.
+
+    ``box`` is a zero-argument factory (``scenario.build_box``) or a Box; a Box
+    is deep-copied once, untouched, so that reverse stepping can rebuild it.
+    ``packets`` are Packets (copied for each walk) or PacketSpecs (built).
+    """
+
+    def __init__(self, box: Box | Callable[[], Box], packets: Sequence[Packet | Any], *,
+                 walker: Walker | None = None, profile: str = "modern") -> None:
+        if callable(box):
+            self._make_box: Callable[[], Any] = box
+            first = None
+        else:
+            pristine = copy.deepcopy(box)
+            self._make_box = lambda: copy.deepcopy(pristine)
+            first = box
+        self._packets = list(packets)
+        self._walker: Walker = walker or _default_walker
+        self.profile = profile
+        self.breakpoints: dict[int, Breakpoint] = {}
+        self._next_id = 1
+        self.journal: list[JournalEntry] = []
+        self._recording = True
+        self._reset(first)
+
+    @classmethod
+    def for_scenario(cls, scenario: Scenario, *, walker: Walker | None = None) -> Debugger:
+        """What the CLI and the TUI use: a fresh box per rebuild, the scenario's packets."""
+        return cls(scenario.build_box, scenario.packets, walker=walker,
+                   profile=scenario.profile)
+
+    # -- state ---------------------------------------------------------------------------
+
+    def _reset(self, box: Any = None) -> None:
+        """Back to before the first packet, with a fresh box."""
+        self.box = box if box is not None else self._make_box()
+        self.events: list[Event] = []
+        self.packet: Any = None
+        self.index = -1
+        self.walk_start = 0  # where the current packet's events begin in ``events``
+        self._walk: Iterator[Event] | None = None
+        self._edits: dict[int, tuple[str, str]] = {}  # event position of a UserEdit -> text
+
+    @property
+    def current(self) -> Event | None:
+        return self.events[-1] if self.events else None
+
+    @property
+    def state(self) -> str:
+        """idle (no event yet), paused, or finished (at the last packet's fate)."""
+        if not self.events:
+            return "idle"
+        if self._walk is None and self.index >= len(self._packets) - 1:
+            return "finished"
+        return "paused"
+
+    @property
+    def in_walk(self) -> bool:
+        """A packet is in flight: its walk has started and not reached its fate."""
+        return self._walk is not None
+
+    @property
+    def walk_events(self) -> list[Event]:
+        """The current packet's events so far."""
+        return self.events[self.walk_start:]
+
+    def _record(self, entry: JournalEntry) -> None:
+        if self._recording:
+            self.journal.append(entry)
+
+    # -- driving walks -------------------------------------------------------------------
+
+    def _start_packet(self, index: int) -> None:
+        self.index = index
+        self.packet = _fresh_packet(self._packets[index])
+        self.walk_start = len(self.events)
+        self._walk = iter(self._walker(self.box, self.packet, index=index,
+                                       profile=self.profile))
+        for bp in self.breakpoints.values():
+            bp.was_true = False
+        self._record({"op": "packet", "index": index})
+
+    def _pull(self) -> Event | None:
+        """The next event of the walk, starting the next packet's walk; None after the last."""
+        if self._walk is None:
+            if self.index + 1 >= len(self._packets):
+                return None
+            self._start_packet(self.index + 1)
+        assert self._walk is not None
+        try:
+            event = next(self._walk)
+        except StopIteration:
+            self._walk = None
+            raise KptuiError(f"packet {self.index}'s walk ended without a fate "
+                             "(an engine bug)") from None
+        if isinstance(event, Fate):
+            self._walk = None
+        self.events.append(event)
+        return event
+
+    def _hits(self, event: Event) -> list[Breakpoint]:
+        """The enabled breakpoints ``event`` hits; updates the state of bare `if`s."""
+        prev = self.events[-2] if len(self.events) > 1 else None
+        hits = []
+        for bp in self.breakpoints.values():
+            if not bp.enabled or not bp.at(event, prev):
+                continue
+            holds = bp.condition is None or bp.condition.evaluate(self.packet)
+            if bp.kind == "if":
+                rising = holds and not bp.was_true
+                bp.was_true = holds
+                holds = rising
+            if holds:
+                hits.append(bp)
+        return hits
+
+    def _check(self, event: Event) -> Stop | None:
+        hits = self._hits(event)
+        for bp in hits:
+            bp.hits += 1
+        if not hits:
+            return None
+        return Stop("watch" if hits[0].kind == "watch" else "breakpoint", event, hits[0])
+
+    def _run(self, op: str, until: Callable[[Event], bool] | None) -> Stop:
+        """Pull events until a hit, the fate, ``until(event)``, or the end of the packets."""
+        self._record({"op": op})
+        while True:
+            event = self._pull()
+            if event is None:
+                return Stop("end", self.current)
+            stop = self._check(event)
+            if stop is not None:
+                return stop
+            if isinstance(event, Fate):
+                return Stop("fate", event)
+            if until is not None and until(event):
+                return Stop("step", event)
+
+    # -- stepping ------------------------------------------------------------------------
+
+    def step(self) -> Stop:
+        """The next event; at a fate (or before the first packet) the next packet's WalkStart."""
+        return self._run("step", _always)
+
+    def step_over(self) -> Stop:
+        """Finish the current chain (run until the depth drops below the current event's).
+
+        At depth 0 finish the current stage: stop at its StageLeave (to see the
+        verdict) or at the first event of another stage. Outside a walk: a step.
+        """
+        cur = self.current
+        if not self.in_walk or cur is None:
+            return self._run("step_over", _always)
+        if cur.depth > 0:
+            depth = cur.depth
+            return self._run("step_over", lambda ev: ev.depth < depth)
+        stage = cur.stage
+        return self._run("step_over", lambda ev: ev.stage != stage or (
+            isinstance(ev, StageLeave) and ev.stage == stage))
+
+    def step_out(self) -> Stop:
+        """Finish the current hook: run to the first event of another hook.
+
+        Stages outside netfilter (routing, forward, tc) have no hook; for them the
+        stage itself is the group to leave. Outside a walk: a step.
+        """
+        cur = self.current
+        if not self.in_walk or cur is None:
+            return self._run("step_out", _always)
+        group = _group(cur)
+        return self._run("step_out", lambda ev: _group(ev) != group)
+
+    def cont(self) -> Stop:
+        """Run to the next breakpoint or watchpoint hit, or the fate; crosses into the next
+        packet when called at a fate."""
+        return self._run("cont", None)
+
+    def run_to_fate(self) -> Stop:
+        """Finish this packet (stopping at hits on the way); at its fate, stay there."""
+        if not self.in_walk and isinstance(self.current, Fate):
+            self._record({"op": "run_to_fate"})
+            return Stop("fate", self.current)
+        return self._run("run_to_fate", None)
+
+    def next_packet(self) -> Stop:
+        """In a walk: run to its fate (stopping at hits, so nothing is skipped unseen).
+        At a fate or before the first packet: start the next packet, stop at its WalkStart."""
+        if self.in_walk:
+            return self._run("next_packet", None)
+        return self._run("next_packet", _always)
+
+    # -- edits -------------------------------------------------------------------------
+
+    def edit(self, path: str, text: str) -> Stop:
+        """Set a field of the packet in flight, as the user typed it.
+
+        The packet validates it (a FieldError with its reason propagates
+        unchanged); the change is recorded as a UserEdit event at the current
+        stage/hook/depth, so watchpoints and conditions see it like any change.
+        """
+        if not self.in_walk:
+            if isinstance(self.current, Fate):
+                raise KptuiError(f"packet {self.index} has reached its fate "
+                                 f"({self.current.describe()}); there is nothing in flight "
+                                 "to edit: step to start the next packet")
+            raise KptuiError("no packet is in flight: step to start one, then edit it")
+        at = len(self.events) - 1
+        event = self._apply_edit(path, text)
+        self._record({"op": "edit", "path": path, "text": text, "at": at})
+        return self._check(event) or Stop("step", event)
+
+    def _apply_edit(self, path: str, text: str) -> UserEdit:
+        old, new = self.packet.set_text(path, text)
+        cur = self.current
+        assert cur is not None
+        event = UserEdit(stage=cur.stage, hook=cur.hook, depth=cur.depth, path=path,
+                         old=old, new=new)
+        self._edits[len(self.events)] = (path, text)
+        self.events.append(event)
+        return event
+
+    # -- breakpoints ---------------------------------------------------------------------
+
+    def add_breakpoint(self, spec: str) -> Breakpoint:
+        """Parse ``spec`` (see the module doc) and add it; a bad spec raises ParseError."""
+        kind, where, condition = parse_spec(spec, profile=self.profile)
+        bp = Breakpoint(self._next_id, " ".join(spec.split()), kind, where, condition)
+        self._next_id += 1
+        self.breakpoints[bp.id] = bp
+        self._arm(bp)
+        self._record({"op": "break", "id": bp.id, "spec": spec})
+        return bp
+
+    def enable(self, bp_id: int, enabled: bool = True) -> Breakpoint:
+        bp = self._breakpoint(bp_id)
+        bp.enabled = enabled
+        if enabled:
+            self._arm(bp)
+        self._record({"op": "enable" if enabled else "disable", "id": bp_id})
+        return bp
+
+    def disable(self, bp_id: int) -> Breakpoint:
+        return self.enable(bp_id, False)
+
+    def remove(self, bp_id: int) -> Breakpoint:
+        bp = self._breakpoint(bp_id)
+        del self.breakpoints[bp_id]
+        self._record({"op": "delete", "id": bp_id})
+        return bp
+
+    def _breakpoint(self, bp_id: int) -> Breakpoint:
+        if bp_id not in self.breakpoints:
+            known = ", ".join(str(i) for i in self.breakpoints) or "none"
+            raise KptuiError(f"no breakpoint {bp_id} (breakpoints: {known})")
+        return self.breakpoints[bp_id]
+
+    def _arm(self, bp: Breakpoint) -> None:
+        """A bare `if` set or re-enabled mid-walk starts from its current value, as gdb's
+        watch does: it fires on the next change to true, not at once."""
+        bp.was_true = bool(bp.kind == "if" and self.in_walk and bp.condition is not None
+                           and bp.condition.evaluate(self.packet))
+
+    # -- reverse execution ---------------------------------------------------------------
+
+    def step_back(self) -> Stop:
+        """Back to the previous event (undoing an edit made there), by re-execution."""
+        self._record({"op": "step_back"})
+        if not self.events:
+            return Stop("end", None)
+        self._rebuild(len(self.events) - 1)
+        return Stop("step", self.current)
+
+    def reverse_cont(self) -> Stop:
+        """Back to the latest earlier event that hits an enabled breakpoint or watchpoint;
+        to the very beginning (reason "end") when there is none."""
+        self._record({"op": "reverse_cont"})
+        if not self.events:
+            return Stop("end", None)
+        hits = self._rebuild(len(self.events) - 1, scan=True)
+        if not hits:
+            self._rebuild(0)
+            return Stop("end", None)
+        position, bp_id = hits[-1]
+        self._rebuild(position + 1)
+        bp = self.breakpoints[bp_id]
+        bp.hits += 1
+        return Stop("watch" if bp.kind == "watch" else "breakpoint", self.current, bp)
+
+    def _rebuild(self, count: int, *, scan: bool = False) -> list[tuple[int, int]]:
+        """Re-execute history from a fresh box up to its first ``count`` events.
+
+        With ``scan``, return (position, breakpoint id) of every hit on the way,
+        with the breakpoints as they are now. Hit counts are left alone.
+        """
+        history, edits = self.events[:count], self._edits
+        recording, self._recording = self._recording, False
+        hits: list[tuple[int, int]] = []
+        try:
+            self._reset()
+            for position, expected in enumerate(history):
+                if isinstance(expected, UserEdit):
+                    event: Event | None = self._apply_edit(*edits[position])
+                else:
+                    event = self._pull()
+                if event != expected:
+                    raise KptuiError(f"re-execution diverged at event {position}: expected "
+                                     f"{expected!r}, got {event!r}")
+                if scan and event is not None:
+                    hits.extend((position, bp.id) for bp in self._hits(event))
+        finally:
+            self._recording = recording
+        for bp in self.breakpoints.values():
+            self._arm(bp)
+        return hits
+
+    # -- replay --------------------------------------------------------------------------
+
+    @classmethod
+    def replay(cls, box: Box | Callable[[], Box], packets: Sequence[Packet | Any],
+               journal: Sequence[JournalEntry], *, walker: Walker | None = None,
+               profile: str = "modern") -> Debugger:
+        """Re-execute a journal on a fresh debugger; raise KptuiError where it diverges."""
+        dbg = cls(box, packets, walker=walker, profile=profile)
+        journal = list(journal)
+        for position, entry in enumerate(journal):
+            if _is_packet_start(entry):
+                continue  # recorded again by the action that starts the packet
+            try:
+                dbg._replay_entry(entry)
+            except KptuiError as err:
+                raise KptuiError(f"replay failed at journal entry {position} {entry}: "
+                                 f"{err}") from err
+            upto = next((i for i in range(position + 1, len(journal))
+                         if not _is_packet_start(journal[i])), len(journal))
+            if dbg.journal != journal[:upto]:
+                raise KptuiError(f"replay diverged at journal entry {position} {entry}: "
+                                 + _first_difference(journal[:upto], dbg.journal))
+        if dbg.journal != journal:  # only packet starts, none of them re-done
+            raise KptuiError("replay diverged: " + _first_difference(journal, dbg.journal))
+        return dbg
+
+    def _replay_entry(self, entry: JournalEntry) -> None:
+        op = _get(entry, "op", str)
+        if op in _STEP_OPS:
+            getattr(self, op)()
+        elif op == "edit":
+            at = _get(entry, "at", int)
+            if at != len(self.events) - 1:
+                raise KptuiError(f"the edit was made at event {at}, replay is at event "
+                                 f"{len(self.events) - 1}")
+            self.edit(_get(entry, "path", str), _get(entry, "text", str))
+        elif op == "break":
+            bp = self.add_breakpoint(_get(entry, "spec", str))
+            if bp.id != _get(entry, "id", int):
+                raise KptuiError(f"breakpoint got id {bp.id}, the journal says {entry['id']}")
+        elif op in ("enable", "disable", "delete"):
+            {"enable": self.enable, "disable": self.disable, "delete": self.remove}[op](
+                _get(entry, "id", int))
+        else:
+            raise KptuiError(f"unknown action {op!r}")
+
+
+_STEP_OPS = ("step", "step_over", "step_out", "cont", "run_to_fate", "next_packet",
+             "step_back", "reverse_cont")
+
+
+def _is_packet_start(entry: Any) -> bool:
+    return isinstance(entry, dict) and entry.get("op") == "packet"
+
+
+def _first_difference(expected: list[JournalEntry], got: list[JournalEntry]) -> str:
+    for i, (want, have) in enumerate(zip(expected, got, strict=False)):
+        if want != have:
+            return f"entry {i} was {want}, re-execution records {have}"
+    if len(expected) > len(got):
+        return f"re-execution does not record entry {len(got)} {expected[len(got)]}"
+    return f"re-execution also records {got[len(expected)]}"
+
+
+def _always(event: Event) -> bool:
+    return True
+
+
+def _group(event: Event) -> str:
+    """What step_out leaves: the netfilter hook, or the stage for stages outside netfilter."""
+    return event.hook or event.stage
+
+
+def _get(entry: JournalEntry, key: str, kind: type) -> Any:
+    value = entry.get(key) if isinstance(entry, dict) else None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise KptuiError(f"journal entry {entry!r}: {key!r} must be a {kind.__name__}")
+    return value
+
+
+# -- breakpoint specs --------------------------------------------------------------------
+
+_IF = re.compile(r"(?:^|\s)if(?:\s|$)")
+_KINDS = ("stage", "hook", "chain", "rule", "watch", "if")
+
+
+def parse_spec(spec: str, *, profile: str = "modern") -> tuple[str, str, expr.Condition | None]:
+    """``spec`` -> (kind, where, condition). Raises ParseError with the column at fault."""
+    m = _IF.search(spec)
+    head = spec[:m.start()] if m else spec
+    condition = None
+    if m:
+        start = m.end()
+        condition = expr.compile(spec[start:], file=SPEC_FILE, offset=start)
+    words = [(w.group(), w.start() + 1) for w in re.finditer(r"\S+", head)]
+    if not words:
+        if condition is not None:
+            return "if", "", condition
+        raise ParseError("empty breakpoint: write e.g. `rule filter:FORWARD:3`, "
+                         "`watch meta.mark` or `if tcp.dport == 80`", file=SPEC_FILE, line=1,
+                         column=1)
+    (kind, kcol), args = words[0], words[1:]
+    if kind not in _KINDS[:-1]:
+        raise _spec_error(f"unknown breakpoint kind {kind!r}; use one of "
+                          f"{', '.join(_KINDS)}", kcol, kind)
+    if len(args) != 1:
+        col, tok = (args[1][1], args[1][0]) if len(args) > 1 else (len(head) + 1, "")
+        raise _spec_error(f"`{kind}` takes one argument, like `{_EXAMPLES[kind]}`", col, tok)
+    arg, col = args[0]
+    where = _SPEC_ARGS[kind](arg, col, profile)
+    return kind, where, condition
+
+
+_EXAMPLES = {
+    "stage": "stage nat:PREROUTING",
+    "hook": "hook FORWARD",
+    "chain": "chain filter:FORWARD",
+    "rule": "rule filter:FORWARD:3",
+    "watch": "watch meta.mark",
+}
+
+
+def _spec_error(message: str, column: int, token: str) -> ParseError:
+    return ParseError(message, file=SPEC_FILE, line=1, column=column, token=token)
+
+
+def _suggest(word: str, choices: Sequence[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def _stage_arg(arg: str, col: int, profile: str) -> str:
+    from kptui.engine.profile import get_profile
+
+    try:
+        ids = [stage.id for stage in get_profile(profile).stages()]
+    except UnsupportedError:
+        return arg  # the walk itself will refuse this profile
+    if arg not in ids:
+        raise _spec_error(f"unknown stage {arg}{_suggest(arg, ids)} (stages of the {profile} "
+                          f"profile: {', '.join(ids)})", col, arg)
+    return arg
+
+
+def _hook_arg(arg: str, col: int, profile: str) -> str:
+    if arg.upper() not in HOOKS:
+        raise _spec_error(f"unknown hook {arg}{_suggest(arg.upper(), HOOKS)} "
+                          f"(hooks: {', '.join(HOOKS)})", col, arg)
+    return arg.upper()
+
+
+def _table_chain(parts: list[str], arg: str, col: int) -> str:
+    table, chain = parts[0], parts[1]
+    if table not in TABLES:
+        raise _spec_error(f"unknown table {table}{_suggest(table, TABLES)} "
+                          f"(tables: {', '.join(TABLES)})", col, arg)
+    if not chain:
+        raise _spec_error("missing chain name after the table", col, arg)
+    return f"{table}:{chain}"
+
+
+def _chain_arg(arg: str, col: int, profile: str) -> str:
+    parts = arg.split(":")
+    if len(parts) != 2:
+        raise _spec_error("a chain is written table:chain, like filter:FORWARD", col, arg)
+    return _table_chain(parts, arg, col)
+
+
+def _rule_arg(arg: str, col: int, profile: str) -> str:
+    parts = arg.split(":")
+    if len(parts) == 4 and parts[2] == "rule":  # the trace label, table:chain:rule:N
+        parts = [parts[0], parts[1], parts[3]]
+    if len(parts) != 3:
+        raise _spec_error("a rule is written table:chain:N (N counts from 1), like "
+                          "filter:FORWARD:3", col, arg)
+    number = parts[2]
+    if not number.isdigit() or int(number) < 1:
+        raise _spec_error(f"rule number {number!r} must be 1 or more", col, arg)
+    return f"{_table_chain(parts, arg, col)}:{int(number)}"
+
+
+def _watch_arg(arg: str, col: int, profile: str) -> str:
+    reason = expr.unknown_field_reason(arg, expr.known_paths())
+    if reason:
+        raise _spec_error(reason, col, arg)
+    return arg
+
+
+_SPEC_ARGS: dict[str, Callable[[str, int, str], str]] = {
+    "stage": _stage_arg,
+    "hook": _hook_arg,
+    "chain": _chain_arg,
+    "rule": _rule_arg,
+    "watch": _watch_arg,
+}

@@ -1,0 +1,127 @@
+"""The ruleset model: tables -> chains -> rules, with counters and policies.
+
+Built-in chains exist lazily, as with iptables-nft 1.8.9 (checked on this
+machine): a chain is *present* only once restore declared it or a command
+touched it. Only present chains are traversed; iptables-save still prints all
+built-in chains of a table that exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# iptables(8): the built-in chains of each table, in hook order.
+BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
+    "raw": ("PREROUTING", "OUTPUT"),
+    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
+    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
+    "filter": ("INPUT", "FORWARD", "OUTPUT"),
+    "security": ("INPUT", "FORWARD", "OUTPUT"),
+}
+
+# iptables-nft 1.8.9 iptables-save prints tables in its enum nft_table_type
+# order, not in creation order (checked on this machine).
+TABLE_ORDER: tuple[str, ...] = ("mangle", "security", "raw", "filter", "nat")
+
+
+@dataclass(slots=True)
+class Counters:
+    pkts: int = 0
+    bytes: int = 0
+
+    def add(self, length: int) -> None:
+        self.pkts += 1
+        self.bytes += length
+
+    def text(self) -> str:
+        return f"[{self.pkts}:{self.bytes}]"
+
+
+@dataclass(eq=False)
+class Rule:
+    """One rule. ``text`` is its canonical spec as iptables-save prints it, without ``-A CHAIN``.
+
+    Equality is by canonical text and counters (not by source position), so a
+    ruleset compares equal to its own save/restore round trip.
+    """
+
+    matches: list[Any]  # the IP part first (IPMatch), then -m modules in load order
+    target: Any  # a Target, or None for a rule without -j/-g
+    counters: Counters = field(default_factory=Counters)
+    text: str = ""
+    file: str = "<input>"
+    line: int = 0
+    goto: bool = False
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Rule):
+            return NotImplemented
+        return self.text == other.text and self.counters == other.counters
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(eq=False)
+class Chain:
+    name: str
+    builtin: bool
+    policy: str = "ACCEPT"  # "-" for user chains
+    present: bool = False
+    rules: list[Rule] = field(default_factory=list)
+    counters: Counters = field(default_factory=Counters)
+
+    def __post_init__(self) -> None:
+        self.index_cache: Any = None  # traversal index, rebuilt when rules change
+
+    def __eq__(self, other: object) -> bool:
+        # Presence is not compared: an absent built-in chain behaves exactly like a
+        # present one with policy ACCEPT, no rules and zero counters.
+        if not isinstance(other, Chain):
+            return NotImplemented
+        return (self.name, self.builtin, self.policy, self.rules, self.counters) == (
+            other.name, other.builtin, other.policy, other.rules, other.counters)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def changed(self) -> None:
+        self.index_cache = None
+
+
+@dataclass
+class Table:
+    name: str
+    chains: dict[str, Chain] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, name: str) -> Table:
+        """A table with all built-in chains, none of them present yet."""
+        return cls(name, {c: Chain(c, True) for c in BUILTIN_CHAINS[name]})
+
+    @property
+    def present(self) -> bool:
+        return any(c.present for c in self.chains.values())
+
+
+@dataclass
+class Ruleset:
+    tables: dict[str, Table] = field(default_factory=dict)
+
+    def table(self, name: str) -> Table:
+        """The table, created (with no chain present) on first use."""
+        t = self.tables.get(name)
+        if t is None:
+            t = self.tables[name] = Table.empty(name)
+        return t
+
+    def chain_present(self, table: str, chain: str) -> bool:
+        t = self.tables.get(table)
+        c = t.chains.get(chain) if t else None
+        return bool(c and c.present)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Ruleset):
+            return NotImplemented
+        mine = {k: v for k, v in self.tables.items() if v.present}
+        theirs = {k: v for k, v in other.tables.items() if v.present}
+        return mine == theirs

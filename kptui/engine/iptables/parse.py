@@ -1,0 +1,237 @@
+"""Parse one rule specification (the part after `-A CHAIN`) into a Rule.
+
+Mirrors iptables' do_parse: the IP part, `-m` modules in load order, `-j`/`-g`;
+an unknown option is offered to the target first, then to the loaded matches
+newest first, then to the match named after `-p` (loaded implicitly, which is
+why `-p tcp --dport 80` saves as `-p tcp -m tcp --dport 80`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kptui.engine.errors import ParseError
+from kptui.engine.iptables.ipmatch import IPMatch
+from kptui.engine.iptables.lexer import Token
+from kptui.engine.iptables.matches import MATCHES, Match
+from kptui.engine.iptables.model import Rule
+from kptui.engine.iptables.targets import (
+    STANDARD_VERDICTS,
+    TARGETS,
+    ChainTarget,
+    Standard,
+    Target,
+)
+from kptui.engine.iptables.values import BadValue, parse_net, parse_proto
+
+_IP_OPTS = {
+    "-s": "src", "--source": "src", "--src": "src",
+    "-d": "dst", "--destination": "dst", "--dst": "dst",
+    "-i": "iif", "--in-interface": "iif", "-o": "oif", "--out-interface": "oif",
+    "-p": "proto", "--protocol": "proto", "-f": "frag", "--fragment": "frag",
+    "-m": "match", "--match": "match", "-j": "jump", "--jump": "jump",
+    "-g": "goto", "--goto": "goto",
+}
+_FLAG_OF = {"src": "-s", "dst": "-d", "iif": "-i", "oif": "-o", "proto": "-p", "frag": "-f",
+            "jump": "-j", "goto": "-g"}
+_NO_IN = frozenset({"OUTPUT", "POSTROUTING"})
+_NO_OUT = frozenset({"PREROUTING", "INPUT"})
+
+# chain name -> "builtin" | "user" | None (missing), for the rule's table
+ChainLookup = Callable[[str], str | None]
+
+
+class RuleParser:
+    """One use per rule; collects errors with the position of the offending token."""
+
+    def __init__(self, toks: list[Token], *, table: str, chain: str, file: str, line: int,
+                 lookup: ChainLookup) -> None:
+        self.toks, self.table, self.chain = toks, table, chain
+        self.file, self.line, self.lookup = file, line, lookup
+
+    def err(self, msg: str, tok: Token | None) -> ParseError:
+        if tok is None:
+            tok = self.toks[-1] if self.toks else ("", 0)
+        return ParseError(msg, file=self.file, line=self.line, column=tok[1], token=tok[0])
+
+    def parse(self) -> Rule:
+        toks = self.toks
+        ip = IPMatch()
+        matches: list[tuple[Match, Token]] = []
+        target: Target | None = None
+        target_tok: Token | None = None
+        seen_ip: set[str] = set()
+        inv_tok: Token | None = None
+        i, n = 0, len(toks)
+        while i < n:
+            tok = toks[i]
+            t = tok[0]
+            if t == "!":
+                if inv_tok is not None:
+                    raise self.err("multiple `!' flags not allowed", tok)
+                inv_tok = tok
+                i += 1
+                continue
+            inv = inv_tok is not None
+            kind = _IP_OPTS.get(t)
+            if kind is not None:
+                if kind in ("src", "dst", "iif", "oif", "proto", "frag", "jump", "goto"):
+                    if kind in seen_ip or (kind in ("jump", "goto") and target is not None):
+                        raise self.err(f"multiple {_FLAG_OF[kind]} flags not allowed", tok)
+                    seen_ip.add(kind)
+                if kind != "frag":
+                    if i + 1 >= n:
+                        raise self.err(f'option "{t}" requires an argument', tok)
+                    arg = toks[i + 1]
+                    i += 2
+                else:
+                    arg = tok
+                    i += 1
+                if inv and kind in ("match", "jump", "goto"):
+                    raise self.err(f"unexpected ! flag before {t}", inv_tok)
+                try:
+                    if kind == "match":
+                        cls = MATCHES.get(arg[0])
+                        if cls is None:
+                            raise self.err(f"Couldn't load match `{arg[0]}':No such file or "
+                                           "directory", arg)
+                        matches.append((cls(), arg))
+                    elif kind in ("jump", "goto"):
+                        target, target_tok = self._target(arg, kind == "goto"), arg
+                    else:
+                        self._ip(ip, kind, arg, inv)
+                except BadValue as e:
+                    raise self.err(str(e), arg) from None
+                inv_tok = None
+                continue
+            if not t.startswith("-") or t == "-":
+                raise self.err(f"Bad argument `{t}'", tok)
+            owner = self._owner(t, target, matches, ip)
+            if owner is None:
+                hint = ""
+                if t in ("--dport", "--sport", "--destination-port", "--source-port"):
+                    hint = " (port options need -p tcp or -p udp before them)"
+                raise self.err(f'unknown option "{t}"{hint}', tok)
+            opt = owner.options[t]
+            mod = owner.name if isinstance(owner, Match) else owner.name
+            if inv and not opt.invertible:
+                raise self.err(f'{mod}: option "{t}" cannot be inverted.', inv_tok)
+            args = toks[i + 1:i + 1 + opt.nargs]
+            if len(args) < opt.nargs or any(a[0].startswith("-") and a[0] != "-" and
+                                            not a[0][1:2].isdigit() for a in args):
+                if t == "--tcp-flags":
+                    raise self.err("--tcp-flags requires two args.", tok)
+                raise self.err(f'option "{t}" requires an argument', tok)
+            if t in owner.seen and t not in ("--mark",):
+                raise self.err(f'{mod}: "{t}" option may only be specified once', tok)
+            try:
+                owner.option(t, [a[0] for a in args], inv)
+            except BadValue as e:
+                raise self.err(str(e), args[0] if args else tok) from None
+            owner.seen.add(t)
+            inv_tok = None
+            i += 1 + opt.nargs
+        if inv_tok is not None:
+            raise self.err("! must be followed by an option", inv_tok)
+        return self._finish(ip, matches, target, target_tok)
+
+    def _ip(self, ip: IPMatch, kind: str, arg: Token, inv: bool) -> None:
+        a = arg[0]
+        if kind in ("src", "dst"):
+            addr, mask = parse_net(a)
+            setattr(ip, kind, (addr, mask, inv))
+        elif kind in ("iif", "oif"):
+            if len(a) > 15:
+                raise BadValue(f"interface name `{a}' must be shorter than IFNAMSIZ (15)")
+            if kind == "iif" and self.chain in _NO_IN:
+                raise BadValue(f"Can't use -i with {self.chain}")
+            if kind == "oif" and self.chain in _NO_OUT:
+                raise BadValue(f"Can't use -o with {self.chain}")
+            setattr(ip, kind, (a, inv))
+        elif kind == "proto":
+            ip.proto, ip.proto_inv = parse_proto(a), inv
+        else:
+            ip.frag = not inv
+
+    def _target(self, arg: Token, goto: bool) -> Target:
+        name = arg[0]
+        kind = self.lookup(name)
+        if kind == "user":
+            return ChainTarget(name, goto)
+        if kind == "builtin":
+            raise BadValue(f"cannot jump to built-in chain {name} (the kernel refuses it: "
+                           "Operation not supported)")
+        if goto:
+            raise BadValue(f"Chain '{name}' does not exist")
+        if name in STANDARD_VERDICTS:
+            return Standard(name)
+        cls = TARGETS.get(name)
+        if cls is None:
+            raise BadValue(f"Chain '{name}' does not exist")
+        return cls()
+
+    def _owner(self, opt: str, target: Target | None, matches: list[tuple[Match, Token]],
+               ip: IPMatch) -> Match | Target | None:
+        if target is not None and opt in target.options:
+            return target
+        for m, _ in reversed(matches):
+            if opt in m.options:
+                return m
+        # load the match named after -p, once, when -p is not inverted
+        pname = {6: "tcp", 17: "udp", 1: "icmp"}.get(ip.proto)
+        if pname and not ip.proto_inv and not any(m.name == pname for m, _ in matches):
+            cls = MATCHES[pname]
+            if opt in cls.options:
+                m = cls()
+                matches.append((m, (pname, 0)))
+                return m
+        return None
+
+    def _finish(self, ip: IPMatch, matches: list[tuple[Match, Token]], target: Target | None,
+                target_tok: Token | None) -> Rule:
+        builtin = self.lookup(self.chain) == "builtin"
+        for m, tok in matches:
+            tok = tok if tok[1] else (self.toks[0] if self.toks else tok)
+            try:
+                m.finish()
+            except BadValue as e:
+                raise self.err(str(e), tok) from None
+            if m.protos is not None and (ip.proto not in m.protos or ip.proto_inv):
+                raise self.err(m.proto_error, tok)
+            allowed = m.allowed_chains()
+            if builtin and allowed is not None and self.chain not in allowed:
+                raise self.err(f"-m {m.name} is not allowed in {self.chain} (the kernel refuses "
+                               "it: Invalid argument)", tok)
+        if target is not None and not isinstance(target, (Standard, ChainTarget)):
+            try:
+                target.finish(ip.proto, ip.proto_inv)
+            except BadValue as e:
+                raise self.err(str(e), target_tok) from None
+            where = self._target_place_error(target)
+            if where:
+                raise self.err(where, target_tok)
+        parts = [ip.save()]
+        for m, _ in matches:
+            parts.append(f"-m {m.name}")
+            parts.append(m.save())
+        if target is not None:
+            goto = isinstance(target, ChainTarget) and target.goto
+            parts.append(f"{'-g' if goto else '-j'} {target.name}")
+            parts.append(target.save())
+        text = " ".join(p for p in parts if p)
+        rule = Rule([ip] + [m for m, _ in matches], target, text=text, file=self.file,
+                    line=self.line)
+        rule.goto = isinstance(target, ChainTarget) and target.goto
+        return rule
+
+    def _target_place_error(self, target: Target) -> str:
+        if target.tables is not None and self.table not in target.tables:
+            return (f"the {target.name} target is only valid in the "
+                    f"{'/'.join(sorted(target.tables))} table (the kernel refuses it: "
+                    "Invalid argument)")
+        builtin = self.lookup(self.chain) == "builtin"
+        if builtin and target.chains is not None and self.chain not in target.chains:
+            return (f"the {target.name} target is not allowed in {self.table} {self.chain}; "
+                    f"only in {', '.join(sorted(target.chains))} (the kernel refuses it: "
+                    "Invalid argument)")
+        return ""

@@ -1,0 +1,493 @@
+"""Targets: option parsing, where the kernel allows them, save text, and effect.
+
+``apply`` returns a TargetResult: the verdict (CONTINUE for non-terminating
+targets), the field changes made, and an optional log line. Table and chain
+restrictions are the ones checked on this machine (iptables-nft 1.8.9, kernel
+6.18): e.g. REJECT only in filter INPUT/FORWARD/OUTPUT, TOS/DSCP/TTL only in
+mangle, CLASSIFY only at FORWARD/OUTPUT/POSTROUTING, and TRACE anywhere
+(iptables-nft turns it into `meta nftrace set 1`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from kptui.engine.errors import UnsupportedError
+from kptui.engine.iptables.logline import (
+    LOG_IPOPT,
+    LOG_MACDECODE,
+    LOG_TCPOPT,
+    LOG_TCPSEQ,
+    LOG_UID,
+    log_line,
+)
+from kptui.engine.iptables.matches import TOS_NAMES, Opt, parse_dscp
+from kptui.engine.iptables.values import BadValue, parse_uint, parse_value_mask, save_string
+
+
+@dataclass
+class TargetResult:
+    verdict: str  # ACCEPT DROP REJECT QUEUE RETURN CONTINUE
+    changes: list[tuple[str, Any, Any]] = field(default_factory=list)
+    log: tuple[str, str, str] | None = None  # (prefix, level, line)
+    detail: str = ""
+
+
+class Target:
+    name: ClassVar[str] = ""
+    options: ClassVar[dict[str, Opt]] = {}
+    tables: ClassVar[frozenset[str] | None] = None
+    chains: ClassVar[frozenset[str] | None] = None
+    verdict: ClassVar[str] = "CONTINUE"
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def option(self, opt: str, args: list[str], inv: bool) -> None:
+        raise NotImplementedError
+
+    def finish(self, proto: int, proto_inv: bool) -> None:
+        """Checks needing the whole rule (e.g. REJECT tcp-reset needs -p tcp)."""
+
+    def save(self) -> str:
+        return ""
+
+    def apply(self, pkt: Any, ctx: Any) -> TargetResult:
+        return TargetResult(self.verdict)
+
+
+class Standard(Target):
+    """ACCEPT, DROP, RETURN and QUEUE: verdicts without options."""
+
+    def __init__(self, verdict: str) -> None:
+        super().__init__()
+        self.name = verdict  # type: ignore[misc]
+        self.std = verdict
+
+    def apply(self, pkt: Any, ctx: Any) -> TargetResult:
+        return TargetResult(self.std)
+
+
+class ChainTarget(Target):
+    """-j CHAIN or -g CHAIN: traversal handles the jump itself."""
+
+    def __init__(self, chain: str, goto: bool) -> None:
+        super().__init__()
+        self.name = chain  # type: ignore[misc]
+        self.chain = chain
+        self.goto = goto
+
+
+def _set(pkt: Any, path: str, value: Any, out: TargetResult) -> None:
+    old, new = pkt.set(path, value)
+    if old != new:
+        out.changes.append((path, old, new))
+
+
+# ----------------------------------------------------------------------------- MARK family
+class MarkTarget(Target):
+    """xt_MARK: mark = (mark & ~mask) ^ value; every option is saved as --set-xmark."""
+
+    name = "MARK"
+    options = {o: Opt(1, False) for o in
+               ("--set-mark", "--set-xmark", "--and-mark", "--or-mark", "--xor-mark")}
+    path = "meta.mark"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.value, self.mask = 0, 0
+
+    def option(self, opt: str, args: list[str], inv: bool) -> None:
+        if self.seen & set(self.options):
+            raise BadValue(f"{self.name} target: Can't specify more than one action")
+        what = f'{self.name}: bad value for option "{opt}"'
+        if opt in ("--set-mark", "--set-xmark"):
+            v, m = parse_value_mask(args[0], what)
+            self.value, self.mask = v, (m | v if opt == "--set-mark" else m)
+        else:
+            v = parse_uint(args[0], 0, 0xFFFFFFFF, what)
+            self.value, self.mask = {"--and-mark": (0, ~v & 0xFFFFFFFF), "--or-mark": (v, v),
+                                     "--xor-mark": (v, 0)}[opt]
+
+    def finish(self, proto: int, proto_inv: bool) -> None:
+        if not self.seen:
+            raise BadValue(f"{self.name} target: Parameter --set/and/or/xor-mark is required")
+
+    def save(self) -> str:
+        return f"--set-xmark {self.value:#x}/{self.mask:#x}"
+
+    def apply(self, pkt: Any, ctx: Any) -> TargetResult:
+        out = TargetResult("CONTINUE")
+        old = pkt.get(self.path)
+        _set(pkt, self.path, (old & ~self.mask & 0xFFFFFFFF) ^ self.value, out)
+        out.detail = f"{self.path} {old:#x} -> {pkt.get(self.path):#x}"
+        return out
+
+
+class TosTarget(Target):
+    name = "TOS"
+    options = {o: Opt(1, False) for o in ("--set-tos", "--and-tos", "--or-tos", "--xor-tos")}
+    tables = frozenset({"mangle"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.value, self.mask = 0, 0
+
+    def option(self, opt: str, args: list[str], inv: bool) -> None:
+        what = f'TOS: bad value for option "{opt}", or out of range (0-255).'
+        a = args[0]
+        if opt == "--set-tos":
+            names = {k.lower(): v for k, v in TOS_NAMES.items()}
+            if a.lower() in names:
+                self.value, self.mask = names[a.lower()], 0x3F
+                return
+            v, sep, m = a.partition("/")
+            self.value = parse_uint(v, 0, 255, what)
+            self.mask = parse_uint(m, 0, 255, what) if sep else 0xFF
+        else:
+            v = parse_uint(a, 0, 255, what)
+            self.value, self.mask = {"--and-tos": (0, ~v & 0xFF), "--or-tos": (v, v),
+                                     "--xor-tos": (v, 0)}[opt]
+
+    def finish(self, proto: int, proto_inv: bool) -> None:
+        if not self.seen:
+            raise BadValue("TOS: --set-tos parameter required")
+
+    def save(self) -> str:
+        return f"--set-tos {self.value:#04x}/{self.mask:#04x}"
+
+    def apply(self, pkt: Any, ctx: Any) -> TargetResult:
+        out = TargetResult("CONTINUE")
+        _set(pkt, "ip.tos", (pkt.ip.tos & ~self.mask & 0xFF) ^ self.value, out)
+        return out
+
+
+class DscpTarget(Target):
+    name = "DSCP"
+    options = {"--set-dscp": Opt(1, False), "--set-dscp-class": Opt(1, False)}
+    tables = frozenset({"mangle"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dscp = 0
+
+    def option(self, opt: str, args: list[str], inv: bool) -> None:
+        if self.seen:
+            raise BadValue("DSCP target: Only use --set-dscp ONCE!")
+        self.dscp = parse_dscp(opt, args[0], "DSCP")
+
+    def finish(self, proto: int, proto_inv: bool) -> None:
+        if not self.seen:
+            raise BadValue("DSCP target: Parameter --set-dscp is required")
+
+    def save(self) -> str:
+        return f"--set-dscp {self.dscp:#04x}"
+
+    def apply(self, pkt: Any, ctx: Any) -> TargetResult:
+        out = TargetResult("CONTINUE")
+        _set(pkt, "ip.tos", (pkt.ip.tos & 0x03) | (self.dscp << 2), out)
+        return out
+
+
+class TtlTarget(Target):
+    name = "TTL"
+    options = {"--ttl-set": Opt(1, False), "--ttl-dec": Opt(1, False), "--ttl-inc": Opt(1, False)}
+    tables = frozenset({"mangle"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.op, self.value = "", 0
+
+    def option(self, opt: str, args: list[str], inv: bool) -> None:
+        if self.op:
+            raise BadValue("TTL: You must specify only one action")
+        self.op = opt
+        self.value = parse_uint(args[0], 0, 255,
+                                f'TTL: bad value for option "{opt}", or out of range (0-255).')
+        if self.value == 0 and opt != "--ttl-set":
+            raise BadValue(f"TTL: {'decreasing' if opt == '--ttl-dec' else 'increasing'} by 0?")
+
+    def finish(self, proto: int, proto_inv: bool) -> None:
+        if not self.op:
+            raise BadValue("TTL: You must specify an action")
+
+    def save(self) -> str:
+        return f"{self.op} {self.value}"
+
+    def apply(self, pkt: Any, ctx: Any) -> TargetResult:
+        t = pkt.ip.ttl
+        new = {"--ttl-set": self.value, "--ttl-dec": max(0, t - self.value),
+               "--ttl-inc": min(255, t + self.value)}[self.op]
+        out = TargetResult("CONTINUE")
+        _set(pkt, "ip.ttl", new, out)
+        return out
+
+
+class ClassifyTarget(Target):
+    name = "CLASSIFY"
+    options = {"--set-class": Opt(1, False)}
+    chains = frozenset({"FORWARD", "OUTPUT", "POSTROUTING"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.classid = 0
+
+    def option(self, opt: str, args: list[str], inv: bool) -> None:
+        major, sep, minor = args[0].partition(":")
+        try:
+            if not sep:
+                raise ValueError
+            ma, mi = int(major, 16), int(minor, 16)
+            if ma > 0xFFFF or mi > 0xFFFF:
+                raise ValueError
+        except ValueError:
+            raise BadValue(f'Bad class value "{args[0]}"') from None
+        self.classid = (ma << 16) | mi
+
+    def finish(self, proto: int, proto_inv: bool) -> None:
+        if not self.seen:
+            raise BadValue('CLASSIFY: option "--set-class" must be specified')
+
+    def save(self) -> str:
+        return f"--set-class {self.classid >> 16:x}:{self.classid & 0xFFFF:x}"
+
+    def apply(self, pkt: Any, ctx: Any) -> TargetResult:
+        out = TargetResult("CONTINUE")
+        _set(pkt, "meta.classid", self.classid, out)
+        return out
+
+
+class TraceTarget(Target):
+    name = "TRACE"
+
+    def apply(self, pkt: Any, ctx: Any) -> TargetResult:
+        return TargetResult("CONTINUE", detail="packet marked for tracing")
+
+
+# ----------------------------------------------------------------------------- LOG
+LOG_LEVELS = {"emerg": 0, "panic": 0, "alert": 1, "crit": 2, "err": 3, "error": 3,
+              "warning": 4, "warn": 4, "notice": 5, "info": 6, "debug": 7}
+_LEVEL_NAMES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+_LOG_FLAGS = (("--log-tcp-sequence", LOG_TCPSEQ), ("--log-tcp-options", LOG_TCPOPT),
+              ("--log-ip-options", LOG_IPOPT), ("--log-uid", LOG_UID),
+              ("--log-macdecode", LOG_MACDECODE))
+
+
+class LogTarget(Target):
+    name = "LOG"
+    options = {"--log-level": Opt(1, False), "--log-prefix": Opt(1, False),
+               **{o: Opt(0, False) for o, _ in _LOG_FLAGS}}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.level, self.prefix, self.flags = 4, "", 0
+
+    def option(self, opt: str, args: list[str], inv: bool) -> None:
+        if opt == "--log-level":
+            a = args[0]
+            if a.lower() in LOG_LEVELS:
+                self.level = LOG_LEVELS[a.lower()]
+            elif a.isdigit() and int(a) <= 7:
+                self.level = int(a)
+            else:
+                raise BadValue(f'log level "{a}" unknown')
+        elif opt == "--log-prefix":
+            if not args[0]:
+                raise BadValue("No prefix specified for --log-prefix")
+            self.prefix = args[0][:29]  # iptables 1.8.9 truncates to 29 characters
+        else:
+            self.flags |= dict(_LOG_FLAGS)[opt]
+
+    def save(self) -> str:
+        out = []
+        if self.prefix:
+            out.append(f"--log-prefix {save_string(self.prefix)}")
+        if self.level != 4:
+            out.append(f"--log-level {self.level}")
+        out += [o for o, f in _LOG_FLAGS if self.flags & f]
+        return " ".join(out)
+
+    def apply(self, pkt: Any, ctx: Any) -> TargetResult:
+        line = log_line(pkt, ctx, self.prefix, self.flags)
+        return TargetResult("CONTINUE", log=(self.prefix, _LEVEL_NAMES[self.level], line))
+
+
+# ----------------------------------------------------------------------------- REJECT, QUEUE
+REJECT_TYPES = {
+    "icmp-net-unreachable": "icmp-net-unreachable", "net-unreach": "icmp-net-unreachable",
+    "icmp-host-unreachable": "icmp-host-unreachable", "host-unreach": "icmp-host-unreachable",
+    "icmp-proto-unreachable": "icmp-proto-unreachable",
+    "proto-unreach": "icmp-proto-unreachable",
+    "icmp-port-unreachable": "icmp-port-unreachable", "port-unreach": "icmp-port-unreachable",
+    "icmp-net-prohibited": "icmp-net-prohibited", "net-prohib": "icmp-net-prohibited",
+    "icmp-host-prohibited": "icmp-host-prohibited", "host-prohib": "icmp-host-prohibited",
+    "tcp-reset": "tcp-reset", "tcp-rst": "tcp-reset",
+    "icmp-admin-prohibited": "icmp-admin-prohibited", "admin-prohib": "icmp-admin-prohibited",
+}
+
+
+class RejectTarget(Target):
+    name = "REJECT"
+    options = {"--reject-with": Opt(1, False)}
+    tables = frozenset({"filter"})
+    chains = frozenset({"INPUT", "FORWARD", "OUTPUT"})
+    verdict = "REJECT"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kind = "icmp-port-unreachable"
+
+    def option(self, opt: str, args: list[str], inv: bool) -> None:
+        k = REJECT_TYPES.get(args[0])
+        if k is None:
+            raise BadValue(f'unknown reject type "{args[0]}"')
+        self.kind = k
+
+    def finish(self, proto: int, proto_inv: bool) -> None:
+        if self.kind == "tcp-reset" and (proto != 6 or proto_inv):
+            raise BadValue("REJECT --reject-with tcp-reset needs -p tcp (the kernel refuses "
+                           "it otherwise: Invalid argument)")
+
+    def save(self) -> str:
+        return f"--reject-with {self.kind}"
+
+    def apply(self, pkt: Any, ctx: Any) -> TargetResult:
+        return TargetResult("REJECT", detail=self.kind)
+
+
+class NfqueueTarget(Target):
+    name = "NFQUEUE"
+    options = {"--queue-num": Opt(1, False), "--queue-balance": Opt(1, False),
+               "--queue-bypass": Opt(0, False), "--fail-open": Opt(0, False),
+               "--queue-cpu-fanout": Opt(0, False)}
+    verdict = "QUEUE"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.num = 0
+        self.balance = ""
+        self.flags: list[str] = []
+
+    def option(self, opt: str, args: list[str], inv: bool) -> None:
+        what = f'NFQUEUE: bad value for option "{opt}"'
+        if opt == "--queue-num":
+            self.num = parse_uint(args[0], 0, 65535, what)
+        elif opt == "--queue-balance":
+            a, _, b = args[0].partition(":")
+            lo, hi = parse_uint(a, 0, 65535, what), parse_uint(b or a, 0, 65535, what)
+            if lo > hi:
+                raise BadValue("NFQUEUE: --queue-balance: first queue must be lower than last")
+            self.balance = f"{lo}:{hi}"
+        else:
+            self.flags.append(opt)
+
+    def save(self) -> str:
+        out = [f"--queue-balance {self.balance}"] if self.balance else (
+            [f"--queue-num {self.num}"] if self.num else [])
+        order = ("--queue-bypass", "--fail-open", "--queue-cpu-fanout")
+        return " ".join(out + [f for f in order if f in self.flags])
+
+    def apply(self, pkt: Any, ctx: Any) -> TargetResult:
+        return TargetResult("QUEUE", detail=f"queue {self.balance or self.num}")
+
+
+# ----------------------------------------------------------------------------- parse-only
+class _Opaque(Target):
+    """Targets kptui parses and saves but cannot apply yet (they need conntrack/NAT)."""
+
+    arg_options: ClassVar[tuple[str, ...]] = ()
+    flag_options: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.given: list[tuple[str, str | None]] = []
+
+    def option(self, opt: str, args: list[str], inv: bool) -> None:
+        self.given.append((opt, args[0] if args else None))
+
+    def save(self) -> str:
+        return " ".join(o if a is None else f"{o} {save_string(a) if ' ' in a else a}"
+                        for o, a in self.given)
+
+    def apply(self, pkt: Any, ctx: Any) -> TargetResult:
+        raise UnsupportedError(f"the {self.name} target (connection tracking and NAT are not "
+                               "modelled yet)")
+
+
+def _opaque(name: str, args: tuple[str, ...], flags: tuple[str, ...] = (),
+            tables: tuple[str, ...] | None = None,
+            chains: tuple[str, ...] | None = None) -> type[Target]:
+    opts = {**{a: Opt(1, False) for a in args}, **{f: Opt(0, False) for f in flags}}
+    return type(f"{name.title()}Target", (_Opaque,), {
+        "name": name, "options": opts,
+        "tables": frozenset(tables) if tables else None,
+        "chains": frozenset(chains) if chains else None,
+        "verdict": "ACCEPT" if tables == ("nat",) else "CONTINUE",
+    })
+
+
+class ConnmarkTarget(_Opaque):
+    """CONNMARK, saved in iptables' canonical form (--set-xmark, explicit masks)."""
+
+    name = "CONNMARK"
+    options = {**{o: Opt(1, False) for o in ("--set-mark", "--set-xmark", "--and-mark",
+                                               "--or-mark", "--xor-mark", "--nfmask",
+                                               "--ctmask", "--mask")},
+               "--save-mark": Opt(0, False), "--restore-mark": Opt(0, False)}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mode = ""
+        self.value, self.mask = 0, 0
+        self.nfmask = self.ctmask = 0xFFFFFFFF
+
+    def option(self, opt: str, args: list[str], inv: bool) -> None:
+        what = f'CONNMARK: bad value for option "{opt}"'
+        if opt in ("--save-mark", "--restore-mark"):
+            self.mode = opt
+        elif opt in ("--nfmask", "--ctmask", "--mask"):
+            v = parse_uint(args[0], 0, 0xFFFFFFFF, what)
+            if opt in ("--nfmask", "--mask"):
+                self.nfmask = v
+            if opt in ("--ctmask", "--mask"):
+                self.ctmask = v
+        else:
+            self.mode = "--set-xmark"
+            if opt in ("--set-mark", "--set-xmark"):
+                v, m = parse_value_mask(args[0], what)
+                self.value, self.mask = v, (m | v if opt == "--set-mark" else m)
+            else:
+                v = parse_uint(args[0], 0, 0xFFFFFFFF, what)
+                self.value, self.mask = {"--and-mark": (0, ~v & 0xFFFFFFFF),
+                                         "--or-mark": (v, v), "--xor-mark": (v, 0)}[opt]
+
+    def finish(self, proto: int, proto_inv: bool) -> None:
+        if not self.mode:
+            raise BadValue("CONNMARK target: No operation specified")
+
+    def save(self) -> str:
+        if self.mode == "--set-xmark":
+            return f"--set-xmark {self.value:#x}/{self.mask:#x}"
+        return f"{self.mode} --nfmask {self.nfmask:#x} --ctmask {self.ctmask:#x}"
+
+
+_NAT = ("nat",)
+TARGETS: dict[str, type[Target]] = {
+    cls.name: cls for cls in (
+        MarkTarget, TosTarget, DscpTarget, TtlTarget, ClassifyTarget, TraceTarget, LogTarget,
+        RejectTarget, NfqueueTarget, ConnmarkTarget,
+        _opaque("DNAT", ("--to-destination",), ("--random", "--persistent"), _NAT,
+                ("PREROUTING", "OUTPUT")),
+        _opaque("SNAT", ("--to-source",), ("--random", "--random-fully", "--persistent"),
+                _NAT, ("INPUT", "POSTROUTING")),
+        _opaque("MASQUERADE", ("--to-ports",), ("--random", "--random-fully"), _NAT,
+                ("POSTROUTING",)),
+        _opaque("REDIRECT", ("--to-ports",), ("--random",), _NAT, ("PREROUTING", "OUTPUT")),
+        _opaque("NETMAP", ("--to",), (), _NAT),
+        _opaque("NOTRACK", (), (), ("raw",)),
+        _opaque("CT", ("--zone", "--zone-orig", "--zone-reply", "--helper", "--ctevents",
+                       "--expevents", "--timeout"), ("--notrack",), ("raw",)),
+    )
+}
+STANDARD_VERDICTS = ("ACCEPT", "DROP", "RETURN", "QUEUE")

@@ -1,0 +1,308 @@
+"""Scenario files (TOML, DESIGN.md's format): parsing, validation and box building.
+
+Every key is checked, so a typo is an error naming the file and line rather
+than a setting that silently does nothing. Line numbers are recovered from
+the raw text, because tomllib does not keep them.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface
+from typing import TYPE_CHECKING, Any
+
+from kptui.engine.box import Box, SysctlError
+from kptui.engine.errors import KptuiError, ParseError, UnsupportedError
+from kptui.engine.routing import RouteError
+from kptui.engine.setup import apply_setup, parse_addr
+
+if TYPE_CHECKING:
+    from kptui.engine.packet import Packet
+
+PROFILES = ("modern", "classic-2.4", "ipchains")
+IMPLEMENTED_PROFILES = ("modern",)
+TOP_KEYS = {"name": str, "description": str, "profile": str, "setup": str, "iptables": str,
+            "sysctl": dict, "interfaces": list, "packets": list}
+IFACE_KEYS = {"name": str, "addresses": list}
+# key: (type, min, max) for the integer ones
+PACKET_KEYS: dict[str, tuple[type, int, int]] = {
+    "iif": (str, 0, 0), "proto": (str, 0, 0), "src": (str, 0, 0), "dst": (str, 0, 0),
+    "sport": (int, 0, 65535), "dport": (int, 0, 65535), "flags": (str, 0, 0),
+    "ttl": (int, 0, 255), "tos": (int, 0, 255), "mark": (int, 0, 0xFFFFFFFF),
+    "icmp_type": (int, 0, 255), "icmp_code": (int, 0, 255), "icmp_id": (int, 0, 65535),
+    "length": (int, 20, 65535),
+}
+PROTOS = ("tcp", "udp", "icmp")
+
+
+@dataclass(slots=True)
+class PacketSpec:
+    """One [[packets]] entry, validated; `build()` makes a fresh Packet each time."""
+
+    origin: str  # "local" or an interface name
+    proto: str
+    src: IPv4Address
+    dst: IPv4Address
+    sport: int | None = None
+    dport: int | None = None
+    flags: str = "S"
+    ttl: int = 64
+    tos: int = 0
+    mark: int = 0
+    icmp_type: int | None = None
+    icmp_code: int = 0
+    icmp_id: int = 0
+    length: int | None = None
+    line: int = 0
+
+    def build(self) -> Packet:
+        from kptui.engine.packet import Packet
+
+        return Packet.build(
+            proto=self.proto, src=self.src, dst=self.dst, sport=self.sport, dport=self.dport,
+            flags=self.flags, ttl=self.ttl, tos=self.tos, icmp_type=self.icmp_type,
+            icmp_code=self.icmp_code, icmp_id=self.icmp_id, length=self.length,
+            mark=self.mark, iif="" if self.origin == "local" else self.origin)
+
+
+@dataclass(slots=True)
+class IfaceSpec:
+    name: str
+    addresses: list[IPv4Interface]
+    line: int = 0
+
+
+@dataclass(slots=True)
+class Scenario:
+    """A loaded scenario file. `build_box()` makes a fresh box every time."""
+
+    file: str
+    text: str
+    name: str = ""
+    description: str = ""
+    profile: str = "modern"
+    setup: str = ""
+    setup_line: int = 1
+    iptables: str = ""
+    iptables_line: int = 1
+    sysctl: dict[str, Any] = field(default_factory=dict)
+    sysctl_lines: dict[str, int] = field(default_factory=dict)
+    interfaces: list[IfaceSpec] = field(default_factory=list)
+    packets: list[PacketSpec] = field(default_factory=list)
+
+    def build_box(self) -> Box:
+        """Interfaces and addresses, sysctls, setup lines, then the iptables text."""
+        if self.profile not in IMPLEMENTED_PROFILES:
+            raise UnsupportedError(f"profile {self.profile}")
+        box = Box()
+        for spec in self.interfaces:
+            try:
+                box.add_link(spec.name)
+                box.set_link(spec.name, up=True)
+                for addr in spec.addresses:
+                    box.add_address(spec.name, addr)
+            except RouteError as exc:
+                raise ParseError(str(exc), file=self.file, line=spec.line) from None
+        for name, value in self.sysctl.items():
+            line = self.sysctl_lines.get(name, 0)
+            try:
+                box.set_sysctl(name, value)
+            except SysctlError as exc:
+                raise ParseError(str(exc), file=self.file, line=line, token=name) from None
+            except UnsupportedError as exc:
+                raise ParseError(str(exc), file=self.file, line=line, token=name) from None
+        if self.setup:
+            apply_setup(box, self.setup, file=self.file, first_line=self.setup_line)
+        if self.iptables:
+            from kptui.engine.iptables import restore
+
+            restore(box.ruleset, self.iptables, file=self.file, first_line=self.iptables_line)
+        return box
+
+
+class _Lines:
+    """Finds where keys and headers are in the raw TOML text (1-based line numbers)."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+
+    def header(self, name: str, nth: int = 0) -> int:
+        pat = re.compile(r"^\s*\[\[?\s*" + re.escape(name) + r"\s*\]\]?\s*(#.*)?$")
+        hits = [i + 1 for i, line in enumerate(self.lines) if pat.match(line)]
+        return hits[nth] if nth < len(hits) else 0
+
+    def key(self, key: str, after: int = 0) -> int:
+        """The first line at or after `after` whose key is `key` (bare or quoted)."""
+        pat = re.compile(r"^\s*(" + re.escape(key) + r"|\"" + re.escape(key) + r"\"|'"
+                         + re.escape(key) + r"')\s*=")
+        for i in range(max(after, 1) - 1, len(self.lines)):
+            if i >= after and self.lines[i].lstrip().startswith("[") and after:
+                break
+            if pat.match(self.lines[i]):
+                return i + 1
+        return 0
+
+    def top_key(self, key: str) -> int:
+        end = next((i for i, line in enumerate(self.lines) if line.lstrip().startswith("[")),
+                   len(self.lines))
+        pat = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
+        return next((i + 1 for i in range(end) if pat.match(self.lines[i])), 0)
+
+    def string_start(self, key: str) -> int:
+        """The line where the value of top-level `key` begins (after a multi-line opener)."""
+        line = self.top_key(key)
+        if not line:
+            return 1
+        rest = self.lines[line - 1].split("=", 1)[1].strip()
+        if rest.startswith(('"""', "'''")) and rest[3:].strip() == "":
+            return line + 1
+        return line
+
+
+def load_scenario(text: str, *, file: str) -> Scenario:
+    """Parse and validate a scenario; every problem is a ParseError naming file and line."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        line, col = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+        raise ParseError(f"TOML: {msg}", file=file, line=line, column=col) from None
+    where = _Lines(text)
+
+    def err(message: str, line: int = 0, token: str = "") -> ParseError:
+        return ParseError(message, file=file, line=line, token=token)
+
+    for key, value in data.items():
+        if key not in TOP_KEYS:
+            line = where.top_key(key) or where.header(key)
+            raise err(f"unknown key {key!r} (known: {', '.join(TOP_KEYS)})", line, key)
+        if not isinstance(value, TOP_KEYS[key]):
+            raise err(f"{key} must be a {_tname(TOP_KEYS[key])}", where.top_key(key)
+                      or where.header(key), key)
+    if "interfaces" in data and not all(isinstance(t, dict) for t in data["interfaces"]):
+        raise err("interfaces must be [[interfaces]] tables", where.top_key("interfaces"))
+    if "packets" in data and not all(isinstance(t, dict) for t in data["packets"]):
+        raise err("packets must be [[packets]] tables", where.top_key("packets"))
+    profile = data.get("profile", "modern")
+    if profile not in PROFILES:
+        raise err(f"profile must be one of {', '.join(PROFILES)}", where.top_key("profile"),
+                  profile)
+    sc = Scenario(file=file, text=text, name=data.get("name", ""),
+                  description=data.get("description", ""), profile=profile,
+                  setup=data.get("setup", ""), setup_line=where.string_start("setup"),
+                  iptables=data.get("iptables", ""),
+                  iptables_line=where.string_start("iptables"))
+    sysctl_at = where.header("sysctl")
+    for name, value in data.get("sysctl", {}).items():
+        line = where.key(name, sysctl_at) if sysctl_at else where.top_key("sysctl")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise err(f"sysctl {name} must be an integer", line, name)
+        sc.sysctl[name] = value
+        sc.sysctl_lines[name] = line
+    names: set[str] = set()
+    for n, entry in enumerate(data.get("interfaces", [])):
+        at = where.header("interfaces", n)
+        sc.interfaces.append(_interface(entry, at, where, names, err))
+    for n, entry in enumerate(data.get("packets", [])):
+        at = where.header("packets", n)
+        sc.packets.append(_packet(entry, at, where, names, err))
+    return sc
+
+
+def _tname(t: type) -> str:
+    return {str: "string", dict: "table", list: "list", int: "integer"}[t]
+
+
+def _interface(entry: dict, at: int, where: _Lines, names: set[str], err) -> IfaceSpec:  # noqa: ANN001
+    from kptui.engine.box import valid_ifname
+
+    for key, value in entry.items():
+        line = where.key(key, at) or at
+        if key not in IFACE_KEYS:
+            raise err(f"unknown key {key!r} in [[interfaces]] (known: name, addresses)", line,
+                      key)
+        if not isinstance(value, IFACE_KEYS[key]):
+            raise err(f"interfaces.{key} must be a {_tname(IFACE_KEYS[key])}", line, key)
+    if "name" not in entry:
+        raise err("[[interfaces]] needs a name", at)
+    name = entry["name"]
+    if not valid_ifname(name) or name == "local":
+        raise err(f"{name!r} is not a valid interface name", where.key("name", at) or at, name)
+    if name in names or name == "lo":
+        raise err(f"interface {name!r} is declared twice", where.key("name", at) or at, name)
+    names.add(name)
+    addrs: list[IPv4Interface] = []
+    for text in entry.get("addresses", []):
+        addr = parse_addr(text) if isinstance(text, str) else None
+        if addr is None:
+            raise err(f"bad address {text!r}: expected A.B.C.D/LEN",
+                      where.key("addresses", at) or at, str(text))
+        addrs.append(addr)
+    return IfaceSpec(name=name, addresses=addrs, line=at)
+
+
+def _packet(entry: dict, at: int, where: _Lines, names: set[str], err) -> PacketSpec:  # noqa: ANN001
+    for key, value in entry.items():
+        line = where.key(key, at) or at
+        if key not in PACKET_KEYS:
+            raise err(f"unknown key {key!r} in [[packets]] (known: {', '.join(PACKET_KEYS)})",
+                      line, key)
+        typ, lo, hi = PACKET_KEYS[key]
+        if isinstance(value, bool) or not isinstance(value, typ):
+            raise err(f"packets.{key} must be a {_tname(typ)}", line, key)
+        if typ is int and not lo <= value <= hi:
+            raise err(f"packets.{key} must be in {lo}..{hi}", line, str(value))
+
+    def line_of(key: str) -> int:
+        return where.key(key, at) or at
+
+    for key in ("iif", "proto", "src", "dst"):
+        if key not in entry:
+            raise err(f"[[packets]] needs {key}", at)
+    iif, proto = entry["iif"], entry["proto"]
+    if iif != "local" and iif not in names:
+        raise err(f"iif {iif!r} is not a declared interface (or \"local\")", line_of("iif"), iif)
+    if proto not in PROTOS:
+        raise err(f"proto must be one of {', '.join(PROTOS)}", line_of("proto"), proto)
+    addrs = {}
+    for key in ("src", "dst"):
+        try:
+            addrs[key] = IPv4Address(entry[key])
+        except ValueError:
+            raise err(f"packets.{key} is not an IPv4 address", line_of(key), entry[key]) from None
+    if proto in ("tcp", "udp"):
+        for key in ("sport", "dport"):
+            if key not in entry:
+                raise err(f"a {proto} packet needs {key}", at)
+        for key in ("icmp_type", "icmp_code", "icmp_id"):
+            if key in entry:
+                raise err(f"{key} is only for icmp packets", line_of(key), key)
+    else:
+        for key in ("sport", "dport"):
+            if key in entry:
+                raise err(f"{key} is only for tcp and udp packets", line_of(key), key)
+    if "flags" in entry and proto != "tcp":
+        raise err("flags is only for tcp packets", line_of("flags"), "flags")
+    if "mark" in entry and iif != "local":
+        raise err("mark is only for local packets (iif = \"local\"): a received packet "
+                  "arrives with mark 0", line_of("mark"), "mark")
+    flags = entry.get("flags", "S")
+    if proto == "tcp":
+        from kptui.engine.packet import parse_tcp_flags
+
+        try:
+            parse_tcp_flags(flags)
+        except (KptuiError, ValueError) as exc:
+            raise err(f"bad tcp flags: {exc}", line_of("flags"), flags) from None
+    return PacketSpec(
+        origin=iif, proto=proto, src=addrs["src"], dst=addrs["dst"],
+        sport=entry.get("sport"), dport=entry.get("dport"), flags=flags,
+        ttl=entry.get("ttl", 64), tos=entry.get("tos", 0), mark=entry.get("mark", 0),
+        icmp_type=entry.get("icmp_type"), icmp_code=entry.get("icmp_code", 0),
+        icmp_id=entry.get("icmp_id", 0), length=entry.get("length"), line=at)
+
+
+__all__ = ["Scenario", "PacketSpec", "load_scenario"]

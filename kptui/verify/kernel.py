@@ -1,0 +1,506 @@
+"""Run a scenario on this machine's kernel and describe each packet in DESIGN.md's shape.
+
+The box is a network namespace; each declared interface is one end of a veth
+pair whose other end sits alone in a peer namespace. The peers never answer
+anything: their kernel has ARP switched off and drops all IPv4 input in an
+nft prerouting chain at priority -500 (AF_PACKET taps see frames before
+that). verify itself answers every ARP request arriving at a peer with that
+peer's MAC, so the box always resolves its next hop, whatever the address,
+and puts a forwarded packet on the wire.
+
+verify's own nft table (`ip kptui_trace`, see OWN_TABLE_NFT) sets nftrace at
+priority -350 in prerouting and output (before raw, so the scenario's tables
+keep exactly the chains it declared), and has two empty base chains at
+priority 10000 in input and postrouting, so the trace shows a packet that
+got through every netfilter table to local delivery or to the output device.
+Its lines are removed from the trace. Between packets verify sends a
+sentinel (IP proto 253 to 127.255.255.254) that its own output chain drops
+before any scenario table sees it: once the sentinel's trace is read, every
+line of the packet before it has been read too.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import queue
+import select
+import shlex
+import socket
+import struct
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface
+from typing import Any
+
+from kptui.verify import wire
+from kptui.verify.netns import CommandError, Lab
+from kptui.verify.trace import OWN_TABLE, PacketTrace, TraceParser, handle_positions, step_label
+
+ETH_P_ALL = 0x0003
+ETH_P_IP = 0x0800
+ETH_P_ARP = 0x0806
+ARP_REQUEST_HEAD = bytes.fromhex("0001080006040001")  # Ethernet, IPv4, 6, 4, request
+ARP_REPLY_HEAD = bytes.fromhex("0001080006040002")
+PACKET_OUTGOING = 4
+SO_MARK = 36
+FIRST_IDENT = 0x1000  # packet i is sent with IP ID FIRST_IDENT + i
+SENTINEL_BASE = 0xF000
+SENTINEL_DST = "127.255.255.254"
+SENTINEL_PROTO = 253  # RFC 3692 experimental
+QUIET = 0.06  # seconds without a frame on any peer before a packet counts as done
+MAX_WAIT = 1.0
+MONITOR_TIMEOUT = 3.0
+
+OWN_TABLE_NFT = f"""table ip {OWN_TABLE} {{
+    chain pre {{
+        type filter hook prerouting priority -350; policy accept;
+        meta nftrace set 1
+    }}
+    chain out {{
+        type filter hook output priority -350; policy accept;
+        ip protocol {SENTINEL_PROTO} ip daddr {SENTINEL_DST} meta nftrace set 1 drop
+        meta nftrace set 1
+    }}
+    chain indone {{
+        type filter hook input priority 10000; policy accept;
+    }}
+    chain postdone {{
+        type filter hook postrouting priority 10000; policy accept;
+    }}
+}}
+"""
+
+PEER_NFT = """table ip kpv_peer {
+    chain pre {
+        type filter hook prerouting priority -500; policy drop;
+    }
+}
+"""
+
+# Kernel defaults for what the simulator assumes when a scenario says nothing.
+# A new namespace copies IPv4 `all`/`default` settings from the host when
+# net.core.devconf_inherit_init_net is 0 (its default), so a host with
+# rp_filter=2 (common on distributions) would otherwise leak into the box.
+# Set before the interfaces are created, so they inherit `default` too.
+DEFAULT_SYSCTLS = (
+    ("net.ipv4.ip_forward", "0"),
+    ("net.ipv4.conf.all.rp_filter", "0"),
+    ("net.ipv4.conf.default.rp_filter", "0"),
+    ("net.ipv4.conf.all.accept_local", "0"),
+    ("net.ipv4.conf.default.accept_local", "0"),
+    ("net.ipv4.conf.all.route_localnet", "0"),
+    ("net.ipv4.conf.default.route_localnet", "0"),
+    ("net.ipv4.ip_forward_update_priority", "1"),
+)
+
+SEND_ERRORS = {  # errno of a local sender -> what decided (ip-route(8), KERNEL-NOTES 5)
+    errno.ENETUNREACH: "routing:unreachable",
+    errno.EHOSTUNREACH: "routing:unreachable",
+    errno.EINVAL: "routing:blackhole",
+    errno.EACCES: "routing:prohibit",
+}
+
+
+@dataclass(slots=True)
+class Interface:
+    name: str
+    addresses: list[IPv4Interface]
+    mtu: int | None = None
+
+
+@dataclass(slots=True)
+class SendSpec:
+    """One packet to send: where from, its bytes (IP ID already set) and its mark."""
+
+    origin: str  # "local" or an interface name
+    data: bytes
+    mark: int = 0
+
+
+@dataclass(slots=True)
+class Plan:
+    """Everything the kernel side needs from a scenario."""
+
+    interfaces: list[Interface]
+    sysctl: list[tuple[str, str]]
+    setup: str
+    iptables: str
+    packets: list[SendSpec]
+
+
+@dataclass(slots=True)
+class Frame:
+    iface: str  # the box end it left through
+    data: bytes  # the IPv4 datagram
+
+
+@dataclass(slots=True)
+class Peer:
+    iface: Interface
+    ns: str
+    dev: str
+    address: IPv4Interface | None
+    sock: socket.socket | None = None
+    mac: bytes = b""
+
+
+@dataclass(slots=True)
+class KernelRun:
+    results: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    unparsed: list[str] = field(default_factory=list)
+
+
+def gateways(setup: str) -> list[IPv4Address]:
+    """Every `via ADDR` of the setup lines (so a peer can be the gateway)."""
+    found = []
+    for line in setup.splitlines():
+        words = shlex.split(line, comments=True)
+        for word, nxt in zip(words, words[1:], strict=False):
+            if word == "via":
+                try:
+                    found.append(IPv4Address(nxt))
+                except ValueError:
+                    pass
+    return found
+
+
+def peer_address(iface: Interface, used: set[IPv4Address],
+                 gws: list[IPv4Address]) -> IPv4Interface | None:
+    """The gateway of this subnet if the setup uses one, else a free host address in it."""
+    if not iface.addresses:
+        return None
+    for gw in gws:
+        for addr in iface.addresses:
+            if gw in addr.network and gw != addr.ip:
+                return IPv4Interface(f"{gw}/{addr.network.prefixlen}")
+    net = iface.addresses[0].network
+    if net.num_addresses <= 2:
+        return None
+    for candidate in reversed(list(net.hosts())[-64:]):
+        if candidate not in used:
+            return IPv4Interface(f"{candidate}/{net.prefixlen}")
+    return None
+
+
+def snmp(text: str) -> dict[str, int]:
+    """/proc/net/snmp or /proc/net/netstat -> {"Ip.InDelivers": 3, ...}."""
+    out: dict[str, int] = {}
+    lines = text.splitlines()
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        prefix, _, keys = names.partition(":")
+        for key, value in zip(keys.split(), values.partition(":")[2].split(), strict=False):
+            try:
+                out[f"{prefix}.{key}"] = int(value)
+            except ValueError:
+                pass
+    return out
+
+
+class KernelBox:
+    """The namespaces of one scenario; `run()` sends every packet and reports."""
+
+    def __init__(self, lab: Lab, plan: Plan) -> None:
+        self.lab = lab
+        self.plan = plan
+        self.box = ""
+        self.peers: list[Peer] = []
+        self.raw: socket.socket | None = None
+        self.monitor: subprocess.Popen[str] | None = None
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.parser = TraceParser()
+        self.sentinels = 0
+        self.positions: dict[tuple[str, str, int], int] = {}
+        self.local_addrs: set[IPv4Address] = set()
+        self.box_macs: dict[str, bytes] = {}
+
+    # -- building ------------------------------------------------------------------
+
+    def build(self) -> None:
+        lab, plan = self.lab, self.plan
+        self.box = lab.add("b")
+        lab.run(self.box, ["sysctl", "-qw", *(f"{k}={v}" for k, v in DEFAULT_SYSCTLS)])
+        used = {a.ip for i in plan.interfaces for a in i.addresses}
+        used |= {IPv4Address(p.data[12:16]) for p in plan.packets}
+        used |= {IPv4Address(p.data[16:20]) for p in plan.packets}
+        gws = gateways(plan.setup)
+        for n, iface in enumerate(plan.interfaces):
+            peer_ns = lab.add(f"p{n}")
+            peer = Peer(iface, peer_ns, f"kpvp{n}", peer_address(iface, used, gws))
+            self.peers.append(peer)
+            lab.host(["ip", "link", "add", iface.name, "netns", self.box, "type", "veth",
+                      "peer", "name", peer.dev, "netns", peer_ns])
+            for addr in iface.addresses:
+                lab.run(self.box, ["ip", "addr", "add", str(addr), "dev", iface.name])
+                self.local_addrs.add(addr.ip)
+            if iface.mtu:
+                lab.run(self.box, ["ip", "link", "set", iface.name, "mtu", str(iface.mtu)])
+                lab.run(peer_ns, ["ip", "link", "set", peer.dev, "mtu", str(iface.mtu)])
+            lab.run(self.box, ["ip", "link", "set", iface.name, "up"])
+            self._build_peer(peer)
+        lab.run(self.box, ["ip", "link", "set", "lo", "up"])
+        for key, value in plan.sysctl:
+            lab.run(self.box, ["sysctl", "-qw", f"{key}={value}"])
+        for number, line in enumerate(plan.setup.splitlines(), 1):
+            argv = shlex.split(line, comments=True)
+            if argv:
+                try:
+                    lab.run(self.box, argv)
+                except CommandError as err:
+                    raise CommandError(f"setup line {number}: {err}") from None
+        if plan.iptables.strip():
+            lab.run(self.box, ["iptables-restore"], stdin=plan.iptables)
+        lab.run(self.box, ["nft", "-f", "-"], stdin=OWN_TABLE_NFT)
+        self.positions = handle_positions(lab.run(self.box, ["nft", "-j", "-a", "list",
+                                                             "ruleset"]))
+        for peer in self.peers:
+            peer.sock = lab.socket_in(peer.ns, lambda: socket.socket(
+                socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL)))
+            peer.sock.bind((peer.dev, ETH_P_ALL))
+            peer.sock.setblocking(False)
+            peer.mac = peer.sock.getsockname()[4]
+        self.raw = lab.socket_in(self.box, lambda: socket.socket(
+            socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW))
+        self.box_macs = {p.iface.name: self._mac(p.iface.name) for p in self.peers}
+
+    def _build_peer(self, peer: Peer) -> None:
+        run, ns = self.lab.run, peer.ns
+        run(ns, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
+        if peer.address is not None:
+            run(ns, ["ip", "addr", "add", str(peer.address), "dev", peer.dev])
+        run(ns, ["ip", "link", "set", peer.dev, "arp", "off", "up"])
+        run(ns, ["ip", "link", "set", "lo", "up"])
+        run(ns, ["nft", "-f", "-"], stdin=PEER_NFT)
+
+    def _mac(self, dev: str) -> bytes:
+        info = json.loads(self.lab.run(self.box, ["ip", "-j", "link", "show", "dev", dev]))
+        return bytes.fromhex(info[0]["address"].replace(":", ""))
+
+    # -- the monitor -----------------------------------------------------------------
+
+    def start_monitor(self) -> None:
+        self.monitor = subprocess.Popen(
+            ["ip", "netns", "exec", self.box, "stdbuf", "-oL", "xtables-monitor", "--trace"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        threading.Thread(target=self._reader, daemon=True).start()
+        deadline = time.monotonic() + MONITOR_TIMEOUT
+        while time.monotonic() < deadline:  # the netlink listener may take a moment
+            if self.sync(timeout=0.2):
+                return
+        raise CommandError("xtables-monitor --trace printed nothing: is nftrace supported?")
+
+    def _reader(self) -> None:
+        assert self.monitor is not None and self.monitor.stdout is not None
+        for line in self.monitor.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def sync(self, timeout: float = MONITOR_TIMEOUT) -> bool:
+        """Send a sentinel and read the monitor until its trace shows up."""
+        ident = SENTINEL_BASE + (self.sentinels % 0x0F00)
+        self.sentinels += 1
+        data = bytearray(20)
+        data[0], data[8], data[9] = 0x45, 64, SENTINEL_PROTO
+        struct.pack_into("!HH", data, 2, 20, ident)
+        data[12:16] = socket.inet_aton("127.0.0.1")
+        data[16:20] = socket.inet_aton(SENTINEL_DST)
+        assert self.raw is not None
+        try:
+            self.raw.sendto(bytes(data), (SENTINEL_DST, 0))
+        except OSError:
+            pass  # EPERM: our own chain dropped it, as intended
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if line is None:
+                raise CommandError("xtables-monitor ended early")
+            self.parser.feed(line)
+            seen = self.parser.by_ident.get(ident)
+            if seen is not None and seen.own:
+                del self.parser.by_ident[ident]
+                return True
+        return False
+
+    def stop_monitor(self) -> None:
+        if self.monitor is not None and self.monitor.poll() is None:
+            self.monitor.terminate()
+            try:
+                self.monitor.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self.monitor.kill()
+                self.monitor.wait()
+
+    # -- packets -----------------------------------------------------------------------
+
+    def counters(self) -> dict[str, int]:
+        return {**snmp(self.lab.read_in(self.box, "/proc/thread-self/net/snmp")),
+                **snmp(self.lab.read_in(self.box, "/proc/thread-self/net/netstat"))}
+
+    def send(self, spec: SendSpec) -> int:
+        """Put the packet on its way; returns the local sender's errno (0 if none)."""
+        if spec.origin == "local":
+            assert self.raw is not None
+            self.raw.setsockopt(socket.SOL_SOCKET, SO_MARK, spec.mark)
+            try:
+                self.raw.sendto(spec.data, (socket.inet_ntoa(spec.data[16:20]), 0))
+            except OSError as err:
+                return err.errno or -1
+            return 0
+        peer = next((p for p in self.peers if p.iface.name == spec.origin), None)
+        if peer is None or peer.sock is None:
+            raise CommandError(f"packet from {spec.origin!r}: no such interface")
+        frame = self.box_macs[spec.origin] + peer.mac + struct.pack("!H", ETH_P_IP) + spec.data
+        peer.sock.send(frame)
+        return 0
+
+    def collect_frames(self) -> list[Frame]:
+        """Every IPv4 frame the box sends to a peer until the wire has been quiet a while."""
+        frames: list[Frame] = []
+        socks = {p.sock: p for p in self.peers if p.sock is not None}
+        start = last = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now - last >= QUIET or now - start >= MAX_WAIT:
+                return frames
+            ready, _, _ = select.select(list(socks), [], [], QUIET - (now - last))
+            for sock in ready:
+                while True:
+                    try:
+                        data, addr = sock.recvfrom(65535)
+                    except BlockingIOError:
+                        break
+                    if addr[2] == PACKET_OUTGOING:
+                        continue
+                    if addr[1] == ETH_P_ARP:
+                        self.answer_arp(socks[sock], data)
+                        continue
+                    if addr[1] != ETH_P_IP:
+                        continue
+                    frames.append(Frame(socks[sock].iface.name, data[14:]))
+                    last = time.monotonic()
+
+    def answer_arp(self, peer: Peer, frame: bytes) -> None:
+        """Reply to an ARP request for any address with the peer's MAC (RFC 826 layout)."""
+        arp = frame[14:42]
+        if len(arp) < 28 or arp[:8] != ARP_REQUEST_HEAD or peer.sock is None:
+            return
+        sha, spa, tpa = arp[8:14], arp[14:18], arp[24:28]
+        reply = (sha + peer.mac + struct.pack("!H", ETH_P_ARP) + ARP_REPLY_HEAD
+                 + peer.mac + tpa + sha + spa)
+        peer.sock.send(reply)
+
+    def run(self) -> KernelRun:
+        result = KernelRun()
+        start = time.monotonic()
+        self.build()
+        try:
+            self.start_monitor()
+            for index, spec in enumerate(self.plan.packets):
+                before = self.counters()
+                send_errno = self.send(spec)
+                frames = self.collect_frames()
+                if not self.sync():
+                    raise CommandError(f"packet {index}: the kernel's trace did not arrive")
+                after = self.counters()
+                delta = {k: after[k] - before.get(k, 0) for k in after
+                         if after[k] != before.get(k, 0)}
+                result.results.append(self.describe(index, spec, frames, send_errno, delta))
+        finally:
+            self.stop_monitor()
+        result.unparsed = self.parser.unparsed
+        result.seconds = time.monotonic() - start
+        return result
+
+    # -- turning observations into DESIGN.md's shape --------------------------------------
+
+    def describe(self, index: int, spec: SendSpec, frames: list[Frame], send_errno: int,
+                 delta: dict[str, int]) -> dict[str, Any]:
+        ident = wire.ip_ident(spec.data)
+        trace = self.parser.by_ident.pop(ident, PacketTrace(ident))
+        labels = [step_label(s, self.positions) for s in trace.steps]
+        deciding = [s for s in trace.steps if s.decides]
+        last = deciding[-1] if deciding else None
+        proto = spec.data[9]
+        mine = [f for f in frames if wire.ip_ident(f.data) == ident and f.data[9] == proto]
+        answers = []
+        for frame in frames:
+            if frame not in mine:
+                answers.append({"iface": frame.iface, **wire.ip_out(frame.data)})
+        delivered = any(s.chain == "indone" for s in trace.own)
+        post = [s for s in trace.own if s.chain == "postdone"]
+        by_rule = ""
+        if last is not None:
+            label = step_label(last, self.positions)
+            by_rule = label if last.kind == "rule" else label.rsplit(":", 1)[0]
+
+        fate: dict[str, Any]
+        if mine:
+            out = wire.ip_out(mine[0].data)
+            if post:
+                out["mark"] = int(post[-1].fields.get("MARK", "0x0"), 16)
+            fate = {"action": "transmit", "iface": mine[0].iface,
+                    "by": by_rule if last and last.verdict == "ACCEPT" else "routing"}
+        else:
+            out = wire.ip_out(spec.data)
+            if trace.headers:  # where the kernel last printed the packet
+                seen = wire.trace_out(trace.headers[-1])
+                out.update({k: v for k, v in seen.items() if k != "proto"})
+            else:
+                out["mark"] = spec.mark
+            if delivered:
+                iface = spec.origin if spec.origin != "local" else "lo"
+                fate = {"action": "deliver", "iface": iface,
+                        "by": by_rule if last and last.verdict == "ACCEPT" else "routing:local"}
+            elif last is not None and last.verdict == "DROP":
+                action = "reject" if "-j REJECT" in last.rule_text else "drop"
+                fate = {"action": action, "by": by_rule}
+            else:
+                fate = {"action": "drop", "by": self.why_dropped(spec, send_errno, delta)}
+        return {"packet": index, "fate": fate, "out": out, "trace": labels,
+                "answers": answers}
+
+    def why_dropped(self, spec: SendSpec, send_errno: int, delta: dict[str, int]) -> str:
+        """A drop no netfilter rule decided: read the reason from counters and routes."""
+        if spec.origin == "local" and send_errno:
+            return SEND_ERRORS.get(send_errno, f"kernel:errno {errno.errorcode.get(send_errno)}")
+        if delta.get("TcpExt.IPReversePathFilter"):
+            return "rp_filter"
+        if delta.get("Icmp.OutTimeExcds") or delta.get("Ip.InHdrErrors"):
+            return "ttl"
+        src, dst = IPv4Address(spec.data[12:16]), IPv4Address(spec.data[16:20])
+        if spec.origin != "local" and src in self.local_addrs:
+            return "rp_filter"  # martian source: a local address arriving from outside
+        kind = self.route_kind(dst, spec.mark)
+        if kind == "unicast" and spec.origin != "local":
+            fwd = self.lab.read_in(
+                self.box, f"/proc/sys/net/ipv4/conf/{spec.origin}/forwarding").strip()
+            if fwd == "0":
+                return "ip_forward"
+        if kind in ("unreachable", "blackhole", "prohibit"):
+            return f"routing:{kind}"
+        counters = ", ".join(f"{k}+{v}" for k, v in sorted(delta.items()))
+        return f"kernel:unknown ({counters or 'no counter moved'})"
+
+    def route_kind(self, dst: IPv4Address, mark: int) -> str:
+        """The route type an output lookup finds for ``dst`` (as `ip route get` names it)."""
+        try:
+            text = self.lab.run(self.box, ["ip", "-o", "route", "get", str(dst), "mark",
+                                           str(mark)])
+        except CommandError:
+            return "unreachable"
+        first = text.split()[0] if text.split() else ""
+        return first if first in ("unreachable", "blackhole", "prohibit", "local",
+                                  "broadcast") else "unicast"
+
+
+def run_plan(plan: Plan, *, prefix: str | None = None) -> KernelRun:
+    """Build the box for ``plan`` in fresh namespaces, run it, remove them again."""
+    with Lab(prefix or f"kpv{os.getpid()}") as lab:
+        return KernelBox(lab, plan).run()
