@@ -149,7 +149,8 @@ def test_route_errors_are_the_kernels(line, message):
 def test_route_add_twice_is_file_exists_whatever_the_gateway():
     # checked on kernel 6.18: same prefix and metric -> EEXIST
     with pytest.raises(ParseError, match="RTNETLINK answers: File exists"):
-        make_box("ip route add 8.8.8.0/24 via 192.168.1.254\nip route add 8.8.8.0/24 via 192.168.1.1")
+        make_box("ip route add 8.8.8.0/24 via 192.168.1.254\n"
+                 "ip route add 8.8.8.0/24 via 192.168.1.1")
 
 
 def test_gateway_may_be_a_local_address_or_reached_through_a_link_route():

@@ -160,4 +160,5 @@ def test_sysctl_errors_at_build_name_the_key_line():
     text = '[sysctl]\n"net.ipv4.ip_forward" = 1\n"net.ipv4.tcp_syncookies" = 1\n'
     with pytest.raises(ParseError) as exc:
         load_scenario(text, file="s.toml").build_box()
-    assert exc.value.line == 3 and "unsupported yet: sysctl net.ipv4.tcp_syncookies" in str(exc.value)
+    assert exc.value.line == 3
+    assert "unsupported yet: sysctl net.ipv4.tcp_syncookies" in str(exc.value)

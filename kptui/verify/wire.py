@@ -16,10 +16,8 @@ ECHO_TYPES = {0, 8}
 
 
 def tcp_flags_text(bits: int) -> str:
-    """0x12 -> "SA": letters in the order kptui prints them (S A F R P U E C)."""
-    order = "SAFRPUEC"
-    letters = {TCP_FLAG_LETTERS[i]: bool(bits & (1 << i)) for i in range(8)}
-    return "".join(ch for ch in order if letters[ch]) or "NONE"
+    """0x12 -> "SA": one letter per set bit, FIN first, as kptui prints flags; 0 is "NONE"."""
+    return "".join(ch for i, ch in enumerate(TCP_FLAG_LETTERS) if bits & (1 << i)) or "NONE"
 
 
 def ip_out(data: bytes) -> dict[str, Any]:

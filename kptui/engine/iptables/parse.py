@@ -117,8 +117,7 @@ class RuleParser:
             if inv and not opt.invertible:
                 raise self.err(f'{mod}: option "{t}" cannot be inverted.', inv_tok)
             args = toks[i + 1:i + 1 + opt.nargs]
-            if len(args) < opt.nargs or any(a[0].startswith("-") and a[0] != "-" and
-                                            not a[0][1:2].isdigit() for a in args):
+            if len(args) < opt.nargs:
                 if t == "--tcp-flags":
                     raise self.err("--tcp-flags requires two args.", tok)
                 raise self.err(f'option "{t}" requires an argument', tok)

@@ -1,0 +1,315 @@
+"""iptables-restore input and `iptables ...` command lines, applied to a Ruleset.
+
+Semantics checked on this machine (iptables-nft 1.8.9): restore replaces each
+table it mentions (unless noflush) and creates only the built-in chains it
+declares; a command creates the table and the chain it touches; `:FOO ACCEPT`
+for a non-built-in name creates a user chain; -X refuses a referenced chain.
+"""
+
+from __future__ import annotations
+
+from kptui.engine.errors import ParseError, UnsupportedError
+from kptui.engine.iptables.lexer import Token, split_restore, split_shell
+from kptui.engine.iptables.model import BUILTIN_CHAINS, Chain, Counters, Ruleset, Table
+from kptui.engine.iptables.parse import RuleParser
+from kptui.engine.iptables.targets import STANDARD_VERDICTS, TARGETS, ChainTarget
+
+COMMAND_WORDS = frozenset({"iptables", "iptables-legacy", "iptables-nft"})
+_CMDS = {
+    "-A": "-A", "--append": "-A", "-I": "-I", "--insert": "-I", "-D": "-D", "--delete": "-D",
+    "-R": "-R", "--replace": "-R", "-N": "-N", "--new-chain": "-N", "-X": "-X",
+    "--delete-chain": "-X", "-P": "-P", "--policy": "-P", "-F": "-F", "--flush": "-F",
+    "-Z": "-Z", "--zero": "-Z",
+}
+_LISTING = frozenset({"-L", "--list", "-S", "--list-rules", "-C", "--check", "-E",
+                      "--rename-chain"})
+
+
+class _Ctx:
+    def __init__(self, file: str, line: int) -> None:
+        self.file, self.line = file, line
+
+    def err(self, msg: str, tok: Token | None = None) -> ParseError:
+        return ParseError(msg, file=self.file, line=self.line,
+                          column=tok[1] if tok else 0, token=tok[0] if tok else "")
+
+
+def _lookup(table: Table):
+    def look(name: str) -> str | None:
+        c = table.chains.get(name)
+        if c is None:
+            return None
+        return "builtin" if c.builtin else "user"
+    return look
+
+
+def _references(table: Table, name: str) -> list[str]:
+    return [c.name for c in table.chains.values() for r in c.rules
+            if isinstance(r.target, ChainTarget) and r.target.chain == name]
+
+
+def _check_new_chain(name: str, c: _Ctx, tok: Token) -> None:
+    if len(name) > 28:
+        raise c.err(f"chain name `{name}' too long (must be under 29 chars)", tok)
+    if name.startswith("-") or name == "!":
+        raise c.err("chain name not allowed to start with `-'", tok)
+    if name in TARGETS or name in STANDARD_VERDICTS:
+        raise c.err("chain name may not clash with target name", tok)
+
+
+def _execute(ruleset: Ruleset, table: Table, cmd: Token, pos: list[Token], spec: list[Token],
+             counters: Counters | None, c: _Ctx) -> None:
+    """Run one command (-A/-I/-D/-R/-N/-X/-P/-F/-Z) against ``table``."""
+    op = _CMDS[cmd[0]]
+    needs_chain = op in ("-A", "-I", "-D", "-R", "-N", "-P")
+    if needs_chain and not pos:
+        raise c.err(f"option \"{cmd[0]}\" requires an argument", cmd)
+    chain_tok = pos[0] if pos else None
+    name = chain_tok[0] if chain_tok else ""
+    chain = table.chains.get(name) if name else None
+
+    if op == "-N":
+        if chain is not None:
+            raise c.err("Chain already exists.", chain_tok)
+        _check_new_chain(name, c, chain_tok)  # type: ignore[arg-type]
+        table.chains[name] = Chain(name, False, "-", True)
+        return
+    if name and chain is None:
+        raise c.err(f"Chain '{name}' does not exist", chain_tok)
+    if op in ("-A", "-I", "-D", "-R", "-P") and chain is not None and chain.builtin:
+        chain.present = True
+    if op == "-P":
+        if chain is None or not chain.builtin:
+            raise c.err("Bad built-in chain name.", chain_tok)
+        if len(pos) < 2 or pos[1][0] not in ("ACCEPT", "DROP"):
+            raise c.err("Bad policy name.", pos[1] if len(pos) > 1 else cmd)
+        chain.policy = pos[1][0]
+        return
+    if op in ("-F", "-Z", "-X"):
+        chains = [chain] if chain else [ch for ch in table.chains.values() if ch.present]
+        for ch in chains:
+            if op == "-F":
+                ch.rules = []
+                ch.changed()
+            elif op == "-Z":
+                ch.counters = Counters()
+                for r in ch.rules:
+                    r.counters = Counters()
+            else:
+                targets = [ch] if chain else [x for x in chains if not x.builtin]
+                _delete_chains(table, targets, c, chain_tok or cmd)
+                return
+        return
+    assert chain is not None
+    n_rules = len(chain.rules)
+    number = None
+    if op in ("-I", "-D", "-R") and len(pos) > 1:
+        if not pos[1][0].isdigit() or int(pos[1][0]) < 1:
+            raise c.err(f"Invalid rule number `{pos[1][0]}'", pos[1])
+        number = int(pos[1][0])
+    if op == "-D" and number is not None:
+        if spec:
+            raise c.err("-D with a rule number takes no rule specification", spec[0])
+        if number > n_rules:
+            raise c.err(f"Index of deletion too big: chain {name} has {n_rules} rules", pos[1])
+        del chain.rules[number - 1]
+        chain.changed()
+        return
+    if op == "-R" and number is None:
+        raise c.err("-R needs a rule number", cmd)
+    rule = RuleParser(spec, table=table.name, chain=name, file=c.file, line=c.line,
+                      lookup=_lookup(table)).parse()
+    if counters is not None:
+        rule.counters = counters
+    if op == "-A":
+        chain.rules.append(rule)
+    elif op == "-I":
+        at = number or 1
+        if at > n_rules + 1:
+            raise c.err(f"Index of insertion too big: chain {name} has {n_rules} rules", pos[1])
+        chain.rules.insert(at - 1, rule)
+    elif op == "-R":
+        assert number is not None
+        if number > n_rules:
+            raise c.err(f"Index of replacement too big: chain {name} has {n_rules} rules",
+                        pos[1])
+        chain.rules[number - 1] = rule
+    else:  # -D by specification
+        for k, r in enumerate(chain.rules):
+            if r.text == rule.text:
+                del chain.rules[k]
+                break
+        else:
+            raise c.err("Bad rule (does a matching rule exist in that chain?).", cmd)
+    chain.changed()
+
+
+def _delete_chains(table: Table, chains: list[Chain], c: _Ctx, tok: Token) -> None:
+    doomed = {ch.name for ch in chains}
+    for ch in chains:
+        if ch.builtin:
+            raise c.err(f"can't delete built-in chain {ch.name} (CHAIN_DEL failed: Device or "
+                        "resource busy)", tok)
+        users = [u for u in _references(table, ch.name) if u not in doomed]
+        if users:
+            raise c.err(f"chain {ch.name} is still referenced from {', '.join(users)} "
+                        "(CHAIN_DEL failed: Device or resource busy)", tok)
+    for name in doomed:
+        del table.chains[name]
+
+
+def _split_command(toks: list[Token], c: _Ctx, *, allow_table: bool
+                   ) -> tuple[str | None, Token, list[Token], list[Token], Counters | None]:
+    """Pull the table, the command with its positional arguments and -c out of the tokens."""
+    table = None
+    cmd: Token | None = None
+    pos: list[Token] = []
+    spec: list[Token] = []
+    counters = None
+    i, n = 0, len(toks)
+    while i < n:
+        t = toks[i][0]
+        if t in ("-t", "--table"):
+            if not allow_table:
+                raise c.err("The -t option cannot be used in iptables-restore.", toks[i])
+            if i + 1 >= n:
+                raise c.err('option "-t" requires an argument', toks[i])
+            table = toks[i + 1][0]
+            if table not in BUILTIN_CHAINS:
+                raise c.err(f"table '{table}' does not exist", toks[i + 1])
+            i += 2
+        elif t in _CMDS:
+            if cmd is not None:
+                raise c.err(f"Cannot use {t} with {cmd[0]}", toks[i])
+            cmd = toks[i]
+            i += 1
+            want = {"-A": 1, "-I": 2, "-D": 2, "-R": 2, "-N": 1, "-X": 1, "-P": 2, "-F": 1,
+                    "-Z": 1}[_CMDS[t]]
+            while len(pos) < want and i < n and not toks[i][0].startswith("-") and \
+                    toks[i][0] != "!":
+                if len(pos) == 1 and _CMDS[t] in ("-I", "-D") and not toks[i][0].isdigit():
+                    break
+                pos.append(toks[i])
+                i += 1
+        elif t in ("-c", "--set-counters"):
+            if i + 2 >= n or not (toks[i + 1][0].isdigit() and toks[i + 2][0].isdigit()):
+                raise c.err("-c requires packet and byte counter", toks[i])
+            counters = Counters(int(toks[i + 1][0]), int(toks[i + 2][0]))
+            i += 3
+        elif t in _LISTING or t in ("-h", "--help", "-V", "--version"):
+            raise UnsupportedError(f"iptables {t} (only commands that change the ruleset are "
+                                   "modelled)")
+        else:
+            spec.append(toks[i])
+            i += 1
+    if cmd is None:
+        raise c.err("no command specified", toks[0] if toks else None)
+    return table, cmd, pos, spec, counters
+
+
+def apply_command(ruleset: Ruleset, line_text: str, *, file: str, line: int) -> None:
+    """Apply one `iptables [-t T] -A/-I/-D/-R/-N/-X/-P/-F/-Z ...` command line."""
+    c = _Ctx(file, line)
+    toks = split_shell(line_text, file=file, lineno=line)
+    if not toks:
+        raise c.err("empty command")
+    word = toks[0][0].rsplit("/", 1)[-1]
+    if word not in COMMAND_WORDS:
+        raise c.err(f"not an iptables command: {toks[0][0]}", toks[0])
+    for t in toks[1:]:
+        if t[0] in ("-w", "--wait", "-n", "--numeric", "-v", "--verbose"):
+            raise c.err(f"option {t[0]} is not supported in a scenario", t)
+    tname, cmd, pos, spec, counters = _split_command(toks[1:], c, allow_table=True)
+    table = ruleset.table(tname or "filter")
+    _execute(ruleset, table, cmd, pos, spec, counters, c)
+
+
+def restore(ruleset: Ruleset, text: str, *, file: str, first_line: int = 1,
+            noflush: bool = False) -> None:
+    """Apply iptables-restore input. Each table is applied atomically at its COMMIT."""
+    current: Table | None = None
+    start: ParseError | None = None
+    lineno = first_line - 1
+    for raw in text.splitlines():
+        lineno += 1
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        c = _Ctx(file, lineno)
+        col = raw.index(line[0]) + 1
+        if line.startswith("*"):
+            if current is not None:
+                raise c.err(f"COMMIT expected before a new table (table {current.name} is "
+                            "still open)", (line, col))
+            name = line[1:].strip()
+            if name not in BUILTIN_CHAINS:
+                raise c.err(f"table '{name}' invalid", (line, col))
+            old = ruleset.tables.get(name)
+            current = _copy_table(old) if (noflush and old is not None) else Table.empty(name)
+            start = c.err(f"COMMIT expected for table {name}", (line, col))
+            continue
+        if current is None:
+            raise c.err("no table selected: a line before any *table", (line, col))
+        if line == "COMMIT":
+            ruleset.tables[current.name] = current
+            current = None
+            continue
+        if line.startswith(":"):
+            _chain_line(current, raw, c, noflush)
+            continue
+        counters = None
+        toks = split_restore(raw, file=file, lineno=lineno)
+        if toks[0][0].startswith("["):
+            counters = _counters(toks[0], c)
+            toks = toks[1:]
+        if not toks or toks[0][0] not in _CMDS:
+            raise c.err(f"Bad argument `{toks[0][0] if toks else line}'",
+                        toks[0] if toks else None)
+        _, cmd, pos, spec, cc = _split_command(toks, c, allow_table=False)
+        _execute(ruleset, current, cmd, pos, spec, counters or cc, c)
+    if current is not None:
+        assert start is not None
+        raise ParseError(f"COMMIT expected at line {lineno + 1}", file=file, line=lineno + 1,
+                         column=0, token="")
+
+
+def _counters(tok: Token, c: _Ctx) -> Counters:
+    body = tok[0]
+    if not (body.startswith("[") and body.endswith("]")):
+        raise c.err("bad counters, expected [packets:bytes]", tok)
+    p, sep, b = body[1:-1].partition(":")
+    if not (sep and p.isdigit() and b.isdigit()):
+        raise c.err("bad counters, expected [packets:bytes]", tok)
+    return Counters(int(p), int(b))
+
+
+def _chain_line(table: Table, raw: str, c: _Ctx, noflush: bool) -> None:
+    toks = split_restore(raw.replace(":", " ", 1), file=c.file, lineno=c.line)
+    if not toks:
+        raise c.err("chain name missing after `:'", (raw, 1))
+    name_tok = toks[0]
+    name = name_tok[0]
+    policy = toks[1][0] if len(toks) > 1 else "-"
+    counters = _counters(toks[2], c) if len(toks) > 2 else Counters()
+    chain = table.chains.get(name)
+    if chain is not None and chain.builtin:
+        if policy not in ("ACCEPT", "DROP"):
+            raise c.err("Bad policy name.", toks[1] if len(toks) > 1 else name_tok)
+        chain.present, chain.policy, chain.counters = True, policy, counters
+        return
+    if chain is not None:  # redeclared user chain: flushed (iptables-restore --noflush)
+        chain.rules = []
+        chain.counters = counters
+        chain.changed()
+        return
+    _check_new_chain(name, c, name_tok)
+    table.chains[name] = Chain(name, False, "-", True, counters=counters)
+
+
+def _copy_table(t: Table) -> Table:
+    new = Table(t.name)
+    for name, ch in t.chains.items():
+        copy = Chain(ch.name, ch.builtin, ch.policy, ch.present, list(ch.rules),
+                     Counters(ch.counters.pkts, ch.counters.bytes))
+        new.chains[name] = copy
+    return new
