@@ -740,12 +740,12 @@ def test_box_instance_is_snapshotted_for_reverse_steps():
 
 # -- against the real walk (kptui/engine/walk.py, scenario.py, iptables) --------------------
 
-PORT_FORWARD = '''
-name = "port-forward"
+MARK_AND_FILTER = '''
+name = "mark-and-filter"
 iptables = """
-*nat
+*mangle
 :PREROUTING ACCEPT [0:0]
--A PREROUTING -i eth1 -p tcp --dport 8080 -j DNAT --to-destination 192.168.1.10:80
+-A PREROUTING -i eth1 -p tcp --dport 8080 -j MARK --set-mark 0x1
 COMMIT
 *filter
 :FORWARD DROP [0:0]
@@ -764,14 +764,14 @@ addresses = ["203.0.113.2/24"]
 iif = "eth1"
 proto = "tcp"
 src = "198.51.100.7"
-dst = "203.0.113.2"
+dst = "192.168.1.10"
 sport = 40000
-dport = 8080
+dport = 80
 [[packets]]
 iif = "eth1"
 proto = "tcp"
 src = "198.51.100.7"
-dst = "203.0.113.2"
+dst = "192.168.1.10"
 sport = 40001
 dport = 8080
 '''
@@ -785,7 +785,7 @@ def scenario():
         pytest.skip("kptui.engine.iptables.run_chain is not written yet")
     from kptui.engine.scenario import load_scenario
 
-    return load_scenario(PORT_FORWARD, file="port-forward.toml")
+    return load_scenario(MARK_AND_FILTER, file="mark-and-filter.toml")
 
 
 def real(scenario) -> Debugger:
@@ -796,38 +796,45 @@ def test_real_walk_single_steps_give_the_same_events_as_a_trace(scenario):
     from kptui.engine.run import run_scenario
 
     dbg = real(scenario)
-    while dbg.step().reason != "end":
-        pass
+    fates = []
+    while (stop := dbg.step()).reason != "end":
+        if stop.reason == "fate":
+            fates.append((stop.event.action, stop.event.by))
     expected = [ev for result in run_scenario(scenario) for ev in result.events]
     assert dbg.events == expected
-    # iptables-extensions(8) DNAT: the packet leaves for 192.168.1.10:80 through eth0
-    assert dbg.current.action == "transmit" and dbg.current.iface == "eth0"
+    # iptables(8): a packet no rule accepts gets the chain's policy (DROP)
+    assert fates == [("transmit", "filter:FORWARD:rule:1"), ("drop", "filter:FORWARD:policy")]
 
 
-def test_real_walk_edit_before_the_dnat_rule_changes_the_fate(scenario):
+def test_real_walk_edits_change_the_verdict(scenario):
     dbg = real(scenario)
-    dbg.add_breakpoint("stage nat:PREROUTING")
-    dbg.add_breakpoint("watch ip.dst")
-    assert dbg.cont().event.stage == "nat:PREROUTING"
-    dbg.edit("tcp.dport", "8081")  # the DNAT rule no longer matches (--dport 8080)
-    with pytest.raises(FieldError):
+    dbg.add_breakpoint("stage filter:FORWARD")
+    dbg.add_breakpoint("watch meta.mark")
+    assert dbg.cont().event.stage == "filter:FORWARD"
+    with pytest.raises(FieldError, match="out of range"):
         dbg.edit("tcp.dport", "65536")  # the packet's own range check
+    dbg.edit("tcp.dport", "8080")  # rule 1 (--dport 80) no longer matches
     stop = dbg.cont()
-    # not DNATed: addressed to the box itself, so it is delivered locally, never forwarded
-    assert stop.reason == "fate" and stop.event.action == "deliver"
-    assert dbg.packet.get("ip.dst") == IPv4Address("203.0.113.2")
-    stop = dbg.cont()  # packet 1 is untouched: the watchpoint sees its DNAT
-    assert stop.reason == "watch" and stop.event.new == IPv4Address("192.168.1.10")
-    assert stop.event.by == "nat:PREROUTING:rule:1"
+    assert (stop.reason, stop.event.action, stop.event.by) == (
+        "fate", "drop", "filter:FORWARD:policy")
+    stop = dbg.cont()  # packet 1, dport 8080: the MARK rule sets the mark
+    assert stop.reason == "watch" and (stop.event.old, stop.event.new) == (0, 1)
+    assert stop.event.by == "mangle:PREROUTING:rule:1"
+    assert dbg.cont().event.stage == "filter:FORWARD"
+    dbg.edit("tcp.dport", "80")
+    stop = dbg.cont()
+    assert (stop.event.action, stop.event.iface) == ("transmit", "eth0")
+    assert dbg.packet.out_dict()["mark"] == 1
 
 
-def test_real_walk_replay_and_step_back(scenario):
+def test_real_walk_replay_and_reverse(scenario):
     dbg = real(scenario)
     dbg.add_breakpoint("rule filter:FORWARD:1 if ip.dst in 192.168.1.0/24")
     dbg.cont()
     dbg.edit("ip.ttl", "9")
     dbg.cont()
     dbg.cont()
+    assert dbg.index == 1
     dbg.step_back()
     again = Debugger.replay(scenario.build_box, scenario.packets, dbg.journal,
                             profile=scenario.profile)
@@ -836,3 +843,12 @@ def test_real_walk_replay_and_step_back(scenario):
     first = again.reverse_cont()
     assert first.breakpoint is not None and again.index == 0
     assert again.packet.get("ip.ttl") == 63  # before the edit: 64 - 1 by ip_forward
+
+
+def test_real_box_instance_can_be_stepped_back(scenario):
+    box = scenario.build_box()
+    dbg = Debugger(box, scenario.packets, profile=scenario.profile)
+    end = dbg.run_to_fate()
+    back = dbg.step_back()
+    assert dbg.box is not box and isinstance(back.event, StageLeave)
+    assert dbg.step().event == end.event

@@ -9,6 +9,14 @@ save and what reverse stepping uses: going back means re-executing history
 from the start up to an earlier event (walks are deterministic, so the result
 is exact; there is no checkpoint cache yet).
 
+Journal entries (dicts of str/int, in order)::
+
+    {"op": "step" | "step_over" | "step_out" | "cont" | "run_to_fate" | "next_packet"
+           | "step_back" | "reverse_cont"}
+    {"op": "packet", "index": N}            a walk started (recorded by the action above it)
+    {"op": "edit", "path": P, "text": T, "at": E}   E: index in ``events`` of the pause
+    {"op": "break", "id": I, "spec": S}  {"op": "enable" | "disable" | "delete", "id": I}
+
 Stepping, each returning a ``Stop`` that says where and why it stopped:
 
 - ``step``: the next event (starting the next packet's walk when needed).
