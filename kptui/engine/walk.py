@@ -62,8 +62,7 @@ class Walk:
         self.profile = profile
         self.origin = pkt.meta.iif or "local"
         self.locally_generated = not pkt.meta.iif
-        self.last_rule: str = ""  # the last rule that accepted the packet
-        self.last_policy: str = ""  # the last policy that accepted it
+        self.decided_by: str = ""  # the last rule or policy that accepted the packet
         self.conntrack_noted = False
         self.handlers: dict[str, Callable[[Stage], EventGen]] = {
             "table": self.table_stage,
@@ -107,7 +106,8 @@ class Walk:
                               iface=iface, message=message))
 
     def accepted_by(self, fallback: str) -> str:
-        return self.last_rule or self.last_policy or fallback
+        """What the kernel's trace shows deciding last (checked with xtables-monitor)."""
+        return self.decided_by or fallback
 
     def change(self, stage: Stage, path: str, value: Any, by: str) -> Iterator[Event]:
         old, new = self.pkt.set(path, value)
@@ -159,10 +159,8 @@ class Walk:
             return self.fate(stage, "drop", by=decider,
                              message="queued to userspace; no queue listener is simulated, "
                                      "so the kernel drops it")
-        if decider.endswith(":policy"):
-            self.last_policy = decider
-        elif decider:
-            self.last_rule = decider
+        if decider:
+            self.decided_by = decider
         if stage.hook == "OUTPUT" and stage.table in ("mangle", "nat"):
             changed = [k for k, v in self.routing_keys().items() if before[k] != v]
             if changed:
@@ -189,11 +187,6 @@ class Walk:
         pkt, box = self.pkt, self.box
         yield StageEnter(stage=stage.id, hook="", title=stage.title)
         iif = pkt.meta.iif
-        if iif != "lo" and box.is_local(pkt.ip.src) and not box.sysctl(
-                f"net.ipv4.conf.{iif}.accept_local"):
-            yield StageLeave(stage=stage.id, hook="", title=stage.title, verdict="DROP")
-            return self.fate(stage, "drop", by="rp_filter",
-                             message=f"martian source {pkt.ip.src}: it is a local address")
         result = box.route_input(pkt)
         yield self.route_event(stage, "input", result)
         yield StageLeave(stage=stage.id, hook="", title=stage.title, verdict="")
@@ -205,6 +198,9 @@ class Walk:
                                  message=f"not for this host and forwarding is off on {iif}")
             yield from self.change(stage, "meta.oif", result.oif, "routing:input")
             return Next(path="forward")
+        if result.reason in ("rp_filter", "martian"):
+            return self.fate(stage, "drop", by="rp_filter",
+                             message=f"{result.kind.replace('_', ' ')} ({result.error})")
         return self.fate(stage, "drop", by=f"routing:{result.kind}",
                          message=result.error or "no route")
 

@@ -1,0 +1,157 @@
+"""`kptui verify`: run a scenario on this machine's real kernel and compare with kptui.
+
+This package does I/O and runs commands (ip, nft, iptables-restore,
+xtables-monitor, sysctl, as root); kptui.engine never imports it.
+
+How the kernel is asked (kernel.py has the details): the scenario's box is a
+fresh network namespace, one veth pair per interface with the peer end alone
+in its own namespace; the sysctls, the setup lines (verbatim) and the
+iptables text (iptables-restore) are applied; each packet's bytes, as
+kptui's packet model writes them, are sent as an Ethernet frame from the
+peer end, or from a raw socket (IP_HDRINCL, SO_MARK) inside the box for
+`iif = "local"`. `xtables-monitor --trace` gives the trace; AF_PACKET
+sockets on the peer ends see what leaves and what is answered.
+
+What is compared, per packet, and the normalisation applied (nothing else):
+
+- IP ID: every packet is sent with IP ID 0x1000 + its index (to tell the
+  traces apart), whatever the scenario's packet had; the ID is not compared.
+- fate: `action`, `iface` and `by`; kptui's `message` is prose the kernel has
+  no counterpart for, so it is not compared (but shown). The kernel's `by`
+  is the last trace line whose verdict decided (ACCEPT or DROP), written
+  `table:chain:rule:N` or `table:chain:policy`; when no netfilter rule or
+  policy decided, `routing` (transmit) / `routing:local` (deliver), as kptui
+  labels it. A drop no rule decided is explained from the box namespace's
+  SNMP counters and an `ip route get` (rp_filter, ttl, ip_forward,
+  routing:TYPE, or a local sender's errno); one it cannot explain is
+  `kernel:unknown (...)` with the counters that moved, which never equals
+  kptui's answer. `reject` is a DROP verdict by a rule whose text says
+  `-j REJECT` (nft traces REJECT as DROP).
+- out: transmitted packets are read from the wire (headers as sent); the
+  mark, which is not on the wire, comes from the kernel's trace at the end
+  of POSTROUTING (MARK= of verify's own last chain). Delivered or dropped
+  packets are the sent bytes updated with the addresses, ports, TTL, TOS and
+  mark the trace last printed (at the entry of the last base chain the
+  packet reached: a change a rule makes inside the chain that then drops
+  the packet is not visible).
+- trace: the trace lines, rule handles turned into 1-based positions with
+  `nft -j -a list ruleset`, verify's own table (`kptui_trace`) left out.
+  Compared exactly.
+- answers (ICMP errors, RSTs the box sends to a peer while the packet is
+  handled) are recorded and shown but not compared yet: kptui does not model
+  them. Answers the box sends to itself are not recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from kptui.engine.errors import KptuiError
+
+__all__ = ["verify_main", "scenario_plan", "kernel_answers_path", "simulate"]
+
+
+def kernel_answers_path(scenario_path: str | Path) -> Path:
+    """Where `--record` writes a scenario's kernel answers: NAME.kernel.jsonl beside it."""
+    path = Path(scenario_path)
+    return path.with_name(path.stem + ".kernel.jsonl")
+
+
+def scenario_plan(scenario: Any) -> Any:
+    """What the kernel side needs from a loaded scenario (packet bytes from kptui's model)."""
+    from kptui.verify import wire
+    from kptui.verify.kernel import FIRST_IDENT, Interface, Plan, SendSpec
+
+    packets = []
+    for index, spec in enumerate(scenario.packets):
+        pkt = spec.build()
+        data = wire.with_ident(pkt.to_bytes(), FIRST_IDENT + index)
+        packets.append(SendSpec(spec.origin, data, pkt.meta.mark))
+    sysctls = [(key, str(int(value)) if isinstance(value, bool) else str(value))
+               for key, value in scenario.sysctl.items()]
+    return Plan([Interface(i.name, list(i.addresses)) for i in scenario.interfaces],
+                sysctls, scenario.setup or "", scenario.iptables or "", packets,
+                file=scenario.file, setup_line=scenario.setup_line)
+
+
+def simulate(scenario: Any) -> list[dict[str, Any]]:
+    """kptui's answers in the same shape (an engine error becomes an `error` fate per packet)."""
+    from kptui.engine.run import run_scenario
+
+    try:
+        return [r.to_json(with_events=False) for r in run_scenario(scenario)]
+    except KptuiError as err:
+        return [{"packet": i, "fate": {"action": "error", "message": str(err)}, "out": {},
+                 "trace": []} for i in range(len(scenario.packets))]
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, sort_keys=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def verify_one(path: str, *, record: bool) -> bool:
+    """Run one scenario on the kernel and in kptui, print the comparison; True if they agree."""
+    from kptui.cli import load
+    from kptui.verify.compare import compare_all, render
+    from kptui.verify.kernel import run_plan
+
+    scenario = load(path)
+    plan = scenario_plan(scenario)
+    run = run_plan(plan)
+    kernel = run.results
+    kptui = simulate(scenario)
+    verdicts = compare_all(kernel, kptui)
+    print(f"== {path}: {len(kernel)} packet(s), kernel run {run.seconds:.2f}s")
+    for verdict in verdicts:
+        title = scenario.packets[verdict.index].build().summary() \
+            if verdict.index < len(scenario.packets) else ""
+        print(render(verdict, title))
+    for line in run.unparsed:
+        print(f"  (monitor line not understood: {line})")
+    agree = sum(v.agrees for v in verdicts)
+    print(f"-- {path}: {agree}/{len(verdicts)} packet(s) agree")
+    if record:
+        target = kernel_answers_path(path)
+        _write_jsonl(target, kernel)
+        print(f"-- recorded the kernel's answers in {target}")
+    return agree == len(verdicts)
+
+
+def verify_main(paths: list[str], *, record: bool) -> int:
+    """`kptui verify [--record] SCENARIO...`: 0 all agree, 1 a disagreement, 2 cannot run."""
+    from kptui.verify.netns import check_environment
+
+    if not paths:
+        print("kptui: error: verify needs at least one scenario file", file=sys.stderr)
+        return 2
+    try:
+        check_environment()
+    except KptuiError as err:
+        print(f"kptui: error: {err}", file=sys.stderr)
+        return 2
+    start = time.monotonic()
+    all_agree = True
+    for path in paths:
+        try:
+            all_agree &= verify_one(path, record=record)
+        except KptuiError as err:
+            print(f"kptui: error: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the namespaces are already removed
+            print("kptui: verify interrupted; its namespaces were removed", file=sys.stderr)
+            return 130
+        sys.stdout.flush()
+    print(f"== {len(paths)} scenario(s) in {time.monotonic() - start:.2f}s: "
+          + ("kernel and kptui agree" if all_agree else "kernel and kptui DISAGREE"))
+    return 0 if all_agree else 1

@@ -105,6 +105,16 @@ SEND_ERRORS = {  # errno of a local sender -> what decided (ip-route(8), KERNEL-
 }
 
 
+# `ip route get` errors -> route type: blackhole EINVAL, prohibit EACCES, unreachable
+# EHOSTUNREACH, no route ENETUNREACH (net/ipv4/fib_semantics.c fib_props).
+ROUTE_ERRORS = (
+    ("Invalid argument", "blackhole"),
+    ("Permission denied", "prohibit"),
+    ("No route to host", "unreachable"),
+    ("Network is unreachable", "unreachable"),
+)
+
+
 @dataclass(slots=True)
 class Interface:
     name: str
@@ -130,6 +140,8 @@ class Plan:
     setup: str
     iptables: str
     packets: list[SendSpec]
+    file: str = ""  # for messages: where the setup lines came from
+    setup_line: int = 1  # the file line of the setup text's first line
 
 
 @dataclass(slots=True)
@@ -245,15 +257,20 @@ class KernelBox:
         lab.run(self.box, ["ip", "link", "set", "lo", "up"])
         for key, value in plan.sysctl:
             lab.run(self.box, ["sysctl", "-qw", f"{key}={value}"])
-        for number, line in enumerate(plan.setup.splitlines(), 1):
+        for number, line in enumerate(plan.setup.splitlines(), plan.setup_line):
             argv = shlex.split(line, comments=True)
             if argv:
                 try:
                     lab.run(self.box, argv)
                 except CommandError as err:
-                    raise CommandError(f"setup line {number}: {err}") from None
+                    raise CommandError(f"{plan.file}:{number}: the kernel refused setup line "
+                                       f"`{line.strip()}`: {err.detail}") from None
         if plan.iptables.strip():
-            lab.run(self.box, ["iptables-restore"], stdin=plan.iptables)
+            try:
+                lab.run(self.box, ["iptables-restore"], stdin=plan.iptables)
+            except CommandError as err:
+                raise CommandError(f"{plan.file}: iptables-restore refused the iptables text: "
+                                   f"{err.detail}") from None
         lab.run(self.box, ["nft", "-f", "-"], stdin=OWN_TABLE_NFT)
         self.positions = handle_positions(lab.run(self.box, ["nft", "-j", "-a", "list",
                                                              "ruleset"]))
@@ -493,7 +510,10 @@ class KernelBox:
         try:
             text = self.lab.run(self.box, ["ip", "-o", "route", "get", str(dst), "mark",
                                            str(mark)])
-        except CommandError:
+        except CommandError as err:  # the lookup's errno names the route type (fib_props)
+            for words, kind in ROUTE_ERRORS:
+                if words in err.detail:
+                    return kind
             return "unreachable"
         first = text.split()[0] if text.split() else ""
         return first if first in ("unreachable", "blackhole", "prohibit", "local",

@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -31,6 +32,10 @@ class ToolError(KptuiError):
 
 class CommandError(KptuiError):
     """A command inside the namespaces failed (a setup line, iptables-restore, ...)."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail or message  # the command's own error output
 
 
 def check_environment() -> None:
@@ -68,8 +73,9 @@ class Lab:
     # -- lifetime ------------------------------------------------------------------
 
     def __enter__(self) -> Lab:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+        if threading.current_thread() is threading.main_thread():  # only it may set handlers
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old_handlers[sig] = signal.signal(sig, self._on_signal)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -99,8 +105,8 @@ class Lab:
     def host(self, argv: list[str], *, stdin: str | None = None) -> str:
         proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
-            raise CommandError(f"`{shlex.join(argv)}` failed: "
-                               f"{(proc.stderr or proc.stdout).strip() or proc.returncode}")
+            detail = (proc.stderr or proc.stdout).strip() or f"exit status {proc.returncode}"
+            raise CommandError(f"`{shlex.join(argv)}` failed: {detail}", detail)
         return proc.stdout
 
     def run(self, ns: str, argv: list[str], *, stdin: str | None = None) -> str:

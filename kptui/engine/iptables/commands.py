@@ -262,7 +262,7 @@ def restore(ruleset: Ruleset, text: str, *, file: str, first_line: int = 1,
         if toks[0][0].startswith("["):
             counters = _counters(toks[0], c)
             toks = toks[1:]
-        if not toks or toks[0][0] not in _CMDS:
+        if not toks or not toks[0][0].startswith("-"):
             raise c.err(f"Bad argument `{toks[0][0] if toks else line}'",
                         toks[0] if toks else None)
         _, cmd, pos, spec, cc = _split_command(toks, c, allow_table=False)

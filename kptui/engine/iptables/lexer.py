@@ -7,6 +7,8 @@ Both are hand-written single passes (shlex is several times slower, and a
 
 from __future__ import annotations
 
+import re
+
 from kptui.engine.errors import ParseError
 
 Token = tuple[str, int]  # (text, 1-based column)
@@ -28,44 +30,20 @@ def split_restore(line: str, *, file: str, lineno: int) -> list[Token]:
             pos += len(part)
         return out
     tokens: list[Token] = []
-    buf: list[str] = []
-    start = -1
-    quoted = False
-    i = 0
-    n = len(line)
-    while i < n:
-        c = line[i]
-        if quoted:
-            if c == "\\" and i + 1 < n:
-                buf.append(line[i + 1])
-                i += 2
-                continue
-            if c == '"':
-                tokens.append(("".join(buf), start + 1))
-                buf, start, quoted = [], -1, False
-            else:
-                buf.append(c)
-            i += 1
-            continue
-        if c == '"':
-            quoted = True
-            if start < 0:
-                start = i
-        elif c in " \t\r\n":
-            if start >= 0:
-                tokens.append(("".join(buf), start + 1))
-                buf, start = [], -1
+    for m in _RESTORE_TOKEN.finditer(line):
+        if m.group(1) is not None:
+            tokens.append((_UNESCAPE.sub(r"\1", m.group(1)), m.start() + 1))
+        elif m.group(0).startswith('"'):
+            raise ParseError("unterminated quoted string", file=file, line=lineno,
+                             column=m.start() + 1, token=m.group(0))
         else:
-            if start < 0:
-                start = i
-            buf.append(c)
-        i += 1
-    if quoted:
-        raise ParseError("unterminated quoted string", file=file, line=lineno,
-                         column=start + 1, token=line[start:])
-    if start >= 0:
-        tokens.append(("".join(buf), start + 1))
+            tokens.append((m.group(0), m.start() + 1))
     return tokens
+
+
+# A quoted part ends its token, as in iptables-restore; backslash escapes inside quotes.
+_RESTORE_TOKEN = re.compile(r'"((?:[^"\\]|\\.)*)"|"[^\n]*$|[^\s"]+')
+_UNESCAPE = re.compile(r"\\(.)")
 
 
 def split_shell(line: str, *, file: str, lineno: int) -> list[Token]:

@@ -6,6 +6,10 @@ at the offending token.
 
 from __future__ import annotations
 
+import re
+
+_BARE = re.compile(r"[A-Za-z0-9_-]+")
+
 
 class BadValue(Exception):
     """A value iptables would refuse; the message uses iptables' own words."""
@@ -149,7 +153,7 @@ def range_text(lo: int, hi: int) -> str:
 
 def save_string(value: str) -> str:
     """xtables_save_string: bare when only [A-Za-z0-9_-], else quoted with \\ escapes."""
-    if value and all(c.isascii() and (c.isalnum() or c in "_-") for c in value):
+    if _BARE.fullmatch(value):
         return value
     out = "".join("\\" + c if c in "\"\\'" else c for c in value)
     return f'"{out}"'

@@ -1,0 +1,22 @@
+"""What a match needs to know besides the packet: where it is and the box's view."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+
+@dataclass
+class MatchContext:
+    hook: str
+    table: str
+    iif: str
+    oif: str
+    addrtype: Callable[[IPv4Address, str | None], str]  # kernel names: LOCAL, UNICAST, ...
+    rng: random.Random
+    now: float  # simulated seconds, for -m limit
+    src_mac: str | None = None
+    pkttype: str = "host"  # host | broadcast | multicast | otherhost
+    dst_mac: str | None = None  # receiving interface's MAC, for LOG's MAC= field
