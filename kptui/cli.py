@@ -62,6 +62,12 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from kptui.verify import verify_main
+
+    return verify_main(args.scenarios, record=args.record)
+
+
 def cmd_open(args: argparse.Namespace) -> int:
     """`kptui [SCENARIO]`: until the full-screen debugger lands, print the trace."""
     from kptui import report
@@ -72,11 +78,11 @@ def cmd_open(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+def build_parsers() -> dict[str, argparse.ArgumentParser]:
     top = argparse.ArgumentParser(
         prog="kptui",
         description="A stepping debugger for the Linux packet path.",
-        epilog="subcommands: trace (run `kptui trace --help`)",
+        epilog="subcommands: trace, verify (run `kptui trace --help`)",
     )
     top.add_argument("--version", action="version", version=f"kptui {__version__}")
     top.add_argument("scenario", nargs="?", help="scenario .toml (default: the built-in demo)")
@@ -94,15 +100,26 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
                             "or trace (TRACE: lines)")
     trace.add_argument("--packet", type=int, metavar="N", help="only packet N (from 0)")
     trace.set_defaults(func=cmd_trace)
-    return top, trace
+
+    verify = argparse.ArgumentParser(
+        prog="kptui verify",
+        description="Run scenarios on this machine's real kernel (in network namespaces; "
+                    "needs root) and compare its answers with kptui's. Exit 1 on any "
+                    "disagreement.",
+    )
+    verify.add_argument("scenarios", nargs="+", metavar="SCENARIO")
+    verify.add_argument("--record", action="store_true",
+                        help="write the kernel's answers to NAME.kernel.jsonl beside each")
+    verify.set_defaults(func=cmd_verify)
+    return {"": top, "trace": trace, "verify": verify}
 
 
 def main(argv: list[str]) -> int:
-    top, trace = build_parser()
-    if argv and argv[0] == "trace":
-        args = trace.parse_args(argv[1:])
+    parsers = build_parsers()
+    if argv and argv[0] in parsers:
+        args = parsers[argv[0]].parse_args(argv[1:])
     else:
-        args = top.parse_args(argv)
+        args = parsers[""].parse_args(argv)
     try:
         return args.func(args)
     except KptuiError as err:
