@@ -18,6 +18,7 @@ import sys
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -221,10 +222,53 @@ def packets(draw: Any) -> Packet:
     return pkt
 
 
+@st.composite
+def edits(draw: Any) -> tuple[str, ...]:
+    """iptables commands that change FORWARD after its index was built."""
+    out = []
+    for _ in range(draw(st.integers(0, 2))):
+        spec = draw(rule_spec(99, 0))  # no jumps: user chains may not exist
+        where = draw(st.sampled_from(("-A FORWARD", "-I FORWARD", "-I FORWARD 2")))
+        if where.endswith(" 2"):
+            where = "-I FORWARD 1"  # position 2 may be past the end of an empty chain
+        out.append(f"iptables {where} {spec}")
+    return tuple(out)
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(text=rulesets(), pkts=st.lists(packets(), min_size=1, max_size=4))
-def test_indexed_and_linear_traversal_agree_on_random_rulesets(text, pkts):
-    assert_same(text, [("filter", "FORWARD", pkt, 0) for pkt in pkts])
+@given(text=rulesets(), pkts=st.lists(packets(), min_size=1, max_size=4), changes=edits())
+def test_indexed_and_linear_traversal_agree_on_random_rulesets(text, pkts, changes):
+    # Index every chain, however short, so small examples exercise it (the real
+    # threshold only exists to save building an index that would not pay off).
+    with patch.object(traverse, "INDEX_MIN_RULES", 1):
+        assert_same(text, [("filter", "FORWARD", pkt, 0) for pkt in pkts], edits=changes)
+
+
+def test_index_skips_rules_and_still_agrees_at_the_default_threshold():
+    # 200 service-shaped rules, a MARK and a mark match in between: the packet to
+    # the last service must skip almost all of them and still meet the MARK first.
+    lines = ["*filter", ":FORWARD DROP [0:0]"]
+    for i in range(200):
+        if i == 100:
+            lines.append("-A FORWARD -i eth0 -j MARK --set-mark 0x7")
+        lines.append(f"-A FORWARD -d 10.0.{i // 250}.{i % 250 + 1}/32 -p tcp -m tcp "
+                     f"--dport {1000 + i} -m mark ! --mark 0x7 -j ACCEPT")
+        lines.append(f"-A FORWARD -d 10.0.{i // 250}.{i % 250 + 1}/32 -p tcp -m tcp "
+                     f"--dport {1000 + i} -j REJECT")
+    lines.append("COMMIT")
+    text = "\n".join(lines) + "\n"
+    late = Packet.build(proto="tcp", src="192.0.2.1", dst="10.0.0.200", sport=5, dport=1199,
+                        iif="eth0")
+    early = Packet.build(proto="tcp", src="192.0.2.1", dst="10.0.0.3", sport=5, dport=1002,
+                         iif="eth0")
+    results = assert_same(text, [("filter", "FORWARD", late, 0), ("filter", "FORWARD", early, 0)])
+    (v_late, trace_late, idx_late, lin_late), (v_early, trace_early, _, _) = results
+    # iptables(8): MARK is non-terminating (rule 201); the mark then makes the
+    # ACCEPT for the last service (rule 400) miss, and its REJECT (401) decides
+    assert v_late == "REJECT"
+    assert trace_late == ["filter:FORWARD:rule:201", "filter:FORWARD:rule:401"]
+    assert v_early == "ACCEPT" and trace_early == ["filter:FORWARD:rule:5"]
+    assert idx_late <= 5 < lin_late
 
 
 # -- a kube-proxy-shaped ruleset ------------------------------------------------------

@@ -30,13 +30,21 @@ SCENARIOS = Path(__file__).parent / "kernel" / "scenarios"
 ALL = sorted(SCENARIOS.glob("*.toml"))
 RECORDED = [p for p in ALL if kernel_answers_path(p).exists()]
 
-# scenario stem -> why kptui disagrees with the recorded kernel (the missing engine feature).
-KNOWN_DISAGREEMENTS: dict[str, str] = {
-}
+
+
+def known_disagreement(path: Path) -> str:
+    """Why kptui disagrees with the kernel on this scenario, from NAME.xfail beside it.
+
+    The file names the missing engine feature (and its issue); the scenario's
+    tests then are strict expected failures, so fixing the engine makes them
+    fail until the file is removed.
+    """
+    sidecar = path.with_suffix(".xfail")
+    return sidecar.read_text("utf-8").strip() if sidecar.exists() else ""
 
 
 def _param(path: Path):  # noqa: ANN202
-    reason = KNOWN_DISAGREEMENTS.get(path.stem)
+    reason = known_disagreement(path)
     marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
     return pytest.param(path, id=path.stem, marks=marks)
 
