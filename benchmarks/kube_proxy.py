@@ -194,6 +194,20 @@ def kube_proxy_ruleset(
     return render(ports, save_marks=save_marks), ports
 
 
+def without_conntrack(text: str) -> str:
+    """The ruleset as the first packet of a NEW connection sees it, without conntrack matches.
+
+    kptui does not model connection tracking yet (its matches raise
+    UnsupportedError), so the `--ctstate NEW` tests are dropped (they would
+    match) and the rules with other conntrack tests removed (they would not
+    match a NEW packet, except `! --ctstate RELATED,ESTABLISHED,DNAT`, which
+    only concerns 127.0.0.0/8 destinations).
+    """
+    text = text.replace("-m conntrack --ctstate NEW ", "")
+    return "".join(line for line in text.splitlines(keepends=True)
+                   if "-m conntrack" not in line)
+
+
 # -- tables ------------------------------------------------------------------------
 
 def _table(name: str, builtins: list[tuple[str, str]], rules: dict[str, list[str]]) -> str:

@@ -179,7 +179,8 @@ def test_conntrack_matches_are_unsupported_when_evaluated(rule):
     ("TTL --ttl-dec 70", "ip.ttl", 64, 0),
     ("TTL --ttl-inc 250", "ip.ttl", 64, 255),
     ("TTL --ttl-set 5", "ip.ttl", 64, 5),
-    ("CLASSIFY --set-class 1:10", "meta.classid", 0, 0x10010),
+    # net/netfilter/xt_CLASSIFY.c: `skb->priority = clinfo->priority` (no separate classid)
+    ("CLASSIFY --set-class 1:10", "meta.priority", 0, 0x10010),
 ])
 def test_mangle_targets_change_fields(target, path, before, after):
     pkt = tcp()
@@ -192,6 +193,14 @@ def test_mangle_targets_change_fields(target, path, before, after):
     if before != after:
         assert changes[0].by == "mangle:POSTROUTING:rule:1"
         assert (changes[0].old, changes[0].new) == (before, after)
+
+
+def test_classify_sets_the_priority_and_leaves_classid_alone():
+    # xt_CLASSIFY.c sets skb->priority only; tc reads the priority as MAJOR:MINOR
+    pkt = tcp()
+    walk(["-j CLASSIFY --set-class 1:10"], pkt, table="mangle", chain="POSTROUTING",
+         c=ctx(hook="POSTROUTING", table="mangle", iif="", oif="eth0"))
+    assert (pkt.meta.priority, pkt.meta.classid) == (0x10010, 0)
 
 
 def test_log_line_is_what_nf_log_ipv4_writes():

@@ -268,6 +268,40 @@ def test_restore_error_leaves_uncommitted_table_untouched():
     assert [r.text for r in rs.tables["filter"].chains["INPUT"].rules] == ["-j ACCEPT"]
 
 
+def test_rename_chain_keeps_rules_and_references_follow():
+    # iptables -E on iptables-nft 1.8.9 in a netns: iptables-save after
+    # `-N a; -N b; -A INPUT -p udp -j a; -A b -g a; -A a -j RETURN; -E a c`
+    rs = Ruleset()
+    for i, line in enumerate(("iptables -N a", "iptables -N b", "iptables -A INPUT -p udp -j a",
+                              "iptables -A b -g a", "iptables -A a -j RETURN",
+                              "iptables --rename-chain a c"), 1):
+        apply_command(rs, line, file="t", line=i)
+    assert to_save(rs) == ("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n"
+                           ":OUTPUT ACCEPT [0:0]\n:b - [0:0]\n:c - [0:0]\n"
+                           "-A INPUT -p udp -j c\n-A b -g c\n-A c -j RETURN\nCOMMIT\n")
+
+
+@pytest.mark.parametrize("cmd,message", [
+    # the same netns: iptables' own words
+    ("iptables -E b c", "File exists."),
+    ("iptables -E zz y", "No chain/target/match by that name."),
+    ("iptables -E c", "-E requires old-chain-name and new-chain-name"),
+])
+def test_rename_chain_errors(cmd, message):
+    rs = Ruleset()
+    for i, line in enumerate(("iptables -N b", "iptables -N c"), 1):
+        apply_command(rs, line, file="t", line=i)
+    with pytest.raises(ParseError, match=message):
+        apply_command(rs, cmd, file="t", line=3)
+
+
+def test_renaming_a_builtin_chain_is_unsupported():
+    # iptables-nft renames the base chain and iptables-save then reports
+    # "incompatible base-chains": kptui refuses rather than model a broken table
+    with pytest.raises(UnsupportedError, match="built-in chain"):
+        apply_command(Ruleset(), "iptables -E INPUT x", file="t", line=1)
+
+
 def test_listing_commands_are_refused_as_unsupported():
     with pytest.raises(UnsupportedError):
         apply_command(Ruleset(), "iptables -L INPUT", file="t", line=1)

@@ -253,10 +253,10 @@ def test_route_input_martians_and_rp_filter():
     box = make_box("ip route add default via 192.168.1.254")
     box.set_sysctl("net.ipv4.ip_forward", 1)
     for src, dst, kind in (("224.0.0.1", "192.168.1.1", "martian_source"),
-                           ("0.0.0.1", "192.168.1.1", "martian_source"),
+                           ("0.0.0.0", "192.168.1.1", "martian_source"),
                            ("127.0.0.1", "192.168.1.1", "martian_source"),
                            ("198.51.100.7", "127.0.0.1", "martian_destination"),
-                           ("198.51.100.7", "0.1.2.3", "martian_destination"),
+                           ("198.51.100.7", "0.0.0.0", "martian_destination"),
                            ("172.16.5.9", "192.168.1.1", "martian_source")):
         assert box.route_input(pkt(src, dst, "eth0")).kind == kind, (src, dst)
     # ip-sysctl: rp_filter=1 strict drops a source whose reverse route leaves elsewhere
@@ -266,6 +266,19 @@ def test_route_input_martians_and_rp_filter():
     assert (res.kind, res.error, res.reason) == ("martian_source", "EXDEV", "rp_filter")
     box.set_sysctl("net.ipv4.conf.all.rp_filter", 2)  # loose: any route back will do
     assert box.route_input(pkt("172.16.9.9", "192.168.1.1", "eth0")).kind == "local"
+
+
+def test_zeronet_is_only_0_0_0_0():
+    # Linux 5.3 commit 96125bf9985a ("Allow 0.0.0.0/8 as a valid address range"):
+    # ipv4_is_zeronet() is addr == 0, so 0.1.2.3 is ordinary unicast. Checked on kernel
+    # 6.18 (tests/kernel/scenarios/path-zeronet.toml): delivered from, forwarded to.
+    box = make_box("ip route add default via 192.168.1.254")
+    box.set_sysctl("net.ipv4.ip_forward", 1)
+    assert box.route_input(pkt("0.1.2.3", "192.168.1.1", "eth0")).kind == "local"
+    res = box.route_input(pkt("198.51.100.7", "0.1.2.3", "eth1"))
+    assert (res.kind, res.oif, res.error) == ("unicast", "eth0", "")
+    assert box.addrtype(IPv4Address("0.1.2.3")) == "UNICAST"
+    assert box.addrtype(IPv4Address("0.0.0.0")) == "BROADCAST"
 
 
 def test_addrtype_uses_the_local_table():

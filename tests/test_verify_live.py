@@ -111,6 +111,24 @@ def test_wire_reader_gives_the_out_shape():
                             "sport": 40000, "dport": 443, "ttl": 63, "tos": 16, "flags": "SA"}
 
 
+def test_broadcast_and_multicast_go_in_link_layer_broadcast_frames():
+    # A sender on the link addresses a subnet broadcast to ff:ff:ff:ff:ff:ff and a group
+    # to 01:00:5e + its low 23 bits (RFC 1112 6.4); the box's pkt_type (-m pkttype)
+    # follows from that, so verify must send them the same way.
+    from ipaddress import IPv4Address, IPv4Interface
+
+    from kptui.verify.kernel import frame_destination
+
+    box = bytes.fromhex("02aabbccddee")
+    link = [IPv4Interface("192.0.2.1/24")]
+    assert frame_destination(IPv4Address("192.0.2.255"), link, box) == b"\xff" * 6
+    assert frame_destination(IPv4Address("255.255.255.255"), link, box) == b"\xff" * 6
+    assert frame_destination(IPv4Address("239.129.2.3"), link, box) == bytes.fromhex(
+        "01005e010203")
+    assert frame_destination(IPv4Address("192.0.2.1"), link, box) == box
+    assert frame_destination(IPv4Address("198.51.100.255"), link, box) == box
+
+
 def test_verify_needs_root(monkeypatch, capsys):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert verify_main([str(ALL[0])], record=False) == 2

@@ -192,3 +192,78 @@ def test_unsupported_target_ends_in_an_explicit_error_not_a_guess():
     assert r["fate"]["action"] == "error"
     assert "unsupported yet" in r["fate"]["message"]
     assert "DNAT" in r["fate"]["message"]
+
+
+NAT_EMPTY = "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT"
+
+
+def test_nat_chains_do_not_run_when_nothing_uses_conntrack():
+    # Checked on kernel 6.18 + iptables-nft 1.8.9 (tests/kernel/scenarios/path-nat-empty):
+    # conntrack is registered in a netns only when a rule needs it (nf_ct_netns_get),
+    # and the nat hooks skip packets without a conntrack entry, so the trace is empty.
+    text = BASE.format(rules=NAT_EMPTY, packets=FWD, forward=1)
+    (result,) = run_scenario(load_scenario(text, file="t.toml"))
+    r = result.to_json()
+    assert r["trace"] == []
+    assert r["fate"]["by"] == "routing"
+    notes = [e["text"] for e in r["events"] if e["kind"] == "note"]
+    assert any("not traversed" in n for n in notes)
+
+
+def test_a_conntrack_user_anywhere_makes_the_nat_chains_run():
+    # Checked on kernel 6.18 (path-nat-tracked, and throwaway variants): a MASQUERADE
+    # rule that never matches, a `-m state` rule in an unreferenced user chain, or
+    # CT --zone turn conntrack on; the first packet then meets every nat policy.
+    masq = NAT_EMPTY.replace("COMMIT", "-A POSTROUTING -s 198.51.100.0/24 -j MASQUERADE\nCOMMIT")
+    unused_state = NAT_EMPTY + ("\n*filter\n:unused - [0:0]\n"
+                                "-A unused -m state --state INVALID -j DROP\nCOMMIT")
+    zone = NAT_EMPTY + "\n*raw\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -j CT --zone 1\nCOMMIT"
+    for rules in (masq, unused_state, zone):
+        (r,) = run(rules=rules)
+        assert r["trace"] == ["nat:PREROUTING:policy:ACCEPT", "nat:POSTROUTING:policy:ACCEPT"]
+        assert r["fate"]["by"] == "nat:POSTROUTING:policy"
+
+
+def test_ct_notrack_does_not_turn_conntrack_on():
+    # xt_CT: --notrack returns before nf_ct_netns_get (checked on kernel 6.18).
+    rules = NAT_EMPTY + "\n*raw\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -j CT --notrack\nCOMMIT"
+    (r,) = run(rules=rules)
+    assert r["trace"] == []
+
+
+MARTIANS = """
+[[packets]]
+iif = "eth0"
+proto = "udp"
+src = "192.0.2.10"
+dst = "127.0.0.1"
+sport = 1000
+dport = 53
+[[packets]]
+iif = "eth0"
+proto = "udp"
+src = "203.0.113.2"
+dst = "192.0.2.1"
+sport = 1000
+dport = 53
+[[packets]]
+iif = "eth0"
+proto = "udp"
+src = "198.51.100.7"
+dst = "192.0.2.1"
+sport = 1000
+dport = 53
+"""
+
+
+def test_martians_and_rp_filter_are_told_apart():
+    # Checked on kernel 6.18 (path-martian-loopback, path-martian-local-source,
+    # path-rpf-strict): loopback from outside and a local source address are martians
+    # (-EINVAL, no counter); a failed strict reverse-path check is -EXDEV, counted as
+    # IPReversePathFilter.
+    text = BASE.format(rules="", packets=MARTIANS, forward=1).replace(
+        '[sysctl]\n', '[sysctl]\n"net.ipv4.conf.all.rp_filter" = 1\n')
+    loop, local_src, asym = [r.to_json() for r in run_scenario(load_scenario(text, file="t"))]
+    assert (loop["fate"]["action"], loop["fate"]["by"]) == ("drop", "martian")
+    assert (local_src["fate"]["action"], local_src["fate"]["by"]) == ("drop", "martian")
+    assert (asym["fate"]["action"], asym["fate"]["by"]) == ("drop", "rp_filter")

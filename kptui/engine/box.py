@@ -31,9 +31,19 @@ if TYPE_CHECKING:
     from kptui.engine.packet import Packet
 
 LOOPBACK_NET = IPv4Network("127.0.0.0/8")
-ZERONET = IPv4Network("0.0.0.0/8")
 LBCAST = IPv4Address("255.255.255.255")
 MTU_MIN, MTU_MAX = 68, 65535  # veth's limits: scenarios run on veth peers
+
+
+def is_zeronet(addr: IPv4Address) -> bool:
+    """ipv4_is_zeronet: only 0.0.0.0 since Linux 5.3.
+
+    Commit 96125bf9985a ("Allow 0.0.0.0/8 as a valid address range") made the rest
+    of 0.0.0.0/8 ordinary unicast: a packet from or to 0.1.2.3 is delivered and
+    forwarded, not dropped as martian (checked on kernel 6.18 in a netns:
+    tests/kernel/scenarios/path-zeronet.toml).
+    """
+    return int(addr) == 0
 
 
 class SysctlError(KptuiError):
@@ -230,7 +240,7 @@ class Box:
         if not iface.up:
             return
         net = addr.network
-        if secondary or net.network_address in ZERONET:
+        if secondary or is_zeronet(net.network_address):
             return
         if not (net.network_address == addr.ip and net.prefixlen == 32):
             rtype, table, scope = ("local", "local", SCOPE_HOST) if iface.name == "lo" else (
@@ -329,12 +339,12 @@ class Box:
     def addrtype(self, addr: IPv4Address, dev: str | None = None) -> str:
         """inet_dev_addr_type: the local table's answer, as -m addrtype sees it.
 
-        Zeronet and 255.255.255.255 are BROADCAST, 224/4 MULTICAST; otherwise the
+        0.0.0.0 and 255.255.255.255 are BROADCAST, 224/4 MULTICAST; otherwise the
         type of the local-table route (only when on `dev`, if given), else UNICAST.
         An error route in the local table makes the lookup fail: UNICAST too.
         """
         addr = IPv4Address(addr)
-        if addr in ZERONET or addr == LBCAST:
+        if is_zeronet(addr) or addr == LBCAST:
             return "BROADCAST"
         if addr.is_multicast:
             return "MULTICAST"
@@ -492,10 +502,10 @@ class Box:
             return ("martian_source", f"martian source {src}: multicast or broadcast")
         if dst == LBCAST or (int(src) == 0 and int(dst) == 0):
             return None
-        if src in ZERONET:
-            return ("martian_source", f"martian source {src}: zero network")
-        if dst in ZERONET:
-            return ("martian_destination", f"martian destination {dst}: zero network")
+        if is_zeronet(src):
+            return ("martian_source", f"martian source {src}: only allowed to 255.255.255.255")
+        if is_zeronet(dst):
+            return ("martian_destination", f"martian destination {dst}")
         localnet = self.conf(iif, "route_localnet")
         if dst in LOOPBACK_NET:
             if not localnet:

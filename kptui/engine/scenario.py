@@ -32,7 +32,7 @@ PACKET_KEYS: dict[str, tuple[type, int, int]] = {
     "sport": (int, 0, 65535), "dport": (int, 0, 65535), "flags": (str, 0, 0),
     "ttl": (int, 0, 255), "tos": (int, 0, 255), "mark": (int, 0, 0xFFFFFFFF),
     "icmp_type": (int, 0, 255), "icmp_code": (int, 0, 255), "icmp_id": (int, 0, 65535),
-    "length": (int, 20, 65535),
+    "length": (int, 20, 65535), "df": (bool, 0, 1),
 }
 PROTOS = ("tcp", "udp", "icmp")
 
@@ -55,16 +55,20 @@ class PacketSpec:
     icmp_code: int = 0
     icmp_id: int = 0
     length: int | None = None
+    df: bool | None = None  # None: Packet.build's default (DF on, as Linux sockets send)
     line: int = 0
 
     def build(self) -> Packet:
         from kptui.engine.packet import Packet
 
-        return Packet.build(
+        pkt = Packet.build(
             proto=self.proto, src=self.src, dst=self.dst, sport=self.sport, dport=self.dport,
             flags=self.flags, ttl=self.ttl, tos=self.tos, icmp_type=self.icmp_type,
             icmp_code=self.icmp_code, icmp_id=self.icmp_id, length=self.length,
             mark=self.mark, iif="" if self.origin == "local" else self.origin)
+        if self.df is not None:
+            pkt.set("ip.df", self.df)
+        return pkt
 
 
 @dataclass(slots=True)
@@ -213,7 +217,7 @@ def load_scenario(text: str, *, file: str) -> Scenario:
 
 
 def _tname(t: type) -> str:
-    return {str: "string", dict: "table", list: "list", int: "integer"}[t]
+    return {str: "string", dict: "table", list: "list", int: "integer", bool: "boolean"}[t]
 
 
 def _interface(entry: dict, at: int, where: _Lines, names: set[str], err) -> IfaceSpec:  # noqa: ANN001
@@ -251,7 +255,7 @@ def _packet(entry: dict, at: int, where: _Lines, names: set[str], err) -> Packet
             raise err(f"unknown key {key!r} in [[packets]] (known: {', '.join(PACKET_KEYS)})",
                       line, key)
         typ, lo, hi = PACKET_KEYS[key]
-        if isinstance(value, bool) or not isinstance(value, typ):
+        if isinstance(value, bool) != (typ is bool) or not isinstance(value, typ):
             raise err(f"packets.{key} must be a {_tname(typ)}", line, key)
         if typ is int and not lo <= value <= hi:
             raise err(f"packets.{key} must be in {lo}..{hi}", line, str(value))
@@ -302,7 +306,8 @@ def _packet(entry: dict, at: int, where: _Lines, names: set[str], err) -> Packet
         sport=entry.get("sport"), dport=entry.get("dport"), flags=flags,
         ttl=entry.get("ttl", 64), tos=entry.get("tos", 0), mark=entry.get("mark", 0),
         icmp_type=entry.get("icmp_type"), icmp_code=entry.get("icmp_code", 0),
-        icmp_id=entry.get("icmp_id", 0), length=entry.get("length"), line=at)
+        icmp_id=entry.get("icmp_id", 0), length=entry.get("length"), df=entry.get("df"),
+        line=at)
 
 
 __all__ = ["Scenario", "PacketSpec", "load_scenario"]

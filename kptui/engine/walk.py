@@ -35,6 +35,19 @@ if TYPE_CHECKING:
 
 TERMINAL = {"ACCEPT", "DROP", "REJECT", "QUEUE"}
 
+# Matches and targets whose checkentry calls nf_ct_netns_get(): only while one of them
+# is in the ruleset does the kernel track connections in the namespace (conntrack hooks
+# are registered per netns on demand since Linux 4.10). Without conntrack the nat hooks
+# find no conntrack entry and never run the nat chains (nf_nat_inet_fn: `if (!ct)
+# return NF_ACCEPT`). Checked on kernel 6.18 with iptables-nft 1.8.9: an empty nat
+# table, or one with only LOG rules, is never traversed; one `-m state` rule, even in
+# an unreferenced user chain, or a CONNMARK, MASQUERADE or `CT --zone` rule makes the
+# first packet of each connection traverse it; `CT --notrack` does not.
+CONNTRACK_MATCHES = frozenset({"state", "conntrack", "connmark", "connbytes", "connlimit",
+                               "connlabel", "helper", "cluster"})
+CONNTRACK_TARGETS = frozenset({"CONNMARK", "CONNSECMARK", "DNAT", "SNAT", "MASQUERADE",
+                               "REDIRECT", "NETMAP", "CT"})
+
 # net/ipv4/route.c ip_tos2prio, indexed by IPTOS_TOS(tos) >> 1; TC_PRIO_* values.
 IP_TOS2PRIO = (0, 0, 0, 0, 2, 2, 2, 2, 6, 6, 6, 6, 4, 4, 4, 4)
 
@@ -64,6 +77,7 @@ class Walk:
         self.locally_generated = not pkt.meta.iif
         self.decided_by: str = ""  # the last rule or policy that accepted the packet
         self.conntrack_noted = False
+        self.tracking = uses_conntrack(box.ruleset)
         self.handlers: dict[str, Callable[[Stage], EventGen]] = {
             "table": self.table_stage,
             "conntrack": self.conntrack_stage,
@@ -127,6 +141,8 @@ class Walk:
         ruleset = self.box.ruleset
         if not ruleset.chain_present(stage.table, stage.hook):
             return GO_ON
+        if stage.table == "nat" and not self.tracking:
+            return GO_ON  # no conntrack entry: the nat hooks pass the packet untouched
         yield StageEnter(stage=stage.id, hook=stage.hook, title=stage.title)
         ctx = MatchContext(
             hook=stage.hook, table=stage.table, iif=self.pkt.meta.iif, oif=self.pkt.meta.oif,
@@ -172,9 +188,14 @@ class Walk:
             return GO_ON
         self.conntrack_noted = True
         yield StageEnter(stage=stage.id, hook=stage.hook, title=stage.title)
-        yield Note(stage=stage.id, hook=stage.hook,
-                   text="connection tracking is not modelled yet: the packet is treated as "
-                        "the first of a new connection, so the nat chains see it")
+        if self.tracking:
+            text = ("connection tracking is not modelled yet: the packet is treated as "
+                    "the first of a new connection, so the nat chains see it")
+        else:
+            text = ("no rule uses connection tracking (conntrack, state, connmark matches, "
+                    "CONNMARK, CT or NAT targets), so the kernel does not track connections "
+                    "in this box: without a conntrack entry the nat chains are not traversed")
+        yield Note(stage=stage.id, hook=stage.hook, text=text)
         yield StageLeave(stage=stage.id, hook=stage.hook, title=stage.title, verdict="")
         return GO_ON
 
@@ -199,7 +220,9 @@ class Walk:
             yield from self.change(stage, "meta.oif", result.oif, "routing:input")
             return Next(path="forward")
         if result.reason in ("rp_filter", "martian"):
-            return self.fate(stage, "drop", by="rp_filter",
+            # rp_filter: fib_validate_source's -EXDEV (counted as IPReversePathFilter);
+            # any other invalid address is what log_martians calls a martian.
+            return self.fate(stage, "drop", by=result.reason,
                              message=f"{result.kind.replace('_', ' ')} ({result.error})")
         return self.fate(stage, "drop", by=f"routing:{result.kind}",
                          message=result.error or "no route")
@@ -296,6 +319,21 @@ def ensure_rng(box: Any, seed: int = 0) -> random.Random:
     if getattr(box, "rng", None) is None:
         box.rng = random.Random(seed)
     return box.rng
+
+
+def uses_conntrack(ruleset: Any) -> bool:
+    """True when a rule anywhere in the ruleset makes the kernel track connections."""
+    for table in ruleset.tables.values():
+        for chain in table.chains.values():
+            for rule in chain.rules:
+                if any(getattr(m, "name", "") in CONNTRACK_MATCHES for m in rule.matches):
+                    return True
+                target = rule.target
+                name = getattr(target, "name", "")
+                if name in CONNTRACK_TARGETS and not (
+                        name == "CT" and "--notrack" in getattr(target, "seen", ())):
+                    return True
+    return False
 
 
 def _has_table(ruleset: Any, table: str) -> bool:

@@ -8,7 +8,9 @@ fresh network namespace, one veth pair per interface with the peer end alone
 in its own namespace; the sysctls, the setup lines (verbatim) and the
 iptables text (iptables-restore) are applied; each packet's bytes, as
 kptui's packet model writes them, are sent as an Ethernet frame from the
-peer end, or from a raw socket (IP_HDRINCL, SO_MARK) inside the box for
+peer end (to the box's MAC, or to the broadcast/multicast MAC when the
+destination is a broadcast of that link's subnet or a multicast group, as a
+real sender addresses it), or from a raw socket (IP_HDRINCL, SO_MARK) inside the box for
 `iif = "local"`. `xtables-monitor --trace` gives the trace; AF_PACKET
 sockets on the peer ends see what leaves and what is answered.
 
@@ -23,7 +25,9 @@ What is compared, per packet, and the normalisation applied (nothing else):
   policy decided, `routing` (transmit) / `routing:local` (deliver), as kptui
   labels it. A drop no rule decided is explained from the box namespace's
   SNMP counters and an `ip route get` (rp_filter, ttl, ip_forward,
-  routing:TYPE, or a local sender's errno); one it cannot explain is
+  routing:TYPE, martian when the input route lookup `ip route get DST from
+  SRC iif DEV` fails with EINVAL, or a local sender's errno); one it cannot
+  explain is
   `kernel:unknown (...)` with the counters that moved, which never equals
   kptui's answer. `reject` is a DROP verdict by a rule whose text says
   `-j REJECT` (nft traces REJECT as DROP).

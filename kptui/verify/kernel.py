@@ -199,6 +199,25 @@ def peer_address(iface: Interface, used: set[IPv4Address],
     return None
 
 
+BROADCAST_MAC = b"\xff" * 6
+
+
+def frame_destination(dst: IPv4Address, subnet: list[IPv4Interface], box_mac: bytes) -> bytes:
+    """The Ethernet destination a real sender on the peer's link would use for ``dst``.
+
+    A limited or directed broadcast of the link's subnet goes to ff:ff:ff:ff:ff:ff
+    and a multicast group to 01:00:5e + its low 23 bits (RFC 1112 6.4; Linux's
+    arp_mc_map); anything else to the box's MAC. The box's skb->pkt_type (what
+    -m pkttype reads) comes from this address.
+    """
+    if dst == IPv4Address("255.255.255.255") or any(
+            dst == a.network.broadcast_address and a.network.prefixlen < 31 for a in subnet):
+        return BROADCAST_MAC
+    if dst.is_multicast:
+        return bytes.fromhex("01005e") + (int(dst) & 0x7FFFFF).to_bytes(3, "big")
+    return box_mac
+
+
 def snmp(text: str) -> dict[str, int]:
     """/proc/net/snmp or /proc/net/netstat -> {"Ip.InDelivers": 3, ...}."""
     out: dict[str, int] = {}
@@ -227,7 +246,6 @@ class KernelBox:
         self.parser = TraceParser()
         self.sentinels = 0
         self.positions: dict[tuple[str, str, int], int] = {}
-        self.local_addrs: set[IPv4Address] = set()
         self.box_macs: dict[str, bytes] = {}
 
     # -- building ------------------------------------------------------------------
@@ -248,7 +266,6 @@ class KernelBox:
                       "peer", "name", peer.dev, "netns", peer_ns])
             for addr in iface.addresses:
                 lab.run(self.box, ["ip", "addr", "add", str(addr), "dev", iface.name])
-                self.local_addrs.add(addr.ip)
             if iface.mtu:
                 lab.run(self.box, ["ip", "link", "set", iface.name, "mtu", str(iface.mtu)])
                 lab.run(peer_ns, ["ip", "link", "set", peer.dev, "mtu", str(iface.mtu)])
@@ -373,7 +390,9 @@ class KernelBox:
         peer = next((p for p in self.peers if p.iface.name == spec.origin), None)
         if peer is None or peer.sock is None:
             raise CommandError(f"packet from {spec.origin!r}: no such interface")
-        frame = self.box_macs[spec.origin] + peer.mac + struct.pack("!H", ETH_P_IP) + spec.data
+        dst_mac = frame_destination(IPv4Address(spec.data[16:20]), peer.iface.addresses,
+                                    self.box_macs[spec.origin])
+        frame = dst_mac + peer.mac + struct.pack("!H", ETH_P_IP) + spec.data
         peer.sock.send(frame)
         return 0
 
@@ -492,8 +511,6 @@ class KernelBox:
         if delta.get("Icmp.OutTimeExcds") or delta.get("Ip.InHdrErrors"):
             return "ttl"
         src, dst = IPv4Address(spec.data[12:16]), IPv4Address(spec.data[16:20])
-        if spec.origin != "local" and src in self.local_addrs:
-            return "rp_filter"  # martian source: a local address arriving from outside
         kind = self.route_kind(dst, spec.mark)
         if kind == "unicast" and spec.origin != "local":
             fwd = self.lab.read_in(
@@ -502,8 +519,26 @@ class KernelBox:
                 return "ip_forward"
         if kind in ("unreachable", "blackhole", "prohibit"):
             return f"routing:{kind}"
+        if spec.origin != "local" and self.input_route_error(dst, src, spec.origin) == "EINVAL":
+            return "martian"  # ip_route_input_slow's martian source/destination: no counter
         counters = ", ".join(f"{k}+{v}" for k, v in sorted(delta.items()))
         return f"kernel:unknown ({counters or 'no counter moved'})"
+
+    def input_route_error(self, dst: IPv4Address, src: IPv4Address, iif: str) -> str:
+        """The errno the kernel's input route lookup gives (`ip route get ... iif`), or ''.
+
+        A martian address (loopback from outside, a local source address, ...) is
+        -EINVAL from ip_route_input_slow, and no SNMP counter records it; EXDEV is
+        rp_filter (which has its counter).
+        """
+        try:
+            self.lab.run(self.box, ["ip", "-o", "route", "get", str(dst), "from", str(src),
+                                    "iif", iif])
+        except CommandError as err:
+            if "Invalid argument" in err.detail:
+                return "EINVAL"
+            return "error"
+        return ""
 
     def route_kind(self, dst: IPv4Address, mark: int) -> str:
         """The route type an output lookup finds for ``dst`` (as `ip route get` names it)."""

@@ -19,10 +19,9 @@ _CMDS = {
     "-A": "-A", "--append": "-A", "-I": "-I", "--insert": "-I", "-D": "-D", "--delete": "-D",
     "-R": "-R", "--replace": "-R", "-N": "-N", "--new-chain": "-N", "-X": "-X",
     "--delete-chain": "-X", "-P": "-P", "--policy": "-P", "-F": "-F", "--flush": "-F",
-    "-Z": "-Z", "--zero": "-Z",
+    "-Z": "-Z", "--zero": "-Z", "-E": "-E", "--rename-chain": "-E",
 }
-_LISTING = frozenset({"-L", "--list", "-S", "--list-rules", "-C", "--check", "-E",
-                      "--rename-chain"})
+_LISTING = frozenset({"-L", "--list", "-S", "--list-rules", "-C", "--check"})
 
 
 class _Ctx:
@@ -68,6 +67,9 @@ def _execute(ruleset: Ruleset, table: Table, cmd: Token, pos: list[Token], spec:
     name = chain_tok[0] if chain_tok else ""
     chain = table.chains.get(name) if name else None
 
+    if op == "-E":
+        _rename_chain(table, pos, c, cmd)
+        return
     if op == "-N":
         if chain is not None:
             raise c.err("Chain already exists.", chain_tok)
@@ -144,6 +146,38 @@ def _execute(ruleset: Ruleset, table: Table, cmd: Token, pos: list[Token], spec:
     chain.changed()
 
 
+def _rename_chain(table: Table, pos: list[Token], c: _Ctx, cmd: Token) -> None:
+    """-E OLD NEW: the chain keeps its rules and place; every -j/-g to it follows.
+
+    Errors as iptables-nft 1.8.9 prints them (checked on this machine). It also
+    renames a built-in chain, which leaves the table unusable (iptables-save:
+    "incompatible base-chains"); kptui refuses that instead of modelling it.
+    """
+    if len(pos) < 2:
+        raise c.err("-E requires old-chain-name and new-chain-name", cmd)
+    old, new = pos[0][0], pos[1][0]
+    chain = table.chains.get(old)
+    if chain is None:
+        raise c.err("No chain/target/match by that name.", pos[0])
+    if chain.builtin:
+        raise UnsupportedError("renaming a built-in chain (iptables-nft renames the base chain "
+                               "and the table can no longer be listed)")
+    if new in table.chains:
+        raise c.err("File exists.", pos[1])
+    _check_new_chain(new, c, pos[1])
+    table.chains = {new if k == old else k: v for k, v in table.chains.items()}
+    chain.name = new
+    for ch in table.chains.values():
+        for rule in ch.rules:
+            tg = rule.target
+            if isinstance(tg, ChainTarget) and tg.chain == old:
+                word = "-g" if tg.goto else "-j"
+                tg.chain = tg.name = new  # type: ignore[misc]
+                head = rule.text[:len(rule.text) - len(f"{word} {old}")]
+                rule.text = f"{head}{word} {new}"
+        ch.changed()
+
+
 def _delete_chains(table: Table, chains: list[Chain], c: _Ctx, tok: Token) -> None:
     doomed = {ch.name for ch in chains}
     for ch in chains:
@@ -184,7 +218,7 @@ def _split_command(toks: list[Token], c: _Ctx, *, allow_table: bool
             cmd = toks[i]
             i += 1
             want = {"-A": 1, "-I": 2, "-D": 2, "-R": 2, "-N": 1, "-X": 1, "-P": 2, "-F": 1,
-                    "-Z": 1}[_CMDS[t]]
+                    "-Z": 1, "-E": 2}[_CMDS[t]]
             while len(pos) < want and i < n and not toks[i][0].startswith("-") and \
                     toks[i][0] != "!":
                 if len(pos) == 1 and _CMDS[t] in ("-I", "-D") and not toks[i][0].isdigit():

@@ -225,6 +225,12 @@ class TtlTarget(Target):
 
 
 class ClassifyTarget(Target):
+    """xt_CLASSIFY: `skb->priority = clinfo->priority` (net/netfilter/xt_CLASSIFY.c).
+
+    The kernel sets the skb priority, which tc's classifiers then read as a
+    class id (MAJOR:MINOR); there is no separate classid in the skb.
+    """
+
     name = "CLASSIFY"
     options = {"--set-class": Opt(1, False)}
     chains = frozenset({"FORWARD", "OUTPUT", "POSTROUTING"})
@@ -254,7 +260,7 @@ class ClassifyTarget(Target):
 
     def apply(self, pkt: Any, ctx: Any) -> TargetResult:
         out = TargetResult("CONTINUE")
-        _set(pkt, "meta.classid", self.classid, out)
+        _set(pkt, "meta.priority", self.classid, out)
         return out
 
 
