@@ -41,8 +41,9 @@ import kube_proxy  # noqa: E402
 
 # -- running a chain both ways ------------------------------------------------------
 
-# The switch helper B exposes: run_chain(..., linear=True) walks every rule in order.
-assert "linear" in inspect.signature(run_chain).parameters
+def test_run_chain_offers_the_linear_reference_walk():
+    # run_chain(..., linear=True) walks every rule in order: the reference below
+    assert "linear" in inspect.signature(run_chain).parameters
 
 
 def run(ruleset: Ruleset, table: str, chain: str, pkt: Packet, *, linear: bool,
@@ -310,6 +311,21 @@ def test_editing_the_port_at_a_pause_reaches_the_rule_for_the_new_port():
                                            pause_edit=(2, "tcp.dport", 1020))
     assert verdict == "ACCEPT"
     assert trace == ["filter:FORWARD:rule:1", "filter:FORWARD:rule:22"]
+
+
+def test_editing_the_port_inside_a_called_chain_counts_after_the_return():
+    lines = ["*filter", ":FORWARD DROP [0:0]", ":SUB - [0:0]", "-A FORWARD -j SUB"]
+    lines += [f"-A FORWARD -d 10.0.0.1/32 -p tcp -m tcp --dport {1000 + i} -j ACCEPT"
+              for i in range(100)]
+    text = "\n".join(lines + ["-A SUB -j RETURN", "COMMIT"]) + "\n"
+    pkt = Packet.build(proto="tcp", src="192.0.2.1", dst="10.0.0.1", sport=5, dport=1050,
+                       iif="eth0")
+    # events: enter FORWARD, rule 1 matched, -> SUB, enter SUB: the user edits there;
+    # iptables(8): RETURN resumes the caller at its next rule, which sees the new port
+    [(verdict, trace, _, _)] = assert_same(text, [("filter", "FORWARD", pkt, 0)],
+                                           pause_edit=(4, "tcp.dport", 1020))
+    assert verdict == "ACCEPT"
+    assert trace == ["filter:FORWARD:rule:1", "filter:SUB:rule:1", "filter:FORWARD:rule:22"]
 
 
 def test_index_skips_rules_and_still_agrees_at_the_default_threshold():

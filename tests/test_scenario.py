@@ -106,6 +106,8 @@ def _replace(old: str, new: str) -> str:
     ('iif = "eth1"', 'iif = "eth7"', 'iif = "eth7"', "iif 'eth7' is not a declared interface"),
     ("sport = 40000", "sport = 70000", "sport = 70000", "packets.sport must be in 0..65535"),
     ("sport = 40000", 'sport = "x"', 'sport = "x"', "packets.sport must be a integer"),
+    ("sport = 40000", "sport = 40000\ndf = 0", "df = 0", "packets.df must be a boolean"),
+    ("sport = 40000", "sport = true", "sport = true", "packets.sport must be a integer"),
     ('dst = "203.0.113.2"', 'dst = "203.0.113"', 'dst = "203.0.113"', "not an IPv4 address"),
     ('flags = "S"', 'flags = "XYZ"', 'flags = "XYZ"', "bad tcp flags"),
     ('proto = "tcp"', 'proto = "sctp"', 'proto = "sctp"', "proto must be one of"),
@@ -162,3 +164,13 @@ def test_sysctl_errors_at_build_name_the_key_line():
         load_scenario(text, file="s.toml").build_box()
     assert exc.value.line == 3
     assert "unsupported yet: sysctl net.ipv4.tcp_syncookies" in str(exc.value)
+
+
+def test_df_key_sets_the_dont_fragment_flag():
+    # Linux TCP/UDP sockets send with DF (PMTU discovery); `df = false` clears it, so a
+    # scenario can show fragmentation (path-forward-mtu, checked on kernel 6.18).
+    default = load_scenario(_replace("", ""), file="t.toml").packets[0]
+    assert default.build().ip.df is True
+    spec = load_scenario(_replace("sport = 40000", "sport = 40000\ndf = false"),
+                         file="t.toml").packets[0]
+    assert spec.df is False and spec.build().ip.df is False

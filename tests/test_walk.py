@@ -267,3 +267,24 @@ def test_martians_and_rp_filter_are_told_apart():
     assert (loop["fate"]["action"], loop["fate"]["by"]) == ("drop", "martian")
     assert (local_src["fate"]["action"], local_src["fate"]["by"]) == ("drop", "martian")
     assert (asym["fate"]["action"], asym["fate"]["by"]) == ("drop", "rp_filter")
+
+
+def test_forwarded_packet_too_big_for_the_out_mtu():
+    # ip_forward: TTL first, then ip_exceeds_mtu (only with DF) before FORWARD; checked on
+    # kernel 6.18 (path-forward-mtu): dropped with ttl untouched, counted as FragFails;
+    # without DF it is forwarded (and fragmented on output).
+    rules = "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -j LOG\nCOMMIT"
+    text = BASE.format(rules=rules, packets=FWD + "length = 1400\n", forward=1).replace(
+        "ip route add default", "ip link set eth1 mtu 1280\nip route add default")
+    (r,) = [x.to_json(with_events=False) for x in run_scenario(load_scenario(text, file="t"))]
+    assert (r["fate"]["action"], r["fate"]["by"]) == ("drop", "mtu")
+    assert r["out"]["ttl"] == 64 and r["trace"] == []
+    (r,) = [x.to_json(with_events=False)
+            for x in run_scenario(load_scenario(text.replace("length = 1400", "length = 1400\n"
+                                                             "df = false"), file="t"))]
+    assert (r["fate"]["action"], r["fate"]["iface"]) == ("transmit", "eth1")
+    assert r["out"]["ttl"] == 63
+    # DF but small enough: forwarded
+    (r,) = [x.to_json(with_events=False)
+            for x in run_scenario(load_scenario(text.replace("1400", "1280"), file="t"))]
+    assert r["fate"]["action"] == "transmit"

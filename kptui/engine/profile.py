@@ -23,6 +23,10 @@ NF_IP_PRI_MANGLE = -150
 NF_IP_PRI_NAT_DST = -100
 NF_IP_PRI_FILTER = 0
 NF_IP_PRI_SECURITY = 50
+# iptables-nft (1.8.9, checked with `nft list ruleset`) registers the security
+# table's base chains at priority 150, after nat INPUT (100), not at 50 as the
+# legacy iptable_security module does. The modern profile follows iptables-nft.
+IPTABLES_NFT_SECURITY = 150
 NF_IP_PRI_NAT_SRC = 100
 NF_IP_PRI_CONNTRACK_CONFIRM = 2**31 - 1
 
@@ -58,7 +62,7 @@ _MODERN_HOOK_FUNCTIONS: dict[str, list[Stage]] = {
     "INPUT": [
         _table("mangle", "INPUT", NF_IP_PRI_MANGLE),
         _table("filter", "INPUT", NF_IP_PRI_FILTER),
-        _table("security", "INPUT", NF_IP_PRI_SECURITY),
+        _table("security", "INPUT", IPTABLES_NFT_SECURITY),
         _table("nat", "INPUT", NF_IP_PRI_NAT_SRC),
         Stage("conntrack:INPUT", "conntrack confirm", "INPUT", "confirm", "",
               NF_IP_PRI_CONNTRACK_CONFIRM),
@@ -66,7 +70,7 @@ _MODERN_HOOK_FUNCTIONS: dict[str, list[Stage]] = {
     "FORWARD": [
         _table("mangle", "FORWARD", NF_IP_PRI_MANGLE),
         _table("filter", "FORWARD", NF_IP_PRI_FILTER),
-        _table("security", "FORWARD", NF_IP_PRI_SECURITY),
+        _table("security", "FORWARD", IPTABLES_NFT_SECURITY),
     ],
     "OUTPUT": [
         _table("raw", "OUTPUT", NF_IP_PRI_RAW),
@@ -74,7 +78,7 @@ _MODERN_HOOK_FUNCTIONS: dict[str, list[Stage]] = {
         _table("mangle", "OUTPUT", NF_IP_PRI_MANGLE),
         _table("nat", "OUTPUT", NF_IP_PRI_NAT_DST),
         _table("filter", "OUTPUT", NF_IP_PRI_FILTER),
-        _table("security", "OUTPUT", NF_IP_PRI_SECURITY),
+        _table("security", "OUTPUT", IPTABLES_NFT_SECURITY),
     ],
     "POSTROUTING": [
         _table("mangle", "POSTROUTING", NF_IP_PRI_MANGLE),

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from kptui.engine.box import Box
     from kptui.engine.packet import Packet
 
+LIMITED_BROADCAST = IPv4Address("255.255.255.255")
 TERMINAL = {"ACCEPT", "DROP", "REJECT", "QUEUE"}
 
 # Matches and targets whose checkentry calls nf_ct_netns_get(): only while one of them
@@ -263,6 +264,18 @@ class Walk:
             return self.fate(stage, "drop", by="ttl",
                              message="TTL expired in transit (the ICMP time exceeded answer is "
                                      "not modelled yet)")
+        oif = self.box.interfaces.get(pkt.meta.oif)
+        if oif is not None and pkt.length > oif.mtu:
+            if pkt.ip.df:  # ip_exceeds_mtu: counted as FragFails, checked on kernel 6.18
+                yield StageLeave(stage=stage.id, hook="", title=stage.title, verdict="DROP")
+                return self.fate(stage, "drop", by="mtu",
+                                 message=f"{pkt.length} bytes with DF set do not fit {oif.name}'s "
+                                         f"MTU {oif.mtu} (the ICMP fragmentation needed answer "
+                                         "is not modelled yet)")
+            yield Note(stage=stage.id, hook="",
+                       text=f"{pkt.length} bytes are more than {oif.name}'s MTU {oif.mtu}: the "
+                            "kernel fragments the packet after POSTROUTING (fragments are not "
+                            "modelled: the packet is shown whole)")
         yield from self.change(stage, "ip.ttl", pkt.ip.ttl - 1, "ip_forward")
         if self.box.sysctl("net.ipv4.ip_forward_update_priority"):
             prio = IP_TOS2PRIO[(pkt.ip.tos & 0x1E) >> 1]
@@ -301,11 +314,26 @@ class Walk:
                 "ip.tos": ip.tos}
 
     def pkttype(self) -> str:
+        """skb->pkt_type as the arrival link's frame sets it (eth_type_trans).
+
+        A sender on the link sends to the broadcast MAC only for 255.255.255.255
+        and its own subnet's broadcast address; another subnet's broadcast
+        address arrives in a unicast frame (PACKET_HOST; kernel corpus:
+        ipt-pkttype-other-subnet-broadcast). Local packets are PACKET_HOST.
+        """
+        iif = self.pkt.meta.iif
+        if not iif or iif == "lo":
+            return "host"
         dst = self.pkt.ip.dst
         if dst.is_multicast:
             return "multicast"
-        if self.box.addrtype(dst, None) == "BROADCAST":
+        if dst == LIMITED_BROADCAST:
             return "broadcast"
+        iface = self.box.interfaces.get(iif)
+        for addr in iface.addresses if iface else ():
+            net = addr.network
+            if net.prefixlen < 31 and dst == net.broadcast_address:
+                return "broadcast"
         return "host"
 
 

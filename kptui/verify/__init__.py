@@ -24,7 +24,7 @@ What is compared, per packet, and the normalisation applied (nothing else):
   `table:chain:rule:N` or `table:chain:policy`; when no netfilter rule or
   policy decided, `routing` (transmit) / `routing:local` (deliver), as kptui
   labels it. A drop no rule decided is explained from the box namespace's
-  SNMP counters and an `ip route get` (rp_filter, ttl, ip_forward,
+  SNMP counters and an `ip route get` (rp_filter, ttl, mtu, ip_forward,
   routing:TYPE, martian when the input route lookup `ip route get DST from
   SRC iif DEV` fails with EINVAL, or a local sender's errno); one it cannot
   explain is

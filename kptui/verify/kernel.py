@@ -508,6 +508,8 @@ class KernelBox:
             return SEND_ERRORS.get(send_errno, f"kernel:errno {errno.errorcode.get(send_errno)}")
         if delta.get("TcpExt.IPReversePathFilter"):
             return "rp_filter"
+        if delta.get("Ip.FragFails"):
+            return "mtu"  # ip_forward: too big for the out device with DF set
         if delta.get("Icmp.OutTimeExcds") or delta.get("Ip.InHdrErrors"):
             return "ttl"
         src, dst = IPv4Address(spec.data[12:16]), IPv4Address(spec.data[16:20])

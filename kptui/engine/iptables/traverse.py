@@ -10,10 +10,18 @@ are filed under (A, proto, N), so a packet only evaluates rules that can
 match it plus the rules the index cannot classify, in chain order. The result
 is the same as the linear walk (``linear=True``), minus RuleEval events for
 rules that could not have matched; one Note says how many were skipped.
+
+The debugger may edit the packet while a walk is paused (DESIGN.md: the walk
+mutates the packet in place), so the candidate list is tied to the packet's
+index key: before each rule the key is checked again, and if an edit changed
+it the list is rebuilt and the walk resumes after the last rule evaluated.
+Jump-stack frames keep the key their list was built for, so an edit inside a
+called chain is seen by the caller after the return.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Generator
 from typing import Any
 
@@ -51,10 +59,10 @@ class ChainIndex:
                 self.by_key.setdefault(key, []).append(pos)
         self.merged: dict[tuple[int, int, int], list[int]] = {}
 
-    def candidates(self, pkt: Any) -> list[int]:
-        if pkt.ip.frag_offset or pkt.ip.proto not in (6, 17) or pkt.l4 is None:
+    def candidates(self, key: tuple[int, int, int] | None) -> list[int]:
+        """Rule positions for a packet with index key ``key`` (see ``packet_key``)."""
+        if key is None:
             return self.other
-        key = (int(pkt.ip.dst), pkt.ip.proto, pkt.l4.dport)
         got = self.merged.get(key)
         if got is None:
             hits = self.by_key.get(key)
@@ -62,6 +70,17 @@ class ChainIndex:
             if len(self.merged) < 65536:
                 self.merged[key] = got
         return got
+
+
+def packet_key(pkt: Any) -> tuple[int, int, int] | None:
+    """The (dst, proto, dport) a packet is filed under; None: only unclassified rules apply.
+
+    A non-first fragment has no ports to match, so keyed rules cannot match it.
+    """
+    l4 = pkt.l4
+    if pkt.ip.frag_offset or pkt.ip.proto not in (6, 17) or l4 is None:
+        return None
+    return int(pkt.ip.dst), pkt.ip.proto, l4.dport
 
 
 def _rule_key(rule: Rule) -> tuple[int, int, int] | None:
@@ -79,12 +98,14 @@ def _rule_key(rule: Rule) -> tuple[int, int, int] | None:
     return None
 
 
-def _candidates(chain: Chain, pkt: Any, linear: bool) -> list[int] | range:
+def _candidates(chain: Chain, key: tuple[int, int, int] | None,
+                linear: bool) -> list[int] | range:
+    """The rule positions to evaluate; a range means every rule (not indexed)."""
     if linear or len(chain.rules) < INDEX_MIN_RULES:
         return range(len(chain.rules))
     if chain.index_cache is None:
         chain.index_cache = ChainIndex(chain.rules)
-    return chain.index_cache.candidates(pkt)
+    return chain.index_cache.candidates(key)
 
 
 def run_chain(ruleset: Ruleset, table: str, chain: str, pkt: Any, ctx: MatchContext, *,
@@ -94,12 +115,16 @@ def run_chain(ruleset: Ruleset, table: str, chain: str, pkt: Any, ctx: MatchCont
     base = tbl.chains[chain]
     cur = base
     depth = 1
-    stack: list[tuple[Chain, list[int] | range, int, int]] = []
+    # frames: (chain, its candidates, next position in them, depth, the key they were built for)
+    stack: list[tuple[Chain, list[int] | range, int, int, Any]] = []
     ev = {"stage": stage, "hook": hook, "table": table}
+    key: Any = None
 
     def enter(ch: Chain, via: str) -> Generator[Event, None, list[int] | range]:
+        nonlocal key
         yield ChainEnter(depth=depth, chain=ch.name, via=via, **ev)
-        cands = _candidates(ch, pkt, linear)
+        key = packet_key(pkt)  # after the yield: an edit made at ChainEnter counts
+        cands = _candidates(ch, key, linear)
         skipped = len(ch.rules) - len(cands)
         if skipped:
             yield Note(stage=stage, hook=hook, depth=depth,
@@ -110,6 +135,15 @@ def run_chain(ruleset: Ruleset, table: str, chain: str, pkt: Any, ctx: MatchCont
     cands = yield from enter(cur, "hook")
     k = 0
     while True:
+        if not isinstance(cands, range):
+            now = packet_key(pkt)
+            if now != key:
+                # edited while paused (or by a target): re-file the packet and resume
+                # after the last rule evaluated, as the linear walk would
+                key = now
+                last = cands[k - 1] if k else -1
+                cands = _candidates(cur, key, linear)
+                k = bisect.bisect_right(cands, last)
         if k < len(cands):
             idx = cands[k]
             k += 1
@@ -137,7 +171,7 @@ def run_chain(ruleset: Ruleset, table: str, chain: str, pkt: Any, ctx: MatchCont
                                    text=f"jump stack overflow (more than {JUMP_STACK_LIMIT} "
                                         "levels): the packet is dropped")
                         return "DROP"
-                    stack.append((cur, cands, k, depth))
+                    stack.append((cur, cands, k, depth, key))
                 cur = tbl.chains[tg.chain]
                 depth += 1
                 cands = yield from enter(cur, "goto" if tg.goto else "jump")
@@ -165,7 +199,7 @@ def run_chain(ruleset: Ruleset, table: str, chain: str, pkt: Any, ctx: MatchCont
                               explicit=False, **ev)
         # RETURN, or the end of a chain: pop, or apply the hook chain's policy
         if stack:
-            cur, cands, k, depth = stack.pop()
+            cur, cands, k, depth, key = stack.pop()
             continue
         base.counters.add(pkt.length)
         yield PolicyApplied(depth=1, chain=base.name, verdict=base.policy, **ev)
