@@ -852,3 +852,32 @@ def test_real_box_instance_can_be_stepped_back(scenario):
     back = dbg.step_back()
     assert dbg.box is not box and isinstance(back.event, StageLeave)
     assert dbg.step().event == end.event
+
+
+def test_rule_breakpoint_stops_on_a_rule_the_chain_index_would_skip():
+    # A 40-rule chain is indexed by destination/port: a packet to port 22 skips rule 5
+    # (port 1004) unevaluated. A breakpoint on rule 5 must still stop there, showing why
+    # it does not match, as gdb users expect of a breakpoint on a line that runs.
+    from kptui.engine.events import Note, RuleEval
+    from kptui.engine.scenario import load_scenario
+
+    rules = "\n".join(f"-A INPUT -d 192.0.2.1/32 -p tcp -m tcp --dport {1000 + n} -j DROP"
+                      for n in range(40))
+    text = (f'iptables = """\n*filter\n:INPUT ACCEPT [0:0]\n{rules}\nCOMMIT\n"""\n'
+            '[[interfaces]]\nname = "eth0"\naddresses = ["192.0.2.1/24"]\n'
+            '[[packets]]\niif = "eth0"\nproto = "tcp"\nsrc = "192.0.2.10"\n'
+            'dst = "192.0.2.1"\nsport = 40000\ndport = 22\n')
+    scenario = load_scenario(text, file="big.toml")
+
+    plain = Debugger.for_scenario(scenario)
+    plain.run_to_fate()
+    assert not any(isinstance(e, RuleEval) and e.rule == 5 for e in plain.events)
+    assert any(isinstance(e, Note) and "skip" in e.text for e in plain.events)
+
+    dbg = Debugger.for_scenario(scenario)
+    dbg.add_breakpoint("rule filter:INPUT:5")
+    stop = dbg.cont()
+    assert stop.reason == "breakpoint"
+    assert isinstance(stop.event, RuleEval) and stop.event.rule == 5
+    assert not stop.event.matched and "1004" in stop.event.reason
+    assert dbg.run_to_fate().event.action == "deliver"

@@ -146,11 +146,11 @@ class Stop:
     breakpoint: Breakpoint | None = None
 
 
-def _default_walker(box: Any, pkt: Any, *, index: int = 0,
-                    profile: str = "modern") -> Iterator[Event]:
+def _default_walker(box: Any, pkt: Any, *, index: int = 0, profile: str = "modern",
+                    linear: bool = False) -> Iterator[Event]:
     from kptui.engine.walk import walk
 
-    return walk(box, pkt, index=index, profile=profile)
+    return walk(box, pkt, index=index, profile=profile, linear=linear)
 
 
 def _fresh_packet(item: Any) -> Any:
@@ -241,11 +241,18 @@ class Debugger:
         self.index = index
         self.packet = _fresh_packet(self._packets[index])
         self.walk_start = len(self.events)
+        options = {"linear": self._needs_every_rule()} if self._walker is _default_walker else {}
         self._walk = iter(self._walker(self.box, self.packet, index=index,
-                                       profile=self.profile))
+                                       profile=self.profile, **options))
         for bp in self.breakpoints.values():
             bp.was_true = False
         self._record({"op": "packet", "index": index})
+
+    def _needs_every_rule(self) -> bool:
+        """A rule breakpoint must see its rule evaluated, even one the chain index would
+        skip as unable to match, so such a walk evaluates every rule (linear traversal:
+        the same verdicts, counters and trace, only slower on huge chains)."""
+        return any(bp.kind == "rule" and bp.enabled for bp in self.breakpoints.values())
 
     def _pull(self) -> Event | None:
         """The next event of the walk, starting the next packet's walk; None after the last."""

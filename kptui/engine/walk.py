@@ -69,8 +69,10 @@ GO_ON = Next()
 class Walk:
     """The state of one packet's walk: the box, the packet and who decided what."""
 
-    def __init__(self, box: Box, pkt: Packet, index: int, profile: Profile) -> None:
+    def __init__(self, box: Box, pkt: Packet, index: int, profile: Profile,
+                 linear: bool = False) -> None:
         self.box = box
+        self.linear = linear  # evaluate every rule: no chain index (see run_chain)
         self.pkt = pkt
         self.index = index
         self.profile = profile
@@ -154,7 +156,7 @@ class Walk:
         before = self.routing_keys()
         decider = ""
         chain = run_chain(ruleset, stage.table, stage.hook, self.pkt, ctx, stage=stage.id,
-                          hook=stage.hook)
+                          hook=stage.hook, linear=self.linear)
         verdict = "ACCEPT"
         try:
             while True:
@@ -337,9 +339,14 @@ class Walk:
         return "host"
 
 
-def walk(box: Box, pkt: Packet, *, index: int = 0, profile: str = "modern") -> Iterator[Event]:
-    """Walk ``pkt`` through ``box``: every event, ending with a ``Fate``."""
-    return Walk(box, pkt, index, get_profile(profile)).events()
+def walk(box: Box, pkt: Packet, *, index: int = 0, profile: str = "modern",
+         linear: bool = False) -> Iterator[Event]:
+    """Walk ``pkt`` through ``box``: every event, ending with a ``Fate``.
+
+    ``linear`` evaluates every rule instead of letting hot chains skip the
+    rules their index proves cannot match (same results, more RuleEval events).
+    """
+    return Walk(box, pkt, index, get_profile(profile), linear).events()
 
 
 def ensure_rng(box: Any, seed: int = 0) -> random.Random:
