@@ -182,7 +182,8 @@ class RouteDecision(Event):
     kind: ClassVar[str] = "route"
 
     def describe(self) -> str:
-        bits = [f"{self.lookup} routing: {self.result}"]
+        result = "forward" if self.lookup == "input" and self.result == "unicast" else self.result
+        bits = [f"{self.lookup} routing: {result}"]
         if self.route:
             bits.append(f"via table {self.table}: {self.route}")
         return ", ".join(bits)
@@ -272,6 +273,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def _show(path: str, value: Any) -> str:
+    if value == "":
+        return "(none)"
     is_number = isinstance(value, int) and not isinstance(value, bool)
     if is_number and path.endswith(("mark", "classid")):
         return hex(value)
