@@ -7,9 +7,12 @@ in a netns on this machine (kernel 6.18) unless a comment says otherwise.
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kptui.engine.errors import ParseError, UnsupportedError
 from kptui.engine.iptables import Ruleset, apply_command, restore, to_save
+from kptui.engine.iptables.lexer import split_restore
 
 REAL = Path(__file__).parent / "data" / "iptables_save_real_1.8.9.txt"
 
@@ -316,3 +319,42 @@ def test_shell_quoting_and_first_line_offset():
     with pytest.raises(ParseError) as ei:
         restore(rs, "*filter\n-A INPUT -m nope\nCOMMIT\n", file="s.toml", first_line=20)
     assert ei.value.line == 21
+
+
+@pytest.mark.parametrize("line,column,token", [
+    # most kube-proxy lines carry a quoted comment; the error is after it
+    ('-A INPUT -m comment --comment "web: allow" -p tcp --dprt 80 -j ACCEPT', 51, "--dprt"),
+    # the same with escaped quotes (iptables-restore: a backslash escapes inside
+    # quotes), a double space and a tab before the comment
+    ('-A INPUT  -m comment\t--comment "a \\"b\\"" -p tcp --dprt 80', 49, "--dprt"),
+    # an error in a quoted argument points at its opening quote
+    ('-A INPUT -m comment --comment "svc" -j LOG --log-level "bogus"', 56, "bogus"),
+    # an empty quoted comment is still a token
+    ('-A INPUT -m comment --comment "" -j NOPE', 37, "NOPE"),
+    ('-A INPUT -m comment --comment "x" --comment "y"', 35, "--comment"),
+])
+def test_restore_error_column_on_a_line_with_a_quoted_comment(line, column, token):
+    e = err([], f"*filter\n{line}\nCOMMIT\n")
+    assert (e.file, e.line, e.column, e.token) == ("rules.v4", 2, column, token)
+    assert line[column - 1:].startswith(token) or line[column - 1] == '"'
+
+
+_WORDS = st.text(alphabet="-ab:/.!'\\", min_size=1, max_size=6)
+_QUOTED = st.text(alphabet="ab :-'", max_size=6).map(lambda s: f'"{s}"')
+_GAPS = st.sampled_from([" ", "  ", "\t", " \t "])
+
+
+@given(parts=st.lists(st.one_of(_WORDS, _QUOTED), min_size=1, max_size=8),
+       gaps=st.lists(_GAPS, min_size=9, max_size=9), lead=st.sampled_from(["", " ", "\t"]))
+def test_restore_tokens_keep_their_columns(parts, gaps, lead):
+    # iptables-restore's add_param_to_argv: whitespace separates, a quoted part
+    # is one token; every token's column is where it starts (its opening quote)
+    line = lead + "".join(p + g for p, g in zip(parts, gaps, strict=False))
+    tokens = split_restore(line, file="f", lineno=1)
+    assert len(tokens) == len(parts)
+    for (text, column), part in zip(tokens, parts, strict=True):
+        assert line[column - 1:].startswith(part)
+        if part.startswith('"'):
+            assert text == part[1:-1]
+        else:
+            assert text == part

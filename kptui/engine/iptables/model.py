@@ -38,21 +38,50 @@ class Counters:
         return f"[{self.pkts}:{self.bytes}]"
 
 
-@dataclass(eq=False)
 class Rule:
     """One rule. ``text`` is its canonical spec as iptables-save prints it, without ``-A CHAIN``.
+
+    The text is built from the parsed matches and target on first use and then
+    kept: a restore of a 20,000-rule kube-proxy ruleset would otherwise spend a
+    quarter of its time on texts that a walk only ever shows for the few rules
+    it evaluates. Nothing a save() prints changes after parsing (the state of
+    limit and statistic is not part of it; a chain rename sets the text itself).
 
     Equality is by canonical text and counters (not by source position), so a
     ruleset compares equal to its own save/restore round trip.
     """
 
-    matches: list[Any]  # the IP part first (IPMatch), then -m modules in load order
-    target: Any  # a Target, or None for a rule without -j/-g
-    counters: Counters = field(default_factory=Counters)
-    text: str = ""
-    file: str = "<input>"
-    line: int = 0
-    goto: bool = False
+    __slots__ = ("matches", "target", "counters", "file", "line", "goto", "_text")
+
+    def __init__(self, matches: list[Any], target: Any, counters: Counters | None = None,
+                 text: str | None = None, file: str = "<input>", line: int = 0,
+                 goto: bool = False) -> None:
+        self.matches = matches  # the IP part first (IPMatch), then -m modules in load order
+        self.target = target  # a Target, or None for a rule without -j/-g
+        self.counters = counters if counters is not None else Counters()
+        self.file, self.line, self.goto = file, line, goto
+        self._text = text  # None: not built yet
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            parts = [self.matches[0].save()]
+            for m in self.matches[1:]:
+                parts.append(f"-m {m.name}")
+                parts.append(m.save())
+            if self.target is not None:
+                parts.append(f"{'-g' if self.goto else '-j'} {self.target.name}")
+                parts.append(self.target.save())
+            self._text = " ".join(p for p in parts if p)
+        return self._text
+
+    @text.setter
+    def text(self, value: str) -> None:
+        self._text = value
+
+    def __repr__(self) -> str:
+        return f"Rule({self.text!r}, counters={self.counters}, file={self.file!r}, " \
+               f"line={self.line})"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Rule):

@@ -34,6 +34,7 @@ _IP_OPTS = {
 }
 _FLAG_OF = {"src": "-s", "dst": "-d", "iif": "-i", "oif": "-o", "proto": "-p", "frag": "-f",
             "jump": "-j", "goto": "-g"}
+_TARGET_KINDS = frozenset({"jump", "goto"})
 _NO_IN = frozenset({"OUTPUT", "POSTROUTING"})
 _NO_OUT = frozenset({"PREROUTING", "INPUT"})
 
@@ -43,6 +44,8 @@ ChainLookup = Callable[[str], str | None]
 
 class RuleParser:
     """One use per rule; collects errors with the position of the offending token."""
+
+    __slots__ = ("toks", "table", "chain", "file", "line", "lookup")
 
     def __init__(self, toks: list[Token], *, table: str, chain: str, file: str, line: int,
                  lookup: ChainLookup) -> None:
@@ -75,8 +78,8 @@ class RuleParser:
             inv = inv_tok is not None
             kind = _IP_OPTS.get(t)
             if kind is not None:
-                if kind in ("src", "dst", "iif", "oif", "proto", "frag", "jump", "goto"):
-                    if kind in seen_ip or (kind in ("jump", "goto") and target is not None):
+                if kind != "match":  # each IP option and -j/-g at most once
+                    if kind in seen_ip or (kind in _TARGET_KINDS and target is not None):
                         raise self.err(f"multiple {_FLAG_OF[kind]} flags not allowed", tok)
                     seen_ip.add(kind)
                 if kind != "frag":
@@ -87,7 +90,7 @@ class RuleParser:
                 else:
                     arg = tok
                     i += 1
-                if inv and kind in ("match", "jump", "goto"):
+                if inv and (kind == "match" or kind in _TARGET_KINDS):
                     raise self.err(f"unexpected ! flag before {t}", inv_tok)
                 try:
                     if kind == "match":
@@ -96,7 +99,7 @@ class RuleParser:
                             raise self.err(f"Couldn't load match `{arg[0]}':No such file or "
                                            "directory", arg)
                         matches.append((cls(), arg))
-                    elif kind in ("jump", "goto"):
+                    elif kind in _TARGET_KINDS:
                         target, target_tok = self._target(arg, kind == "goto"), arg
                     else:
                         self._ip(ip, kind, arg, inv)
@@ -112,24 +115,24 @@ class RuleParser:
                 if t in ("--dport", "--sport", "--destination-port", "--source-port"):
                     hint = " (port options need -p tcp or -p udp before them)"
                 raise self.err(f'unknown option "{t}"{hint}', tok)
-            opt = owner.options[t]
-            mod = owner.name if isinstance(owner, Match) else owner.name
-            if inv and not opt.invertible:
-                raise self.err(f'{mod}: option "{t}" cannot be inverted.', inv_tok)
-            args = toks[i + 1:i + 1 + opt.nargs]
-            if len(args) < opt.nargs:
+            nargs, invertible = owner.options[t]
+            if inv and not invertible:
+                raise self.err(f'{owner.name}: option "{t}" cannot be inverted.', inv_tok)
+            args = toks[i + 1:i + 1 + nargs]
+            if len(args) < nargs:
                 if t == "--tcp-flags":
                     raise self.err("--tcp-flags requires two args.", tok)
                 raise self.err(f'option "{t}" requires an argument', tok)
-            if t in owner.seen and t not in ("--mark",):
-                raise self.err(f'{mod}: "{t}" option may only be specified once', tok)
+            seen = owner.seen
+            if t in seen and t != "--mark":
+                raise self.err(f'{owner.name}: "{t}" option may only be specified once', tok)
             try:
-                owner.option(t, [a[0] for a in args], inv)
+                owner.option(t, [args[0][0]] if nargs == 1 else [a[0] for a in args], inv)
             except BadValue as e:
                 raise self.err(str(e), args[0] if args else tok) from None
-            owner.seen.add(t)
+            seen.add(t)
             inv_tok = None
-            i += 1 + opt.nargs
+            i += 1 + nargs
         if inv_tok is not None:
             raise self.err("! must be followed by an option", inv_tok)
         return self._finish(ip, matches, target, target_tok)
@@ -209,18 +212,10 @@ class RuleParser:
             where = self._target_place_error(target)
             if where:
                 raise self.err(where, target_tok)
-        parts = [ip.save()]
-        for m, _ in matches:
-            parts.append(f"-m {m.name}")
-            parts.append(m.save())
-        if target is not None:
-            goto = isinstance(target, ChainTarget) and target.goto
-            parts.append(f"{'-g' if goto else '-j'} {target.name}")
-            parts.append(target.save())
-        text = " ".join(p for p in parts if p)
-        rule = Rule([ip] + [m for m, _ in matches], target, text=text, file=self.file,
-                    line=self.line)
-        rule.goto = isinstance(target, ChainTarget) and target.goto
+        goto = isinstance(target, ChainTarget) and target.goto
+        # the canonical text is built on first use (Rule.text)
+        rule = Rule([ip] + [m for m, _ in matches], target, file=self.file, line=self.line,
+                    goto=goto)
         return rule
 
     def _target_place_error(self, target: Target) -> str:

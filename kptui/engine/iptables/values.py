@@ -155,7 +155,8 @@ def save_string(value: str) -> str:
     """xtables_save_string: bare when only [A-Za-z0-9_-], else quoted with \\ escapes."""
     if _BARE.fullmatch(value):
         return value
-    out = "".join("\\" + c if c in "\"\\'" else c for c in value)
+    # backslashes first, so the ones added for quotes are not doubled again
+    out = value.replace("\\", "\\\\").replace('"', '\\"').replace("'", "\\'")
     return f'"{out}"'
 
 
