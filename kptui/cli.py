@@ -68,24 +68,104 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return verify_main(args.scenarios, record=args.record)
 
 
+# Scenario texts up to this size are loaded before the screen opens, so a bad file gives
+# its one-line error first; bigger ones (a kube-proxy dump) load in the app's worker,
+# behind a progress screen, so the terminal never looks frozen.
+SYNC_LOAD_LIMIT = 200_000
+
+
+ROUTE_GET_KEYS = ("from", "iif", "oif", "mark", "tos")
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    """`kptui route get ADDR [from X] [iif I] [oif O] [mark M] [tos T] --scenario FILE`."""
+    from ipaddress import IPv4Address
+
+    words = list(args.words)
+    if not words or words[0] != "get":
+        raise KptuiError("route: only `route get ADDR [from X] [iif I] [oif O] [mark M] "
+                         "[tos T]` is supported")
+    words = words[1:]
+    if words[:1] == ["to"]:
+        words = words[1:]
+    if not words:
+        raise KptuiError("route get: an address is missing")
+    opts: dict[str, str] = {}
+    addr, rest = words[0], words[1:]
+    while rest:
+        key = rest[0]
+        if key not in ROUTE_GET_KEYS:
+            raise KptuiError(f"route get: unknown word {key!r} "
+                             f"(known: {', '.join(ROUTE_GET_KEYS)})")
+        if len(rest) < 2:
+            raise KptuiError(f"route get: {key} needs a value")
+        opts[key] = rest[1]
+        rest = rest[2:]
+    try:
+        dst = IPv4Address(addr)
+        src = IPv4Address(opts["from"]) if "from" in opts else None
+        mark = int(opts.get("mark", "0"), 0)
+        tos = int(opts.get("tos", "0"), 0)
+    except ValueError as err:
+        raise KptuiError(f"route get: {err}") from None
+    if not 0 <= mark <= 0xFFFFFFFF or not 0 <= tos <= 255:
+        raise KptuiError("route get: mark is 0..0xffffffff and tos 0..0xff")
+    box = load(args.scenario).build_box()
+    from kptui.engine.routing import RouteError
+
+    try:
+        result, text = box.route_get(dst, src=src, iif=opts.get("iif", ""),
+                                     oif=opts.get("oif", ""), mark=mark, tos=tos)
+    except RouteError as err:
+        print(str(err), file=sys.stderr)
+        return 2
+    sys.stdout.write(text)
+    if args.explain:
+        for line in result.explain:
+            print(f"# {line}")
+    return 0
+
+
 def cmd_open(args: argparse.Namespace) -> int:
-    """`kptui [SCENARIO]`: until the full-screen debugger lands, print the trace."""
+    """`kptui [SCENARIO]`: the full-screen debugger; the text trace when not on a terminal."""
     from kptui import report
     from kptui.engine.run import run_scenario
 
-    scenario = load(args.scenario)
-    sys.stdout.write(report.as_text(run_scenario(scenario)))
-    return 0
+    text, name = read_scenario_text(args.scenario)
+    if args.no_tui or not (sys.stdout.isatty() and sys.stdin.isatty()):
+        from kptui.engine.scenario import load_scenario
+
+        scenario = load_scenario(text, file=name)
+        sys.stdout.write(report.as_text(run_scenario(scenario)))
+        return 0
+    from kptui.app import KptApp
+
+    if len(text) <= SYNC_LOAD_LIMIT:
+        from kptui.engine.debugger import Debugger
+        from kptui.engine.scenario import load_scenario
+
+        scenario = load_scenario(text, file=name)
+        app = KptApp(scenario, debugger=Debugger.for_scenario(scenario),
+                     name=scenario.name or name)
+    else:
+        app = KptApp(text=text, name=name)
+    result = app.run()
+    if isinstance(result, BaseException):
+        raise result
+    return app.return_code or 0
 
 
 def build_parsers() -> dict[str, argparse.ArgumentParser]:
     top = argparse.ArgumentParser(
         prog="kptui",
         description="A stepping debugger for the Linux packet path.",
-        epilog="subcommands: trace, verify (run `kptui trace --help`)",
+        epilog="subcommands: trace, verify, route (run `kptui trace --help`)",
     )
     top.add_argument("--version", action="version", version=f"kptui {__version__}")
     top.add_argument("scenario", nargs="?", help="scenario .toml (default: the built-in demo)")
+    top.add_argument("--no-tui", action="store_true",
+                     help="print the trace as text instead of opening the full-screen "
+                          "debugger (the default when stdout is not a terminal)")
     top.set_defaults(func=cmd_open)
 
     trace = argparse.ArgumentParser(
@@ -111,7 +191,21 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     verify.add_argument("--record", action="store_true",
                         help="write the kernel's answers to NAME.kernel.jsonl beside each")
     verify.set_defaults(func=cmd_verify)
-    return {"": top, "trace": trace, "verify": verify}
+
+    route = argparse.ArgumentParser(
+        prog="kptui route",
+        description="Ask the scenario's box which route a packet takes, and print the "
+                    "answer as `ip route get` prints it: route get ADDR [from X] [iif I] "
+                    "[oif O] [mark M] [tos T]. Without iif it is a local packet's output "
+                    "lookup; with iif the input lookup of a packet from X arriving there.",
+    )
+    route.add_argument("words", nargs="*", metavar="get ADDR ...")
+    route.add_argument("--scenario", metavar="FILE",
+                       help="scenario .toml (default: the built-in demo)")
+    route.add_argument("--explain", action="store_true",
+                       help="also print the RPDB rules tried and why, as # lines")
+    route.set_defaults(func=cmd_route)
+    return {"": top, "trace": trace, "verify": verify, "route": route}
 
 
 def main(argv: list[str]) -> int:

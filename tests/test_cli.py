@@ -104,7 +104,7 @@ def test_demo_runs(capsys):
     [
         (["trace", "missing.toml"], "missing.toml: no such file"),
         (["trace"], "needs a scenario file"),
-        (["trace", "--demo", "--packet", "99"], "--packet 99: the scenario has 7 packet(s)"),
+        (["trace", "--demo", "--packet", "99"], "--packet 99: the scenario has 9 packet(s)"),
     ],
 )
 def test_bad_invocations_exit_2_with_one_line(capsys, argv, message):

@@ -5,9 +5,11 @@ iptables-extensions(8) (cited per test) unless a comment says "checked".
 """
 
 import random
+from ipaddress import IPv4Address
 
 import pytest
 
+from kptui.engine.conntrack import Conn, CtTuple, Status, attach
 from kptui.engine.errors import UnsupportedError
 from kptui.engine.events import FieldChange, LogLine, RuleEval, TargetApplied
 from kptui.engine.iptables import MatchContext, Ruleset, apply_command, run_chain
@@ -157,11 +159,120 @@ def test_statistic_nth_and_random_are_deterministic():
     assert 0 < sum(rand_run(7)) < 20
 
 
-@pytest.mark.parametrize("rule", ["-m conntrack --ctstate NEW", "-m state --state NEW",
-                                  "-m connmark --mark 1"])
-def test_conntrack_matches_are_unsupported_when_evaluated(rule):
-    with pytest.raises(UnsupportedError, match="connection tracking"):
-        matched(rule, tcp())
+def ct(ctinfo="NEW", status=Status.NONE, mark=0, pkt=None, expires=None):
+    """A packet carrying a conntrack entry (or INVALID/UNTRACKED: none) with this ctinfo."""
+    pkt = pkt or tcp()
+    if ctinfo in ("INVALID", "UNTRACKED"):
+        attach(pkt.meta, None, ctinfo)
+        return pkt
+    orig = CtTuple(IPv4Address("192.0.2.7"), IPv4Address("10.0.0.1"), 6, 40000, 80)
+    conn = Conn(orig, orig.invert(), status=status, mark=mark)
+    if expires is not None:
+        conn.status |= Status.CONFIRMED
+        conn.expires = expires
+    attach(pkt.meta, conn, ctinfo)
+    return pkt
+
+
+SEEN = Status.SEEN_REPLY | Status.CONFIRMED
+
+
+@pytest.mark.parametrize("rule,pkt,expect", [
+    # xt_state/xt_conntrack: the state of ctinfo; no entry is INVALID (or UNTRACKED)
+    ("-m state --state NEW", ct("NEW"), True),
+    ("-m state --state NEW", ct("ESTABLISHED"), False),
+    ("-m state --state ESTABLISHED", ct("ESTABLISHED_REPLY"), True),
+    ("-m state --state RELATED", ct("RELATED_REPLY"), True),
+    ("-m state --state INVALID", ct("INVALID"), True),
+    ("-m state --state INVALID", tcp(), True),  # never looked up: no entry either
+    ("-m state ! --state NEW", ct("INVALID"), True),
+    ("-m state --state UNTRACKED", ct("UNTRACKED"), True),
+    ("-m conntrack --ctstate ESTABLISHED,RELATED", ct("ESTABLISHED_REPLY"), True),
+    ("-m conntrack ! --ctstate INVALID", ct("NEW"), True),
+    # libxt_conntrack.man: SNAT/DNAT are virtual states from the status bits
+    ("-m conntrack --ctstate SNAT", ct("ESTABLISHED", Status.SRC_NAT), True),
+    ("-m conntrack --ctstate DNAT", ct("ESTABLISHED", Status.SRC_NAT), False),
+    ("-m conntrack --ctstate DNAT", ct("NEW", Status.DST_NAT), True),
+    # conntrack_mt: without an entry only --ctstate can match; every other option fails
+    ("-m conntrack --ctdir ORIGINAL", ct("INVALID"), False),
+    ("-m conntrack ! --ctproto udp", ct("INVALID"), False),
+    ("-m conntrack --ctstate INVALID --ctdir ORIGINAL", ct("INVALID"), True),
+    ("-m conntrack --ctdir ORIGINAL", ct("NEW"), True),
+    ("-m conntrack --ctdir REPLY", ct("ESTABLISHED_REPLY"), True),
+    ("-m conntrack --ctdir REPLY", ct("RELATED"), False),
+    ("-m conntrack --ctstatus SEEN_REPLY", ct("ESTABLISHED", SEEN), True),
+    ("-m conntrack --ctstatus ASSURED", ct("ESTABLISHED", SEEN), False),
+    ("-m conntrack --ctstatus ASSURED,CONFIRMED", ct("ESTABLISHED", SEEN), True),
+    ("-m conntrack ! --ctstatus CONFIRMED", ct("NEW"), True),  # first packet: unconfirmed
+    ("-m conntrack --ctorigsrc 192.0.2.0/24", ct("ESTABLISHED_REPLY"), True),
+    ("-m conntrack --ctrepldst 192.0.2.0/255.255.255.0", ct("NEW"), True),
+    ("-m conntrack --ctreplsrc 10.0.0.2", ct("NEW"), False),
+    ("-m conntrack ! --ctorigdst 10.0.0.1", ct("NEW"), False),
+    ("-m conntrack --ctproto tcp --ctorigdstport 80", ct("NEW"), True),
+    ("-m conntrack --ctreplsrcport 1:100 --ctrepldstport 40000", ct("NEW"), True),
+    ("-m conntrack --ctorigsrcport 80", ct("NEW"), False),
+    # --ctexpire: nf_ct_expires() / HZ, in seconds; 0 for an unconfirmed entry
+    ("-m conntrack --ctexpire 0", ct("NEW"), True),
+    ("-m conntrack --ctexpire 100:200", ct("ESTABLISHED", expires=150.0), True),
+    ("-m conntrack ! --ctexpire 100:200", ct("ESTABLISHED", expires=150.0), False),
+    # xt_connmark connmark_mt: (ct->mark & mask) == mark; no entry: false even with !
+    ("-m connmark --mark 0x7", ct("ESTABLISHED", mark=0x7), True),
+    ("-m connmark --mark 0x10/0xf0", ct("ESTABLISHED", mark=0x17), True),
+    ("-m connmark ! --mark 0x7", ct("ESTABLISHED", mark=0x7), False),
+    ("-m connmark ! --mark 0x7", ct("INVALID"), False),
+])
+def test_conntrack_matches(rule, pkt, expect):
+    assert matched(rule, pkt)[0] is expect
+
+
+@pytest.mark.parametrize("target,mark,ctmark,after", [
+    # xt_CONNMARK: set: ct = (ct & ~ctmask) ^ value; save: ct = (ct & ~ctmask) ^
+    # (mark & nfmask); restore: mark = (mark & ~nfmask) ^ (ct & ctmask)
+    # (checked on kernel 6.18: ct-connmark-masks, conntrack -L shows mark=63)
+    ("CONNMARK --set-mark 0x5", 0, 0xF0, ("meta.ctmark", 0x5)),
+    ("CONNMARK --set-xmark 0x30/0xf0", 0, 0x0F, ("meta.ctmark", 0x3F)),
+    ("CONNMARK --save-mark", 0x1FF, 0, ("meta.ctmark", 0x1FF)),
+    ("CONNMARK --save-mark --nfmask 0xf --ctmask 0xf", 0x1FF, 0x30, ("meta.ctmark", 0x3F)),
+    ("CONNMARK --restore-mark", 0x100, 0x7, ("meta.mark", 0x7)),
+    ("CONNMARK --restore-mark --mask 0xf", 0x100, 0x3F, ("meta.mark", 0x10F)),
+])
+def test_connmark_target(target, mark, ctmark, after):
+    pkt = ct("ESTABLISHED", mark=ctmark)
+    pkt.meta.mark = mark
+    verdict, _, _ = walk([f"-j {target}"], pkt, table="mangle", chain="PREROUTING",
+                         c=ctx(hook="PREROUTING", table="mangle"))
+    assert verdict == "ACCEPT"
+    path, value = after
+    assert pkt.get(path) == value
+    if path == "meta.ctmark":
+        assert pkt.meta.ct.mark == value
+
+
+def test_connmark_target_without_an_entry_does_nothing():
+    pkt = ct("INVALID")
+    walk(["-j CONNMARK --set-mark 0x5"], pkt, table="mangle", chain="PREROUTING",
+         c=ctx(hook="PREROUTING", table="mangle"))
+    assert pkt.get("meta.ctmark") == 0
+
+
+@pytest.mark.parametrize("target", ["NOTRACK", "CT --notrack"])
+def test_notrack_makes_the_packet_untracked(target):
+    # xt_CT xt_ct_target: nf_ct_set(skb, NULL, IP_CT_UNTRACKED), unless already tracked
+    pkt = tcp()
+    walk([f"-j {target}"], pkt, table="raw", chain="PREROUTING",
+         c=ctx(hook="PREROUTING", table="raw"))
+    assert (pkt.get("meta.ctstate"), pkt.meta.ctinfo, pkt.meta.ct) == ("UNTRACKED", "UNTRACKED",
+                                                                      None)
+    tracked = ct("NEW")
+    walk([f"-j {target}"], tracked, table="raw", chain="PREROUTING",
+         c=ctx(hook="PREROUTING", table="raw"))
+    assert tracked.meta.ctinfo == "NEW"
+
+
+def test_ct_target_other_than_notrack_is_unsupported_and_named():
+    with pytest.raises(UnsupportedError, match="CT --zone"):
+        walk(["-j CT --zone 1"], tcp(), table="raw", chain="PREROUTING",
+             c=ctx(hook="PREROUTING", table="raw"))
 
 
 @pytest.mark.parametrize("target,path,before,after", [
@@ -235,10 +346,8 @@ def test_terminating_targets(target, verdict, detail):
     ("nat", "POSTROUTING", "MASQUERADE"), ("nat", "POSTROUTING", "SNAT --to-source 1.1.1.1"),
     ("nat", "PREROUTING", "REDIRECT --to-ports 3128"),
     ("nat", "PREROUTING", "NETMAP --to 1.0.0.0/8"),
-    ("raw", "PREROUTING", "NOTRACK"), ("raw", "PREROUTING", "CT --notrack"),
-    ("mangle", "PREROUTING", "CONNMARK --save-mark"),
 ])
-def test_conntrack_and_nat_targets_parse_but_are_unsupported(table, chain, target):
+def test_nat_targets_parse_but_are_unsupported(table, chain, target):
     with pytest.raises(UnsupportedError, match=target.split()[0]):
         walk([f"-j {target}"], tcp(), table=table, chain=chain,
              c=ctx(hook=chain, table=table))

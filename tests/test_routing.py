@@ -172,15 +172,17 @@ def test_route_del_and_replace():
         apply_setup(box, "ip route del 40.0.0.0/8", file="t")
 
 
-def test_other_tables_and_rules_are_unsupported_yet():
-    for line in ("ip route add 14.0.0.0/8 dev eth0 table 100",
-                 "ip rule add fwmark 0x1 lookup 100 priority 1000",
-                 "ip route add 14.0.0.0/8 dev eth0 onlink"):
+def test_numbered_tables_and_what_is_still_unsupported():
+    for line in ("ip route add 14.0.0.0/8 dev eth0 onlink",
+                 "ip rule add uidrange 1000-2000 lookup 100",
+                 "ip rule flush"):
         with pytest.raises(ParseError) as exc:
             make_box(line)
         assert exc.value.message == f"unsupported yet: {line}"
-    box = make_box("ip route add 14.0.0.0/8 via 192.168.1.9 table default")
+    box = make_box("ip route add 14.0.0.0/8 via 192.168.1.9 table default\n"
+                   "ip route add 14.0.0.0/8 dev eth0 table 100")
     assert box.show_routes("default") == ["14.0.0.0/8 via 192.168.1.9 dev eth0"]
+    assert box.show_routes("100") == ["14.0.0.0/8 dev eth0 scope link"]
 
 
 def pkt(src, dst, iif="", proto="udp"):
@@ -304,3 +306,131 @@ def test_multicast_routing_is_unsupported_and_unknown_iif_is_an_error():
         box.route_output(pkt("0.0.0.0", "239.1.1.1"))
     with pytest.raises(KptuiError):
         box.route_input(pkt("1.1.1.1", "192.168.1.1", "eth7"))
+
+
+# -- the RPDB (issue 5) ---------------------------------------------------------------
+
+def test_ip_rule_show_order_default_priorities_and_formats():
+    # checked on kernel 6.18 / iproute2 6.1 in a netns: `ip rule show` after these adds
+    # (a rule without priority gets the second rule's priority minus one; fwmark 0
+    # has mask 0 and is not shown; a goto to a missing priority is [unresolved])
+    box = make_box(
+        "ip route add default via 192.168.1.254 dev eth0 table 100\n"
+        "ip rule add fwmark 0x10/0xf0 lookup 100 priority 1000\n"
+        "ip rule add not from 192.0.2.0/24 to 10.0.0.0/8 tos 0x10 iif eth0 oif eth1 "
+        "ipproto tcp sport 1-2 dport 80 lookup 100 suppress_prefixlength 0 priority 1001\n"
+        "ip rule add fwmark 0 goto 1005 prio 1002\n"
+        "ip rule add fwmark 7 nop prio 1003\n"
+        "ip rule add blackhole fwmark 8 prio 1004\n"
+        "ip rule add dsfield 0x08 prohibit prio 1004\n"
+        "ip rule add ipproto 17 lookup main suppress_ifgroup 0 prio 1006\n"
+        "ip rule add dport 53 unreachable\n"
+        "ip rule add iif lo oif eth0 lookup 100\n")
+    assert box.routes.show_rules() == [
+        "0:\tfrom all lookup local",
+        "998:\tfrom all iif lo oif eth0 lookup 100",
+        "999:\tfrom all dport 53 unreachable",
+        "1000:\tfrom all fwmark 0x10/0xf0 lookup 100",
+        "1001:\tnot from 192.0.2.0/24 to 10.0.0.0/8 tos 0x10 iif eth0 oif eth1 ipproto tcp "
+        "sport 1-2 dport 80 lookup 100 suppress_prefixlength 0",
+        "1002:\tfrom all goto 1005 [unresolved]",
+        "1003:\tfrom all fwmark 0x7 nop",
+        "1004:\tfrom all fwmark 0x8 blackhole",
+        "1004:\tfrom all tos 0x08 prohibit",
+        "1006:\tfrom all ipproto udp lookup main suppress_ifgroup default",
+        "32766:\tfrom all lookup main",
+        "32767:\tfrom all lookup default",
+    ]
+
+
+def test_rule_errors_are_the_kernels():
+    # checked on kernel 6.18: a duplicate is EEXIST, a backward goto EINVAL
+    box = make_box("ip rule add fwmark 1 lookup 100 priority 10")
+    with pytest.raises(ParseError, match="File exists"):
+        apply_setup(box, "ip rule add fwmark 1 lookup 100 priority 10", file="t")
+    with pytest.raises(ParseError, match="Backward goto"):
+        apply_setup(box, "ip rule add goto 5 priority 10", file="t")
+    with pytest.raises(ParseError, match="No such file or directory"):
+        apply_setup(box, "ip rule del priority 4242", file="t")
+
+
+def test_route_get_texts_like_ip_route_get():
+    # checked on kernel 6.18 / iproute2 6.1 in a netns with this configuration
+    box = Box()
+    for name, addr in (("eth0", "192.0.2.1/24"), ("eth1", "198.51.100.1/24")):
+        box.add_link(name)
+        box.set_link(name, up=True)
+        box.add_address(name, IPv4Interface(addr))
+    apply_setup(box, "ip route add default via 192.0.2.254 dev eth0\n"
+                     "ip route add default via 198.51.100.254 dev eth1 table 100\n"
+                     "ip rule add fwmark 0x1 lookup 100 priority 1000\n", file="t")
+    a = IPv4Address
+    get = box.route_get
+    assert get(a("203.0.113.77"))[1] == \
+        "203.0.113.77 via 192.0.2.254 dev eth0 src 192.0.2.1 uid 0 \n    cache \n"
+    assert get(a("203.0.113.77"), mark=1)[1] == ("203.0.113.77 via 198.51.100.254 dev eth1 "
+                                                 "table 100 src 198.51.100.1 mark 1 uid 0 \n"
+                                                 "    cache \n")
+    assert get(a("203.0.113.77"), src=a("192.0.2.1"), mark=16)[1] == (
+        "203.0.113.77 from 192.0.2.1 via 198.51.100.254 dev eth1 table 100 mark 0x10 uid 0 \n"
+        "    cache \n")
+    assert get(a("192.0.2.255"))[1] == ("broadcast 192.0.2.255 dev eth0 table local src "
+                                        "192.0.2.1 uid 0 \n    cache <local,brd> \n")
+    box.set_sysctl("net.ipv4.ip_forward", 1)
+    assert get(a("203.0.113.77"), src=a("198.51.100.9"), iif="eth1", mark=1)[1] == (
+        "203.0.113.77 from 198.51.100.9 via 198.51.100.254 dev eth1 table 100 mark 1 \n"
+        "    cache <redirect> iif eth1 \n")
+    assert get(a("192.0.2.1"), src=a("198.51.100.9"), iif="eth1")[1] == (
+        "local 192.0.2.1 from 198.51.100.9 dev lo table local \n    cache <local> iif eth1 \n")
+    with pytest.raises(KptuiError, match="RTNETLINK answers: Network is unreachable"):
+        get(a("203.0.113.77"), src=a("192.0.2.9"))  # not a local address
+
+
+def test_route_decision_explains_rules_tried_and_runners_up():
+    box = make_box("ip route add default via 192.168.1.254 dev eth0\n"
+                   "ip route add 8.8.0.0/16 via 192.168.1.254 dev eth0 table 100\n"
+                   "ip route add default via 172.16.0.1 dev eth1 table 100\n"
+                   "ip rule add fwmark 0x1 lookup 100 priority 1000\n")
+    p = pkt("0.0.0.0", "8.8.8.8")
+    p.meta.mark = 1
+    res = box.route_output(p)
+    assert (res.table, res.oif, res.rule) == ("100", "eth0",
+                                              "1000: from all fwmark 0x1 lookup 100")
+    assert res.explain[1].startswith("rule 0: from all lookup local: table local: no route")
+    assert res.explain[2] == ("rule 1000: from all fwmark 0x1 lookup 100: table 100: "
+                              "8.8.0.0/16 via 192.168.1.254 dev eth0")
+    assert res.explain[3] == "also covering it in table 100: default via 172.16.0.1 dev eth1"
+    p.meta.mark = 2
+    res = box.route_output(p)
+    assert "no match: mark 0x2 & 0xffffffff is not 0x1" in res.explain[2]
+
+
+def test_pasted_show_lines_and_named_tables_give_a_runnable_kernel_form():
+    from kptui.engine.scenario import load_scenario
+
+    text = ('rt_tables = { isp2 = 100 }\nsetup = """\n'
+            "default via 192.168.1.254 dev eth0\n"
+            "192.168.1.0/24 dev eth0 proto kernel scope link src 192.168.1.1\n"
+            "10.9.0.0/16 proto static\n"
+            "\tnexthop via 192.168.1.254 dev eth0 weight 1\n"
+            "\tnexthop via 192.168.1.253 dev eth0 weight 1\n"
+            "0:\tfrom all lookup local\n"
+            "100:\tfrom all fwmark 0x2 lookup isp2\n"
+            "ip route add default via 192.168.1.253 dev eth0 table isp2\n"
+            '"""\n[[interfaces]]\nname = "eth0"\naddresses = ["192.168.1.1/24"]\n')
+    sc = load_scenario(text, file="t.toml")
+    box = sc.build_box()
+    assert box.routes.show_rules()[1] == "100:\tfrom all fwmark 0x2 lookup isp2"
+    assert box.show_routes("isp2") == ["default via 192.168.1.253 dev eth0"]
+    assert box.show_routes("100") == ["default via 192.168.1.253 dev eth0"]
+    assert sc.kernel_setup().splitlines() == [
+        "ip route add default via 192.168.1.254 dev eth0",
+        "# kptui: already there: 192.168.1.0/24 dev eth0 proto kernel scope link src "
+        "192.168.1.1",
+        "ip route add 10.9.0.0/16 proto static nexthop via 192.168.1.254 dev eth0 weight 1 "
+        "nexthop via 192.168.1.253 dev eth0 weight 1",
+        "", "",
+        "# kptui: already there: 0: from all lookup local",
+        "ip rule add priority 100 from all fwmark 0x2 lookup 100",
+        "ip route add default via 192.168.1.253 dev eth0 table 100",
+    ]

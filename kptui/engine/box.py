@@ -22,10 +22,19 @@ from kptui.engine.routing import (
     SCOPE_LINK,
     SCOPE_NOWHERE,
     SCOPE_UNIVERSE,
+    Flow,
+    Lookup,
     Route,
     RouteError,
     RouteTables,
+    format_route_get,
+    pick_nexthop,
 )
+
+# What `ip` prints for the errno of a failed `ip route get` (strerror).
+ERRNO_TEXT = {"ENETUNREACH": "Network is unreachable", "EHOSTUNREACH": "No route to host",
+              "EACCES": "Permission denied", "EINVAL": "Invalid argument",
+              "EXDEV": "Invalid cross-device link"}
 
 if TYPE_CHECKING:
     from kptui.engine.packet import Packet
@@ -72,6 +81,19 @@ GLOBAL_SYSCTLS: dict[str, tuple[int, tuple[int, int] | None]] = {
 }
 
 
+def _conntrack_sysctls() -> dict[str, tuple[int, tuple[int, int] | None]]:
+    """net.netfilter.nf_conntrack_* (per namespace; timeouts in seconds, proc_dointvec_jiffies)."""
+    from kptui.engine.conntrack import SWITCH_DEFAULTS, SYSCTL_PREFIX, TIMEOUT_DEFAULTS
+
+    out: dict[str, tuple[int, tuple[int, int] | None]] = {
+        SYSCTL_PREFIX + k: (v, (0, 2147483)) for k, v in TIMEOUT_DEFAULTS.items()}
+    out.update({SYSCTL_PREFIX + k: v for k, v in SWITCH_DEFAULTS.items()})
+    return out
+
+
+GLOBAL_SYSCTLS.update(_conntrack_sysctls())
+
+
 @dataclass(slots=True)
 class Interface:
     """A network device. `addresses` is in the kernel's ifa_list order (primaries first)."""
@@ -113,6 +135,8 @@ class RouteResult:
     error: str = ""
     explain: list[str] = field(default_factory=list)
     reason: str = ""
+    rule: str = ""  # the RPDB rule that gave the answer, as `ip rule show` prints it
+    redirect: bool = False  # forwarded out of its in device: the kernel sends a redirect
 
 
 def fake_mac(name: str) -> str:
@@ -136,12 +160,15 @@ class Box:
     """One simulated Linux host (a network namespace)."""
 
     def __init__(self) -> None:
+        from kptui.engine.conntrack import ConntrackTable
         from kptui.engine.iptables import Ruleset
 
         self.interfaces: dict[str, Interface] = {}
         self.routes = RouteTables()
         self.ruleset: Any = Ruleset()
         self.rng: Any = None
+        self.clock: float = 0.0  # the simulated clock, seconds (scenario packets' `time`)
+        self.conntrack = ConntrackTable(self)
         self._global: dict[str, int] = {k: v for k, (v, _) in GLOBAL_SYSCTLS.items()}
         self._conf: dict[str, dict[str, int]] = {
             "all": dict(CONF_DEFAULTS), "default": dict(CONF_DEFAULTS)}
@@ -187,11 +214,12 @@ class Box:
             raise UnsupportedError("ip link set lo down")
         iface.up = up
         if up:
+            self.routes.device_up(name)
             for addr in iface.addresses:
                 self._add_addr_routes(iface, addr)
         else:
             # fib_sync_down_dev: every nexthop on the device dies except host-scope ones.
-            self.routes.remove_where(lambda r: r.dev == name and r.nh_scope != SCOPE_NOWHERE)
+            self.routes.device_down(name)
 
     def add_address(self, name: str, addr: IPv4Interface) -> None:
         """`ip addr add`: kernel order (secondaries last) and fib_add_ifaddr's routes."""
@@ -367,9 +395,22 @@ class Box:
                 route.prefix.netmask) & 0xFFFFFFFF:
             raise RouteError("Error: Invalid prefix for given prefix length.")
         if route.type in NO_NEXTHOP_TYPES:
-            if route.dev or route.gateway is not None:
+            if route.dev or route.gateway is not None or route.nexthops:
                 raise RouteError("Error: Gateway, device and multipath can not be specified "
                                  "for this route type.")
+        elif route.nexthops:
+            for nh in route.nexthops:
+                if nh.gateway is None:
+                    if not nh.dev:
+                        raise RouteError("RTNETLINK answers: No such device")
+                    if not self.iface(nh.dev).up:
+                        raise RouteError("Error: Nexthop device is not up.")
+                    continue
+                probe = Route(prefix=route.prefix, gateway=nh.gateway, dev=nh.dev,
+                              scope=route.scope, table=route.table)
+                self._check_gateway(probe)
+                nh.dev = probe.dev
+            route.dev, route.gateway = route.nexthops[0].dev, route.nexthops[0].gateway
         elif route.scope == SCOPE_HOST:
             if route.gateway is not None:
                 raise RouteError("Error: Route with host scope can not have a gateway.")
@@ -396,16 +437,22 @@ class Box:
             self.routes.has_custom_local_routes = True
 
     def _check_gateway(self, route: Route) -> None:
-        """fib_check_nh_v4_gw: the gateway must be on-link (a link or host scope route)."""
+        """fib_check_nh_v4_gw: the gateway must be on-link (a link or host scope route):
+        looked up in the route's own table (other than main) first, then through the
+        RPDB (so a gateway reachable only through the local table is fine too)."""
         gw = route.gateway
         assert gw is not None
         if route.dev:
             self.iface(route.dev)
         min_scope = max(route.scope + 1, SCOPE_LINK)
-        res = self.routes.lookup(gw, min_scope=min_scope, oif=route.dev)
+        res = None
+        if route.table != "main" and route.table in self.routes.tables:
+            res = self.routes.table_lookup(route.table, gw, min_scope=min_scope, oif=route.dev)
+        if res is None or res.error:
+            res = self.routes.lookup(gw, min_scope=min_scope, oif=route.dev)
         if res.route is None or res.error or res.route.type not in ("unicast", "local"):
             raise RouteError("Error: Nexthop has invalid gateway.")
-        dev = res.route.dev
+        dev = route.dev or res.route.dev
         if not self.iface(dev).up:
             raise RouteError("Error: Nexthop device is not up.")
         route.dev = dev
@@ -413,28 +460,66 @@ class Box:
 
     # -- lookups --------------------------------------------------------------------------
 
-    def _result(self, kind: str, lookup_route: Route | None, explain: list[str], *,
-                error: str = "", reason: str = "", prefsrc: str = "") -> RouteResult:
-        r = lookup_route
+    def _group(self, dev: str) -> int:
+        """The device's interface group: every device is in group 0 ("default")."""
+        return 0
+
+    def _rpdb(self, flow: Flow) -> Lookup:
+        return self.routes.lookup(flow.dst, flow=flow, group=self._group)
+
+    def _path(self, route: Route, oif: str = "") -> tuple[str, IPv4Address | None, str]:
+        """(device, gateway, note) of a route; a multipath route's path is kptui's guess."""
+        if not route.nexthops:
+            return route.dev, route.gateway, ""
+        live = [n for n in route.live_nexthops() if not oif or n.dev == oif]
+        nh = live[0] if live else pick_nexthop(route)
+        assert nh is not None
+        note = ""
+        if len(route.live_nexthops()) > 1 and not oif:
+            note = (f"multipath: kptui assumes the first live path ({nh.show()}); the kernel "
+                    "picks by a hash of the addresses (fib_multipath_hash_policy 0) keyed "
+                    "at random at boot, so another path may be taken")
+        return nh.dev, nh.gateway, note
+
+    def _result(self, kind: str, res: Lookup, explain: list[str], *, error: str = "",
+                reason: str = "", prefsrc: str = "", oif: str = "") -> RouteResult:
+        r = res.route
+        dev, gw = (r.dev, r.gateway) if r else ("", None)
+        if r is not None and r.nexthops:
+            dev, gw, note = self._path(r, oif)
+            if note:
+                explain.append(note)
+        if r is not None and res.candidates:
+            explain.append("also covering it in table " + r.table + ": "
+                           + "; ".join(c.show() for c in res.candidates))
         return RouteResult(
             kind=kind, table=r.table if r else "", route=r.show() if r else "",
-            oif=("lo" if kind == "local" else r.dev) if r else "",
-            gateway=str(r.gateway) if r and r.gateway is not None else "",
-            prefsrc=prefsrc, error=error, explain=explain, reason=reason)
+            oif=("lo" if kind == "local" else dev) if r else "",
+            gateway=str(gw) if gw is not None else "",
+            prefsrc=prefsrc, error=error, explain=explain, reason=reason,
+            rule=res.rule.show().replace("\t", " ") if res.rule else "")
 
-    def route_input(self, pkt: Packet) -> RouteResult:
+    def input_flow(self, pkt: Packet) -> Flow:
+        """ip_route_input_slow's flow: the in device, the mark, tos, proto and ports."""
+        return Flow(dst=pkt.ip.dst, src=pkt.ip.src, iif=pkt.meta.iif, mark=pkt.meta.mark,
+                    tos=pkt.ip.tos, proto=pkt.ip.proto, sport=pkt.sport or 0,
+                    dport=pkt.dport or 0)
+
+    def route_input(self, pkt: Packet, *, flow: Flow | None = None) -> RouteResult:
         """ip_route_input_slow for a packet received on pkt.meta.iif."""
         iif, src, dst = pkt.meta.iif, pkt.ip.src, pkt.ip.dst
         if iif not in self.interfaces:
             raise KptuiError(f"input routing: no interface {iif!r} on this box")
-        explain = [f"input lookup: to {dst} from {src} iif {iif}"]
+        flow = flow or self.input_flow(pkt)
+        explain = [f"input lookup: to {dst} from {src} iif {iif}"
+                   + (f" mark 0x{flow.mark:x}" if flow.mark else "")]
         if iif == "lo":
             explain.append("looped back from local output: the kernel keeps the output route")
-            res = self.routes.lookup(dst)
+            res = self._rpdb(Flow(dst=dst, mark=flow.mark))
             explain += res.explain
             route = res.route
             kind = route.type if route else "unreachable"
-            return self._result(kind, route, explain, error=res.error,
+            return self._result(kind, res, explain, error=res.error,
                                 reason="" if not res.error else "no_route")
         if dst.is_multicast:
             raise UnsupportedError(f"multicast input routing (to {dst})")
@@ -444,8 +529,8 @@ class Box:
             explain.append(why)
             return RouteResult(kind=kind, error="EINVAL", explain=explain, reason="martian")
         if dst == LBCAST or (int(src) == 0 and int(dst) == 0):
-            return self._broadcast_input(iif, src, None, explain)
-        res = self.routes.lookup(dst)
+            return self._broadcast_input(iif, src, None, explain, flow)
+        res = self._rpdb(flow)
         explain += res.explain
         route = res.route
         if res.error:
@@ -453,46 +538,69 @@ class Box:
             if not self.forwarding(iif):
                 explain.append(f"forwarding is off on {iif}: the error becomes EHOSTUNREACH")
                 error = "EHOSTUNREACH"
-            kind = route.type if route is not None and route.type != "throw" else "unreachable"
-            return self._result(kind, route, explain, error=error,
-                                reason="no_route" if route is None else kind)
+            if route is not None and route.type != "throw":
+                kind = route.type
+            else:
+                kind = {"EINVAL": "blackhole", "EACCES": "prohibit"}.get(res.error,
+                                                                        "unreachable")
+            return self._result(kind, res, explain, error=error,
+                                reason="no_route" if route is None and res.rule is None
+                                else kind)
         assert route is not None
         if route.type == "broadcast":
-            return self._broadcast_input(iif, src, route, explain)
+            return self._broadcast_input(iif, src, route, explain, flow)
         if route.type == "local":
-            bad = self._validate_source(iif, src, oif="")
+            bad = self._validate_source(iif, src, oif="", flow=flow)
             if bad:
                 explain.append(bad[1])
                 return RouteResult(kind="martian_source", error=bad[0], explain=explain,
                                    reason="rp_filter" if bad[0] == "EXDEV" else "martian")
             explain.append("local delivery")
-            return self._result("local", route, explain, prefsrc=str(route.src or ""))
+            return self._result("local", res, explain, prefsrc=str(route.src or ""))
         if not self.forwarding(iif):
             explain.append(f"not for this host and forwarding is off on {iif}: EHOSTUNREACH")
-            return self._result("unicast", route, explain, error="EHOSTUNREACH",
+            return self._result("unicast", res, explain, error="EHOSTUNREACH",
                                 reason="ip_forward")
         if route.type != "unicast":
             explain.append(f"martian destination {dst}: a {route.type} route cannot forward")
-            return self._result("martian_destination", route, explain, error="EINVAL",
+            return self._result("martian_destination", res, explain, error="EINVAL",
                                 reason="martian")
-        bad = self._validate_source(iif, src, oif=route.dev)
+        out_dev, gw, _ = self._path(route)
+        bad = self._validate_source(iif, src, oif=out_dev, flow=flow)
         if bad:
             explain.append(bad[1])
             return RouteResult(kind="martian_source", error=bad[0], explain=explain,
                                reason="rp_filter" if bad[0] == "EXDEV" else "martian")
-        explain.append(f"forward out of {route.dev}")
-        return self._result("unicast", route, explain)
+        explain.append(f"forward out of {out_dev}")
+        result = self._result("unicast", res, explain)
+        result.redirect = self._redirect(iif, src, out_dev, gw, flow)
+        return result
+
+    def _redirect(self, iif: str, src: IPv4Address, out_dev: str, gw: IPv4Address | None,
+                  flow: Flow) -> bool:
+        """__mkroute_input's RTCF_DOREDIRECT: out where it came in, the source on-link
+        (fib_validate_source said 1) and the source and gateway on one subnet."""
+        if out_dev != iif or not self.conf(iif, "send_redirects"):
+            return False
+        back = self._rpdb(Flow(dst=src, src=flow.dst, tos=flow.tos, proto=flow.proto,
+                               sport=flow.dport, dport=flow.sport))
+        if back.route is None or back.error or back.route.dev != iif \
+                or back.route.nh_scope < SCOPE_HOST:
+            return False
+        hop = gw or flow.dst
+        return any(src in a.network and hop in a.network
+                   for a in self.interfaces[iif].addresses)
 
     def _broadcast_input(self, iif: str, src: IPv4Address, route: Route | None,
-                         explain: list[str]) -> RouteResult:
+                         explain: list[str], flow: Flow) -> RouteResult:
         if int(src) != 0:
-            bad = self._validate_source(iif, src, oif="")
+            bad = self._validate_source(iif, src, oif="", flow=flow)
             if bad:
                 explain.append(bad[1])
                 return RouteResult(kind="martian_source", error=bad[0], explain=explain,
                                    reason="rp_filter" if bad[0] == "EXDEV" else "martian")
         explain.append("broadcast: delivered locally")
-        res = self._result("broadcast", route, explain)
+        res = self._result("broadcast", Lookup(route), explain)
         res.oif = ""
         return res
 
@@ -515,26 +623,36 @@ class Box:
             return ("martian_source", f"martian source {src}: loopback (route_localnet is 0)")
         return None
 
-    def _validate_source(self, iif: str, src: IPv4Address, *, oif: str) -> tuple[str, str] | None:
-        """fib_validate_source: None when the source is fine, else (errno, why)."""
+    def _validate_source(self, iif: str, src: IPv4Address, *, oif: str,
+                         flow: Flow | None = None) -> tuple[str, str] | None:
+        """fib_validate_source: None when the source is fine, else (errno, why).
+
+        The reverse lookup goes through the RPDB with {to src, from dst, iif lo, the
+        mark only with src_valid_mark, ports swapped}; with rp_filter 0 it is done only
+        when local routes or rules were added (fib4_has_custom_rules)."""
         rpf = self.conf(iif, "rp_filter")
         if not rpf and (iif != oif or not self.conf(iif, "send_redirects")):
             if self.conf(iif, "accept_local"):
                 return None
-            if not self.routes.has_custom_local_routes:
+            if not self.routes.has_custom_local_routes and not self.routes.has_custom_rules:
                 if self._address_assigned(src):
                     return ("EINVAL", f"martian source {src}: it is a local address")
                 return None
-        res = self.routes.lookup(src)
-        if res.route is None or (res.error and res.route.type == "throw"):
+        back = Flow(dst=src)
+        if flow is not None:
+            back = Flow(dst=src, src=flow.dst, tos=flow.tos, proto=flow.proto,
+                        sport=flow.dport, dport=flow.sport,
+                        mark=flow.mark if self.conf(iif, "src_valid_mark") else 0)
+        res = self._rpdb(back)
+        if res.route is None or res.error:
             if rpf:
                 return ("EXDEV", f"rp_filter={rpf} on {iif}: no route back to {src}")
             return None
         rtype = res.route.type
-        if res.error or (rtype != "unicast" and not (
-                rtype == "local" and self.conf(iif, "accept_local"))):
+        if rtype != "unicast" and not (rtype == "local" and self.conf(iif, "accept_local")):
             return ("EINVAL", f"martian source {src}: the route back is {rtype}")
-        if res.route.dev == iif or (rtype == "local" and iif == "lo"):
+        devs = {n.dev for n in res.route.live_nexthops()} or {res.route.dev}
+        if iif in devs or (rtype == "local" and iif == "lo"):
             return None
         if not self.interfaces[iif].addresses:
             return ("EXDEV", f"rp_filter={rpf}: {iif} has no address") if rpf else None
@@ -543,30 +661,95 @@ class Box:
                              f"leaves by {res.route.dev}")
         return None
 
-    def route_output(self, pkt: Packet) -> RouteResult:
+    def output_flow(self, pkt: Packet, *, reroute: bool = False) -> Flow:
+        """The flow of a local packet's output lookup.
+
+        A scenario's local packet is sent as `kptui verify` sends it: from a raw
+        socket (IP_HDRINCL, SO_MARK): raw_sendmsg looks up {to dst, mark, iif lo} with
+        no source address, protocol raw (255), no ports and the socket's tos (0), so
+        rules on from, ipproto, ports or tos do not see it (checked on kernel 6.18).
+        ip_route_me_harder (reroute) looks up with the header's source, tos, protocol
+        and ports (fib4_rules_early_flow_dissect).
+        """
+        if not reroute:
+            return Flow(dst=pkt.ip.dst, mark=pkt.meta.mark, proto=255)
+        src = pkt.ip.src if self.addrtype(pkt.ip.src) in ("LOCAL", "UNICAST") else \
+            IPv4Address(0)
+        return Flow(dst=pkt.ip.dst, src=src, mark=pkt.meta.mark, tos=pkt.ip.tos,
+                    proto=pkt.ip.proto, sport=pkt.sport or 0, dport=pkt.dport or 0)
+
+    def route_output(self, pkt: Packet, *, flow: Flow | None = None,
+                     anysrc: bool = True) -> RouteResult:
         """ip_route_output_key_hash for a locally generated packet (flow iif=lo)."""
         dst = pkt.ip.dst
-        explain = [f"output lookup: to {dst}"]
+        flow = flow or self.output_flow(pkt)
+        explain = [f"output lookup: to {dst}" + (f" from {flow.src}" if int(flow.src) else "")
+                   + (f" oif {flow.oif}" if flow.oif else "")
+                   + (f" mark 0x{flow.mark:x}" if flow.mark else "")]
         if dst.is_multicast:
             raise UnsupportedError(f"multicast output routing (to {dst})")
+        if int(flow.src) and not anysrc and not self.is_local(flow.src):
+            explain.append(f"{flow.src} is not an address of this box: ENETUNREACH")
+            return RouteResult(kind="unreachable", error="ENETUNREACH", explain=explain,
+                               reason="no_route")
         if int(dst) == 0:
             explain.append("destination 0.0.0.0: the kernel sends it to itself over lo")
             return RouteResult(kind="local", oif="lo", prefsrc="127.0.0.1", explain=explain)
-        res = self.routes.lookup(dst)
+        res = self._rpdb(flow)
         explain += res.explain
         route = res.route
+        if res.error and flow.oif and route is None:
+            explain.append(f"no route, but oif {flow.oif} is given: the kernel assumes the "
+                           "destination is on that link")
+            src = flow.src if int(flow.src) else self.select_addr(flow.oif, None, SCOPE_LINK)
+            return RouteResult(kind="unicast", oif=flow.oif, prefsrc=str(src or ""),
+                               explain=explain)
         if res.error:
-            kind = route.type if route is not None and route.type != "throw" else "unreachable"
+            if route is not None and route.type != "throw":
+                kind = route.type
+            else:
+                kind = {"EINVAL": "blackhole", "EACCES": "prohibit"}.get(res.error,
+                                                                        "unreachable")
             explain.append(f"the sending socket gets {res.error}")
-            return self._result(kind, route, explain, error=res.error,
-                                reason="no_route" if route is None else kind)
+            return self._result(kind, res, explain, error=res.error,
+                                reason="no_route" if route is None and res.rule is None
+                                else kind)
         assert route is not None
         if route.type == "local":
             src = route.src or dst
-            return self._result("local", route, explain, prefsrc=str(src))
+            return self._result("local", res, explain, prefsrc=str(src))
         kind = "broadcast" if route.type == "broadcast" or dst == LBCAST else route.type
-        src = route.src or self.select_addr(route.dev, route.gateway, route.scope)
-        return self._result(kind, route, explain, prefsrc=str(src) if src else "")
+        dev, gw, _ = self._path(route, flow.oif)
+        src = route.src or self.select_addr(dev, gw, route.scope)
+        return self._result(kind, res, explain, prefsrc=str(src) if src else "",
+                            oif=flow.oif)
+
+    def route_get(self, dst: IPv4Address, *, src: IPv4Address | None = None, iif: str = "",
+                  oif: str = "", mark: int = 0, tos: int = 0) -> tuple[RouteResult, str]:
+        """`ip route get`: the decision and the text `ip` prints for it.
+
+        Without `iif` it is an output lookup (iif lo, no source unless `from`, which
+        must then be a local address); with `iif` the input lookup of a packet from
+        `src` arriving there. An error is a RouteError with `ip`'s message.
+        """
+        from kptui.engine.packet import Packet
+
+        for dev in (iif, oif):
+            if dev:
+                self.iface(dev)
+        pkt = Packet.build(proto="icmp", src=src or IPv4Address(0), dst=dst, icmp_type=8,
+                           tos=tos, mark=mark, iif=iif)
+        pkt.meta.mark = mark
+        if iif:
+            flow = Flow(dst=dst, src=src or IPv4Address(0), iif=iif, mark=mark, tos=tos)
+            result = self.route_input(pkt, flow=flow)
+        else:
+            flow = Flow(dst=dst, src=src or IPv4Address(0), oif=oif, mark=mark, tos=tos)
+            result = self.route_output(pkt, flow=flow, anysrc=False)
+        if result.error:
+            raise RouteError("RTNETLINK answers: " + ERRNO_TEXT.get(result.error,
+                                                                    result.error))
+        return result, format_route_get(result, dst=dst, src=src, iif=iif, mark=mark)
 
     def select_addr(self, dev: str, dst: IPv4Address | None, scope: int) -> IPv4Address | None:
         """inet_select_addr: a primary address on `dev` (in dst's subnet if possible),
@@ -590,9 +773,7 @@ class Box:
 
     def show_routes(self, table: str = "main") -> list[str]:
         """`ip route show table TABLE`, one line per route, without trailing blanks."""
-        if table not in self.routes.tables:
-            raise UnsupportedError(f"route table {table}")
-        return self.routes.show(table)
+        return self.routes.show(self.routes.table_name(table))
 
 
 def _kernel_route(rtype: str, prefix: IPv4Network, dev: str, src: IPv4Address, table: str,

@@ -190,6 +190,58 @@ class RouteDecision(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ConntrackLookup(Event):
+    """nf_conntrack_in's decision for the packet (conntrack hook, PREROUTING/OUTPUT)."""
+
+    result: str  # new | found | related | invalid | untracked | kept
+    ctinfo: str  # NEW, ESTABLISHED, RELATED, ESTABLISHED_REPLY, RELATED_REPLY, UNTRACKED, INVALID
+    state: str  # what --ctstate sees: NEW, ESTABLISHED, RELATED, INVALID, UNTRACKED
+    direction: str = ""  # ORIGINAL | REPLY | ''
+    entry: str = ""  # the entry as `conntrack -L` shows it
+    why: str = ""
+    kind: ClassVar[str] = "conntrack_lookup"
+
+    def describe(self) -> str:
+        why = f" ({self.why})" if self.why else ""
+        if self.result == "new":
+            return (f"entry created: NEW, {self.entry}; unconfirmed until the packet "
+                    f"leaves (POSTROUTING) or is delivered (INPUT){why}")
+        if self.result == "found":
+            return f"found in the {self.direction} direction: {self.state}, {self.entry}{why}"
+        if self.result == "related":
+            return f"{self.ctinfo}: an ICMP error for a tracked connection{why}"
+        if self.result == "kept":
+            return f"{self.state} ({self.direction}){why}"
+        if self.result == "untracked":
+            return f"UNTRACKED{why}"
+        return f"INVALID: no conntrack entry attached{why}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConntrackConfirm(Event):
+    """nf_confirm at the last hook: the packet's new entry goes into the table."""
+
+    entry: str
+    kind: ClassVar[str] = "conntrack_confirm"
+
+    def describe(self) -> str:
+        return f"entry confirmed, now in the conntrack table: {self.entry}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NatSkip(Event):
+    """The nat hook did not run the nat chains for this packet (nf_nat_inet_fn)."""
+
+    table: str
+    chain: str
+    reason: str
+    kind: ClassVar[str] = "nat_skip"
+
+    def describe(self) -> str:
+        return f"nat table skipped: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Note(Event):
     """A remark: a caveat, or something kptui does not model yet (never silent)."""
 

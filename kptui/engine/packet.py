@@ -154,10 +154,16 @@ class Meta:
     iif: str = ""
     oif: str = ""
     mark: int = 0
-    ctmark: int = 0
-    ctstate: str = ""
+    ctmark: int = 0  # with an entry attached, the field path meta.ctmark is the entry's mark
+    ctstate: str = ""  # NEW, ESTABLISHED, RELATED, INVALID, UNTRACKED; '' before conntrack
     priority: int = 0
     classid: int = 0
+    # skb->_nfct: the conntrack entry (kptui.engine.conntrack.Conn, shared, not copied)
+    # and its ctinfo (NEW, ESTABLISHED, RELATED, ESTABLISHED_REPLY, RELATED_REPLY,
+    # UNTRACKED, or INVALID for "no entry"); set by conntrack, never on the wire.
+    ct: Any = field(default=None, compare=False, repr=False)
+    ctinfo: str = ""
+    tstamp: float = 0.0  # when the packet arrives, on the box's clock (scenario `time`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1017,9 +1023,22 @@ def _meta_fields() -> list[tuple[str, _Type, str, Callable, Callable | None, str
         ("priority", _U32, "u32", False, "skb->priority, picks the qdisc band or class"),
         ("classid", t["classid"], "classid", False, "tc class id like 1:10 (CLASSIFY)"),
     ):
-        r, w = _attr("meta", name)
+        r, w = _ctmark_attr() if name == "ctmark" else _attr("meta", name)
         rows.append((f"meta.{name}", typ, tname, r, None if ro else w, doc))
     return rows
+
+
+def _ctmark_attr():
+    """meta.ctmark is the attached conntrack entry's mark (ct->mark), if there is one."""
+    def read(p: Packet) -> int:
+        ct = p.meta.ct
+        return ct.mark if ct is not None else p.meta.ctmark
+
+    def write(p: Packet, v: int) -> None:
+        if p.meta.ct is not None:
+            p.meta.ct.mark = v
+        p.meta.ctmark = v
+    return read, write
 
 
 def _inner(pkt: Packet, path: str) -> Packet:

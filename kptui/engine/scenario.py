@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 PROFILES = ("modern", "classic-2.4", "ipchains")
 IMPLEMENTED_PROFILES = ("modern",)
 TOP_KEYS = {"name": str, "description": str, "profile": str, "setup": str, "iptables": str,
-            "sysctl": dict, "interfaces": list, "packets": list}
+            "sysctl": dict, "interfaces": list, "packets": list, "rt_tables": (dict, str)}
 IFACE_KEYS = {"name": str, "addresses": list}
 # key: (type, min, max) for the integer ones
 PACKET_KEYS: dict[str, tuple[type, int, int]] = {
@@ -33,7 +33,13 @@ PACKET_KEYS: dict[str, tuple[type, int, int]] = {
     "ttl": (int, 0, 255), "tos": (int, 0, 255), "mark": (int, 0, 0xFFFFFFFF),
     "icmp_type": (int, 0, 255), "icmp_code": (int, 0, 255), "icmp_id": (int, 0, 65535),
     "length": (int, 20, 65535), "df": (bool, 0, 1),
+    "seq": (int, 0, 0xFFFFFFFF), "ack": (int, 0, 0xFFFFFFFF),
+    "time": (float, 0, 0), "inner": (dict, 0, 0),
 }
+# The quoted packet of an ICMP error: `inner = { proto = "udp", src = ..., ... }`.
+INNER_KEYS = ("proto", "src", "dst", "sport", "dport", "flags", "ttl", "seq", "ack",
+              "icmp_type", "icmp_code", "icmp_id")
+ICMP_ERROR_TYPES = (3, 4, 5, 11, 12)
 PROTOS = ("tcp", "udp", "icmp")
 
 
@@ -57,6 +63,10 @@ class PacketSpec:
     length: int | None = None
     df: bool | None = None  # None: Packet.build's default (DF on, as Linux sockets send)
     line: int = 0
+    seq: int | None = None  # tcp only
+    ack: int | None = None
+    time: float = 0.0  # seconds on the box's clock when the packet arrives (non-decreasing)
+    inner: PacketSpec | None = None  # the packet an ICMP error quotes
 
     def build(self) -> Packet:
         from kptui.engine.packet import Packet
@@ -68,6 +78,13 @@ class PacketSpec:
             mark=self.mark, iif="" if self.origin == "local" else self.origin)
         if self.df is not None:
             pkt.set("ip.df", self.df)
+        for key in ("seq", "ack"):
+            value = getattr(self, key)
+            if value is not None:
+                pkt.set(f"tcp.{key}", value)
+        if self.inner is not None:
+            pkt.l4.inner = self.inner.build()  # type: ignore[union-attr]
+        pkt.meta.tstamp = self.time
         return pkt
 
 
@@ -95,12 +112,27 @@ class Scenario:
     sysctl_lines: dict[str, int] = field(default_factory=dict)
     interfaces: list[IfaceSpec] = field(default_factory=list)
     packets: list[PacketSpec] = field(default_factory=list)
+    rt_tables: dict[str, int] = field(default_factory=dict)  # route table names
+    rt_tables_line: int = 0
 
     def build_box(self) -> Box:
         """Interfaces and addresses, sysctls, setup lines, then the iptables text."""
+        return self._build()[0]
+
+    def kernel_setup(self) -> str:
+        """The setup lines as a real box runs them (see setup.apply_setup), line for line."""
+        return self._build()[1]
+
+    def _build(self) -> tuple[Box, str]:
         if self.profile not in IMPLEMENTED_PROFILES:
             raise UnsupportedError(f"profile {self.profile}")
         box = Box()
+        for name, number in self.rt_tables.items():
+            try:
+                box.routes.name_table(name, number)
+            except RouteError as exc:
+                raise ParseError(str(exc), file=self.file, line=self.rt_tables_line,
+                                 token=name) from None
         for spec in self.interfaces:
             try:
                 box.add_link(spec.name)
@@ -117,13 +149,14 @@ class Scenario:
                 raise ParseError(str(exc), file=self.file, line=line, token=name) from None
             except UnsupportedError as exc:
                 raise ParseError(str(exc), file=self.file, line=line, token=name) from None
+        kernel = self.setup
         if self.setup:
-            apply_setup(box, self.setup, file=self.file, first_line=self.setup_line)
+            kernel = apply_setup(box, self.setup, file=self.file, first_line=self.setup_line)
         if self.iptables:
             from kptui.engine.iptables import restore
 
             restore(box.ruleset, self.iptables, file=self.file, first_line=self.iptables_line)
-        return box
+        return box, kernel
 
 
 class _Lines:
@@ -184,7 +217,10 @@ def load_scenario(text: str, *, file: str) -> Scenario:
             line = where.top_key(key) or where.header(key)
             raise err(f"unknown key {key!r} (known: {', '.join(TOP_KEYS)})", line, key)
         if not isinstance(value, TOP_KEYS[key]):
-            raise err(f"{key} must be a {_tname(TOP_KEYS[key])}", where.top_key(key)
+            want = TOP_KEYS[key]
+            what = " or ".join(_tname(t) for t in want) if isinstance(want, tuple) \
+                else _tname(want)
+            raise err(f"{key} must be a {what}", where.top_key(key)
                       or where.header(key), key)
     if "interfaces" in data and not all(isinstance(t, dict) for t in data["interfaces"]):
         raise err("interfaces must be [[interfaces]] tables", where.top_key("interfaces"))
@@ -199,6 +235,8 @@ def load_scenario(text: str, *, file: str) -> Scenario:
                   setup=data.get("setup", ""), setup_line=where.string_start("setup"),
                   iptables=data.get("iptables", ""),
                   iptables_line=where.string_start("iptables"))
+    sc.rt_tables_line = where.top_key("rt_tables") or where.header("rt_tables")
+    sc.rt_tables = _rt_tables(data.get("rt_tables", {}), sc.rt_tables_line, err)
     sysctl_at = where.header("sysctl")
     for name, value in data.get("sysctl", {}).items():
         line = where.key(name, sysctl_at) if sysctl_at else where.top_key("sysctl")
@@ -210,10 +248,50 @@ def load_scenario(text: str, *, file: str) -> Scenario:
     for n, entry in enumerate(data.get("interfaces", [])):
         at = where.header("interfaces", n)
         sc.interfaces.append(_interface(entry, at, where, names, err))
+    clock = 0.0
     for n, entry in enumerate(data.get("packets", [])):
         at = where.header("packets", n)
-        sc.packets.append(_packet(entry, at, where, names, err))
+        spec = _packet(entry, at, where, names, err)
+        if "time" in entry:
+            if spec.time < clock:
+                raise err(f"packets.time {spec.time:g} is before the previous packet's time "
+                          f"{clock:g}: times must not decrease", where.key("time", at) or at,
+                          "time")
+        else:
+            spec.time = clock  # the previous packet's time
+        clock = spec.time
+        sc.packets.append(spec)
     return sc
+
+
+def _rt_tables(value: dict | str, line: int, err) -> dict[str, int]:  # noqa: ANN001
+    """Route table names: `rt_tables = {isp2 = 100}`, or /etc/iproute2/rt_tables lines
+    (`100 isp2`, `#` comments) in a string. main/local/default are always known."""
+    if isinstance(value, str):
+        pairs: dict[str, object] = {}
+        for n, raw in enumerate(value.splitlines()):
+            words = raw.split("#", 1)[0].split()
+            if not words:
+                continue
+            if len(words) != 2:
+                raise err("rt_tables lines are `NUMBER NAME`", line + n, raw.strip())
+            pairs[words[1]] = int(words[0], 0) if words[0].isdigit() or \
+                words[0].startswith("0x") else words[0]
+        value = pairs
+    out: dict[str, int] = {}
+    for name, number in value.items():
+        if isinstance(number, bool) or not isinstance(number, int) or \
+                not 1 <= number <= 0xFFFFFFFF:
+            raise err(f"rt_tables: table {name!r} needs a number in 1..4294967295", line, name)
+        if not name or not all(c.isalnum() or c in "_-." for c in name) or name.isdigit():
+            raise err(f"rt_tables: {name!r} is not a table name", line, name)
+        if name in ("local", "main", "default", "unspec") and \
+                {"local": 255, "main": 254, "default": 253, "unspec": 0}[name] != number:
+            raise err(f"rt_tables: {name!r} is table "
+                      f"{ {'local': 255, 'main': 254, 'default': 253, 'unspec': 0}[name] }",
+                      line, name)
+        out[name] = number
+    return out
 
 
 def _tname(t: type) -> str:
@@ -255,6 +333,11 @@ def _packet(entry: dict, at: int, where: _Lines, names: set[str], err) -> Packet
             raise err(f"unknown key {key!r} in [[packets]] (known: {', '.join(PACKET_KEYS)})",
                       line, key)
         typ, lo, hi = PACKET_KEYS[key]
+        if typ is float:  # time: seconds, integer or not
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 \
+                    or value != value or value == float("inf"):
+                raise err(f"packets.{key} must be a number of seconds >= 0", line, key)
+            continue
         if isinstance(value, bool) != (typ is bool) or not isinstance(value, typ):
             raise err(f"packets.{key} must be a {_tname(typ)}", line, key)
         if typ is int and not lo <= value <= hi:
@@ -288,8 +371,15 @@ def _packet(entry: dict, at: int, where: _Lines, names: set[str], err) -> Packet
         for key in ("sport", "dport"):
             if key in entry:
                 raise err(f"{key} is only for tcp and udp packets", line_of(key), key)
-    if "flags" in entry and proto != "tcp":
-        raise err("flags is only for tcp packets", line_of("flags"), "flags")
+    for key in ("flags", "seq", "ack"):
+        if key in entry and proto != "tcp":
+            raise err(f"{key} is only for tcp packets", line_of(key), key)
+    inner = None
+    if "inner" in entry:
+        if proto != "icmp" or entry.get("icmp_type", 8) not in ICMP_ERROR_TYPES:
+            raise err("inner is only for ICMP errors (icmp_type 3, 4, 5, 11 or 12)",
+                      line_of("inner"), "inner")
+        inner = _inner(entry["inner"], line_of("inner"), err)
     if "mark" in entry and iif != "local":
         raise err("mark is only for local packets (iif = \"local\"): a received packet "
                   "arrives with mark 0", line_of("mark"), "mark")
@@ -307,7 +397,21 @@ def _packet(entry: dict, at: int, where: _Lines, names: set[str], err) -> Packet
         ttl=entry.get("ttl", 64), tos=entry.get("tos", 0), mark=entry.get("mark", 0),
         icmp_type=entry.get("icmp_type"), icmp_code=entry.get("icmp_code", 0),
         icmp_id=entry.get("icmp_id", 0), length=entry.get("length"), df=entry.get("df"),
-        line=at)
+        line=at, seq=entry.get("seq"), ack=entry.get("ack"),
+        time=float(entry.get("time", 0.0)), inner=inner)
+
+
+def _inner(table: dict, line: int, err) -> PacketSpec:  # noqa: ANN001
+    """The quoted packet of an ICMP error, checked with the [[packets]] rules."""
+    for key in table:
+        if key not in INNER_KEYS:
+            raise err(f"unknown key {key!r} in packets.inner (known: {', '.join(INNER_KEYS)})",
+                      line, key)
+    fake = _Lines("[[packets]]\n")
+    spec = _packet({"iif": "local", **table}, 1, fake, set(), lambda msg, *_a, **_k: err(
+        f"packets.inner: {msg}", line, ""))
+    spec.origin = "local"
+    return spec
 
 
 __all__ = ["Scenario", "PacketSpec", "load_scenario"]

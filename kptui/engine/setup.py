@@ -8,6 +8,7 @@ file, line, column and token; refusals the kernel would give carry its text.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
@@ -15,13 +16,18 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from kptui.engine.box import Box, SysctlError
 from kptui.engine.errors import KptuiError, ParseError, UnsupportedError
 from kptui.engine.routing import (
+    IP_PROTO_NAMES,
     PROTO_BOOT,
+    PROTO_KERNEL,
     PROTO_NAMES,
     ROUTE_TYPES,
     SCOPE_NAMES,
     SCOPE_NOWHERE,
+    SCOPE_UNIVERSE,
+    Nexthop,
     Route,
     RouteError,
+    Rule,
     default_scope,
     default_table,
 )
@@ -53,13 +59,24 @@ class Cmd:
 
 def split_lines(text: str, first_line: int) -> list[tuple[int, str]]:
     """(line number, command) pairs: comments and blanks dropped, `\\` joins lines."""
-    out: list[tuple[int, str]] = []
+    return [(start, full) for start, _end, full in split_commands(text, first_line)]
+
+
+def split_commands(text: str, first_line: int) -> list[tuple[int, int, str]]:
+    """(first line, last line, command) triples: comments and blanks dropped, `\\` joins
+    lines, and so does a line starting with `nexthop` (the way `ip route show` prints a
+    multipath route's paths, one per indented line)."""
+    out: list[tuple[int, int, str]] = []
     pending = ""
     start = first_line
     for offset, raw in enumerate(text.splitlines()):
         lineno = first_line + offset
         if not pending:
             start = lineno
+        if raw[:1].isspace() and raw.strip().startswith("nexthop") and out and not pending:
+            first, _end, prev = out[-1]
+            out[-1] = (first, lineno, prev + " " + raw.strip())
+            continue
         if raw.rstrip().endswith("\\"):
             pending += raw.rstrip()[:-1] + " "
             continue
@@ -67,9 +84,9 @@ def split_lines(text: str, first_line: int) -> list[tuple[int, str]]:
         pending = ""
         stripped = full.strip()
         if stripped and not stripped.startswith("#"):
-            out.append((start, full))
+            out.append((start, lineno, full))
     if pending.strip():
-        out.append((start, pending))
+        out.append((start, first_line + len(text.splitlines()) - 1, pending))
     return out
 
 
@@ -100,23 +117,56 @@ def tokenize(text: str, *, file: str, line: int) -> list[Tok]:
     return toks
 
 
-def apply_setup(box: Box, text: str, *, file: str, first_line: int = 1) -> None:
-    """Run every setup command against `box`, in order; the first error stops."""
-    for lineno, full in split_lines(text, first_line):
-        toks = tokenize(full, file=file, line=lineno)
+def apply_setup(box: Box, text: str, *, file: str, first_line: int = 1) -> str:
+    """Run every setup command against `box`, in order; the first error stops.
+
+    Returns the same text made runnable on a real box, line for line (so line
+    numbers still match): pasted `ip route show` / `ip rule show` lines become
+    `ip route add` / `ip rule add` commands (or a comment when the route or rule is
+    already there, as the kernel's own routes and default rules are), a multipath
+    route's indented `nexthop` lines join their route, and table names the scenario
+    gives are written as numbers (a fresh namespace's rt_tables does not know them).
+    """
+    lines = text.splitlines()
+    for start, end, full in split_commands(text, first_line):
+        toks = tokenize(full, file=file, line=start)
         if not toks:
             continue
-        cmd = Cmd(toks, " ".join(full.split()), file, lineno)
-        run_command(box, cmd, full)
+        cmd = Cmd(toks, " ".join(full.split()), file, start)
+        kernel = run_command(box, cmd, full)
+        if kernel is not None:
+            lines[start - first_line] = kernel
+            for n in range(start + 1, end + 1):
+                lines[n - first_line] = ""
+    return "\n".join(lines) + ("\n" if text.endswith("\n") else "")
 
 
-def run_command(box: Box, cmd: Cmd, raw: str) -> None:
+def pasted_form(toks: list[Tok]) -> str:
+    """'route' or 'rule' when the line is `ip route show` / `ip rule show` output."""
+    first = toks[0].text
+    if first.endswith(":") and first[:-1].isdigit():
+        return "rule"
+    if first in ("default",) + ROUTE_TYPES or parse_addr(first) is not None:
+        return "route"
+    return ""
+
+
+# Words `ip route show` prints that are state, not something `ip route add` takes.
+SHOW_ONLY_WORDS = ("linkdown", "dead", "offload", "trap", "rt_offload", "rt_trap",
+                   "rt_offload_failed", "[detached]", "[unresolved]")
+
+
+def run_command(box: Box, cmd: Cmd, raw: str) -> str | None:
+    """Run one command; returns its kernel form when it differs from the line itself."""
     prog = cmd.toks[0].text.rsplit("/", 1)[-1]
     if prog in ("iptables", "iptables-legacy", "iptables-nft"):
         from kptui.engine.iptables import apply_command
 
         apply_command(box.ruleset, raw.strip(), file=cmd.file, line=cmd.line)
-        return
+        return None
+    pasted = pasted_form(cmd.toks) if prog not in COMMANDS else ""
+    if pasted:
+        return run_pasted(box, cmd, pasted)
     if prog in ("tc", "ip6tables", "ip6tables-legacy", "ip6tables-nft", "nft", "ebtables",
                 "arptables", "ipset"):
         raise cmd.unsupported()
@@ -132,6 +182,48 @@ def run_command(box: Box, cmd: Cmd, raw: str) -> None:
         raise cmd.unsupported() from None
     except (RouteError, SysctlError) as exc:
         raise cmd.error(str(exc), cmd.toks[0]) from None
+    if prog == "ip":
+        return kernel_table_numbers(box, [t.text for t in cmd.toks], raw)
+    return None
+
+
+def run_pasted(box: Box, cmd: Cmd, kind: str) -> str:
+    """A pasted `ip route show` / `ip rule show` line: added unless already there."""
+    toks = [t for t in cmd.toks if t.text not in SHOW_ONLY_WORDS]
+    at = toks[0].column
+    if kind == "rule":
+        words = [Tok("priority", at), Tok(toks[0].text[:-1], at)] + toks[1:]
+        handler, verb = ip_rule, "add"
+    else:
+        words = toks
+        handler, verb = ip_route, "add"
+    head = [Tok("ip", at), Tok(kind, at), Tok(verb, at)]
+    try:
+        present = handler(box, cmd, [Tok(verb, at)] + words, pasted=True)
+    except ParseError:
+        raise
+    except UnsupportedError:
+        raise cmd.unsupported() from None
+    except (RouteError, SysctlError) as exc:
+        raise cmd.error(str(exc), cmd.toks[0]) from None
+    if present:
+        return f"# kptui: already there: {cmd.text}"
+    texts = [t.text for t in head + words]
+    return kernel_table_numbers(box, texts, shlex.join(texts)) or shlex.join(texts)
+
+
+def kernel_table_numbers(box: Box, words: list[str], raw: str) -> str | None:
+    """The command with scenario table names written as numbers, or None if it has none."""
+    out = list(words)
+    changed = False
+    for i in range(1, len(out)):
+        prev = out[i - 1]
+        if prev == "lookup" or (len(prev) > 1 and "table".startswith(prev)):
+            name = out[i]
+            if name in box.routes.ids and name not in ("local", "main", "default", "unspec"):
+                out[i] = str(box.routes.ids[name])
+                changed = True
+    return shlex.join(out) if changed else None
 
 
 # -- sysctl ----------------------------------------------------------------------------
@@ -302,7 +394,7 @@ def ip_addr(box: Box, cmd: Cmd, args: list[Tok]) -> None:
 # `ip route` keywords iproute2 knows but kptui does not model yet.
 ROUTE_UNSUPPORTED = ("tos", "dsfield", "expires", "mtu", "advmss", "rtt", "rttvar", "reordering",
                      "window", "cwnd", "initcwnd", "initrwnd", "ssthresh", "realms", "onlink",
-                     "nexthop", "nhid", "encap", "vrf", "from", "pref", "quickack", "congctl",
+                     "nhid", "encap", "vrf", "from", "pref", "quickack", "congctl",
                      "rto_min", "features", "fastopen_no_cookie", "ttl-propagate", "hoplimit",
                      "as", "pervasive", "lock")
 ROUTE_VERBS = ("add", "change", "replace", "prepend", "append", "test", "delete", "list",
@@ -319,14 +411,51 @@ def _parse_int(cmd: Cmd, tok: Tok, what: str, limit: int) -> int:
     return value
 
 
-def ip_route(box: Box, cmd: Cmd, args: list[Tok]) -> None:
+def _nexthops(cmd: Cmd, args: list[Tok]) -> list[Nexthop]:
+    """`nexthop via GW dev DEV weight W ...` (iproute2 parse_nexthops), to the end."""
+    hops: list[Nexthop] = []
+    i = 0
+    while i < len(args):
+        if args[i].text != "nexthop":
+            raise cmd.error(f'Error: either "nexthop" is duplicate, or "{args[i].text}" is a '
+                            "garbage.", args[i])
+        hop = Nexthop()
+        i += 1
+        while i < len(args) and args[i].text != "nexthop":
+            word = args[i].text
+            value = _need(cmd, args, i + 1, word)
+            if word == "via":
+                try:
+                    hop.gateway = IPv4Address(value.text.removeprefix("inet "))
+                except ValueError:
+                    raise cmd.error(f'Error: inet address is expected rather than '
+                                    f'"{value.text}".', value) from None
+            elif word == "dev":
+                hop.dev = value.text
+            elif word == "weight":
+                hop.weight = _parse_int(cmd, value, "weight", 256)
+                if hop.weight < 1:
+                    raise cmd.error(f'Error: argument "{value.text}" is wrong: "weight" value '
+                                    "is invalid", value)
+            elif word in ("onlink", "realms", "encap", "nhid"):
+                raise cmd.unsupported()
+            else:
+                raise cmd.error(f'Error: argument "{word}" is wrong: unknown nexthop '
+                                "attribute", args[i])
+            i += 2
+        hops.append(hop)
+    return hops
+
+
+def ip_route(box: Box, cmd: Cmd, args: list[Tok], *, pasted: bool = False) -> bool:
+    """`ip route add|replace|append|delete`; True when `pasted` and the route is there."""
     if not args:
-        return
+        return False
     verb = _match(args[0].text, ROUTE_VERBS)
     if verb is None:
         raise cmd.error(f'Command "{args[0].text}" is unknown, try "ip route help".', args[0])
     if verb in ("list", "show", "lst"):
-        return
+        return False
     if verb not in ("add", "replace", "append", "delete"):
         raise cmd.unsupported()
     rtype = ""
@@ -338,12 +467,15 @@ def ip_route(box: Box, cmd: Cmd, args: list[Tok]) -> None:
         word = tok.text
         if word in ROUTE_UNSUPPORTED:
             raise cmd.unsupported()
+        if word == "nexthop":
+            fields["nexthops"] = _nexthops(cmd, args[i:])
+            break
         if word not in ("to", "type") and len(word) > 1 and "table".startswith(word):
             value = _need(cmd, args, i + 1, "table")
-            if value.text not in ("main", "local", "default", "254", "255", "253"):
-                raise cmd.unsupported()
-            fields["table"] = {"254": "main", "255": "local", "253": "default"}.get(
-                value.text, value.text)
+            try:
+                fields["table"] = box.routes.table_name(value.text)
+            except RouteError as exc:
+                raise cmd.error(str(exc), value) from None
             i += 2
             continue
         if word in ("via", "src", "dev", "oif"):
@@ -412,19 +544,43 @@ def ip_route(box: Box, cmd: Cmd, args: list[Tok]) -> None:
         scope = SCOPE_NOWHERE
     else:
         scope = default_scope(rtype, gateway is not None)
+    nexthops: list[Nexthop] = fields.get("nexthops", [])  # type: ignore[assignment]
+    if nexthops and (gateway is not None or "dev" in fields):
+        raise cmd.error("Error: either a gateway and device or nexthops, not both",
+                        args[0])
     route = Route(prefix=prefix, type=rtype, dev=str(fields.get("dev", "")),
                   gateway=gateway,  # type: ignore[arg-type]
                   src=fields.get("src"),  # type: ignore[arg-type]
                   metric=int(fields.get("metric", 0)),  # type: ignore[call-overload]
                   proto=int(fields.get("proto", PROTO_BOOT)),  # type: ignore[call-overload]
-                  scope=scope, table=table)
+                  scope=scope, table=table, nexthops=nexthops)
+    if "scope" not in fields and nexthops and rtype == "unicast" and not deleting:
+        route.scope = SCOPE_UNIVERSE  # iproute2: nexthops count as a gateway
     if deleting:
         if route.dev:
             box.iface(route.dev)
         box.routes.delete(route, match_type=given_type, match_scope=scope != SCOPE_NOWHERE,
                           match_proto="proto" in fields, match_metric="metric" in fields)
-        return
+        return False
+    if pasted and _route_present(box, route):
+        return True
     box.add_route(route, mode={"add": "add", "replace": "replace", "append": "append"}[verb])
+    return False
+
+
+def _route_present(box: Box, route: Route) -> bool:
+    """A pasted route that is already in its table (the kernel's own routes, typically)."""
+    for r in box.routes.routes(route.table):
+        if (r.prefix, r.type, r.metric, r.proto, r.scope, r.src) != (
+                route.prefix, route.type, route.metric, route.proto, route.scope, route.src):
+            continue
+        if route.dev and r.dev != route.dev or route.gateway and r.gateway != route.gateway:
+            continue
+        if [(n.gateway, n.dev, n.weight) for n in r.nexthops] != [
+                (n.gateway, n.dev, n.weight) for n in route.nexthops]:
+            continue
+        return True
+    return False
 
 
 def _parse_prefix(cmd: Cmd, tok: Tok) -> IPv4Network:
@@ -439,8 +595,166 @@ def _parse_prefix(cmd: Cmd, tok: Tok) -> IPv4Network:
     return addr.network
 
 
-def ip_rule(box: Box, cmd: Cmd, args: list[Tok]) -> None:
-    raise cmd.unsupported()
+RULE_VERBS = ("add", "delete", "list", "show", "lst", "flush", "save", "restore")
+# `ip rule` selectors kptui does not model yet.
+RULE_UNSUPPORTED = ("uidrange", "realms", "realm", "l3mdev", "tun_id", "nat", "map-to",
+                    "flowlabel", "dscp")
+RULE_TYPES = {"unicast": "lookup", "blackhole": "blackhole", "unreachable": "unreachable",
+              "prohibit": "prohibit"}
+
+
+def _port_range(cmd: Cmd, tok: Tok, what: str) -> tuple[int, int]:
+    lo, dash, hi = tok.text.partition("-")
+    try:
+        a, b = int(lo), int(hi) if dash else int(lo)
+    except ValueError:
+        a = b = -1
+    if not (0 <= a <= 65535 and 0 <= b <= 65535) or a > b:
+        raise cmd.error(f'Error: argument "{tok.text}" is wrong: invalid {what}', tok)
+    return (a, b)
+
+
+def ip_rule(box: Box, cmd: Cmd, args: list[Tok], *, pasted: bool = False) -> bool:
+    """`ip rule add|delete` (iproute2 6.1 iprule_modify); True when `pasted` and present."""
+    if not args:
+        return False
+    verb = _match(args[0].text, RULE_VERBS)
+    if verb is None:
+        raise cmd.error(f'Command "{args[0].text}" is unknown, try "ip rule help".', args[0])
+    if verb in ("list", "show", "lst"):
+        return False
+    if verb not in ("add", "delete"):
+        raise cmd.unsupported()
+    rule = Rule(pref=0, action="", table="")
+    given: set[str] = set()
+    i = 1
+    while i < len(args):
+        tok = args[i]
+        word = tok.text
+        if word in RULE_UNSUPPORTED:
+            raise cmd.unsupported()
+        if word == "not":
+            rule.invert = True
+            i += 1
+            continue
+        if word in ("nop",):
+            rule.action = "nop"
+            given.add("action")
+            i += 1
+            continue
+        if word == "type" or word in RULE_TYPES:
+            if word == "type":
+                i += 1
+                tok = _need(cmd, args, i, "type")
+            if tok.text not in RULE_TYPES:
+                raise cmd.error(f'Error: argument "{tok.text}" is wrong: Failed to parse rule '
+                                "type", tok)
+            rule.action = RULE_TYPES[tok.text]
+            given.add("action")
+            i += 1
+            continue
+        value = _need(cmd, args, i + 1, word)
+        if word in ("from", "to"):
+            net = None if value.text in ("all", "any", "default") else parse_addr(value.text)
+            if net is None and value.text not in ("all", "any", "default"):
+                raise cmd.error(f'Error: any valid prefix is expected rather than '
+                                f'"{value.text}".', value)
+            if net is not None:
+                if net.ip != net.network.network_address:
+                    raise cmd.error("Error: Invalid prefix for given prefix length.", value)
+                setattr(rule, "src" if word == "from" else "dst", net.network)
+        elif word in ("preference", "order", "priority") or (
+                len(word) > 1 and _match(word, ("preference", "order", "priority"))):
+            rule.pref = _parse_int(cmd, value, "preference", 0xFFFFFFFF)
+            given.add("pref")
+        elif word in ("tos", "dsfield") or (len(word) > 1 and "dsfield".startswith(word)):
+            tos = _parse_int(cmd, value, "TOS", 255)
+            if tos & ~0x1E:
+                raise cmd.error("Error: Invalid tos.", value)
+            rule.tos = tos
+        elif word == "fwmark":
+            mark, slash, mask = value.text.partition("/")
+            rule.mark = _parse_int(cmd, Tok(mark, value.column), "fwmark", 0xFFFFFFFF)
+            if slash:
+                rule.mask = _parse_int(cmd, Tok(mask, value.column), "fwmask", 0xFFFFFFFF)
+            elif rule.mark:
+                rule.mask = 0xFFFFFFFF  # a non-zero mark without mask compares all bits
+            given.add("mark")
+        elif word in ("lookup",) or (len(word) > 1 and "table".startswith(word)):
+            try:
+                rule.table = box.routes.table_name(value.text)
+            except RouteError as exc:
+                raise cmd.error(str(exc), value) from None
+            given.add("table")
+        elif word == "suppress_prefixlength":
+            rule.suppress_prefixlen = _parse_int(cmd, value, "suppress_prefixlength", 32)
+        elif word == "suppress_ifgroup":
+            rule.suppress_ifgroup = 0 if value.text == "default" else _parse_int(
+                cmd, value, "suppress_ifgroup", 0x7FFFFFFF)
+        elif word in ("dev", "iif"):
+            rule.iif = value.text
+        elif word == "oif":
+            rule.oif = value.text
+        elif word == "goto":
+            rule.action = "goto"
+            rule.target = _parse_int(cmd, value, "goto", 0xFFFFFFFF)
+            given.add("action")
+        elif word == "ipproto":
+            num = IP_PROTO_NAMES.get(value.text)
+            rule.ipproto = num if num is not None else _parse_int(cmd, value, "ipproto", 255)
+        elif word in ("sport", "dport"):
+            setattr(rule, word, _port_range(cmd, value, word))
+        elif len(word) > 1 and "protocol".startswith(word):
+            num = PROTO_NAMES.get(value.text)
+            rule.proto = num if num is not None else _parse_int(cmd, value, "protocol", 255)
+            given.add("proto")
+        else:
+            raise cmd.error(f'Error: argument "{word}" is wrong: Failed to parse rule type',
+                            tok)
+        i += 2
+    if verb == "delete":
+        box.routes.delete_rule(lambda r: _rule_selected(r, rule, given))
+        return False
+    if not rule.action:
+        rule.action = "lookup"
+    if rule.action == "lookup" and not rule.table:
+        rule.table = "main"
+    if rule.action != "lookup":
+        rule.table = ""
+    if pasted:
+        if rule.pref in (0, 32766, 32767) and rule.proto == 0:
+            rule.proto = PROTO_KERNEL  # as pasted, a default rule is the kernel's own
+        if any(r.key() == rule.key() for r in box.routes.rules):
+            return True
+        if rule.proto == PROTO_KERNEL:
+            rule.proto = 0
+    box.routes.add_rule(rule, has_pref="pref" in given)
+    return False
+
+
+def _rule_selected(r: Rule, want: Rule, given: set[str]) -> bool:
+    """rule_find for `ip rule del`: every attribute given must be equal."""
+    if "action" in given and r.action != want.action:
+        return False
+    if "table" in given and r.table != want.table:
+        return False
+    if "pref" in given and r.pref != want.pref:
+        return False
+    if want.iif and r.iif != want.iif or want.oif and r.oif != want.oif:
+        return False
+    if want.mark and r.mark != want.mark or want.mask and r.mask != want.mask:
+        return False
+    if want.suppress_prefixlen != -1 and r.suppress_prefixlen != want.suppress_prefixlen:
+        return False
+    if want.suppress_ifgroup != -1 and r.suppress_ifgroup != want.suppress_ifgroup:
+        return False
+    if want.ipproto and r.ipproto != want.ipproto or "proto" in given and r.proto != want.proto:
+        return False
+    if want.sport and r.sport != want.sport or want.dport and r.dport != want.dport:
+        return False
+    if want.src is not None and r.src != want.src or want.dst is not None and r.dst != want.dst:
+        return False
+    return not (want.tos and r.tos != want.tos)
 
 
 IP_HANDLERS: dict[str, Callable[[Box, Cmd, list[Tok]], None]] = {

@@ -16,9 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from kptui.engine.errors import KptuiError
 from kptui.engine.events import (
+    ConntrackConfirm,
+    ConntrackLookup,
     Event,
     Fate,
     FieldChange,
+    NatSkip,
     Note,
     PolicyApplied,
     RouteDecision,
@@ -48,6 +51,9 @@ CONNTRACK_MATCHES = frozenset({"state", "conntrack", "connmark", "connbytes", "c
                                "connlabel", "helper", "cluster"})
 CONNTRACK_TARGETS = frozenset({"CONNMARK", "CONNSECMARK", "DNAT", "SNAT", "MASQUERADE",
                                "REDIRECT", "NETMAP", "CT"})
+
+# HOOK2MANIP: which binding each nat hook sets up.
+NAT_MANIP = {"PREROUTING": "DST", "OUTPUT": "DST", "INPUT": "SRC", "POSTROUTING": "SRC"}
 
 # net/ipv4/route.c ip_tos2prio, indexed by IPTOS_TOS(tos) >> 1; TC_PRIO_* values.
 IP_TOS2PRIO = (0, 0, 0, 0, 2, 2, 2, 2, 6, 6, 6, 6, 4, 4, 4, 4)
@@ -84,7 +90,7 @@ class Walk:
         self.handlers: dict[str, Callable[[Stage], EventGen]] = {
             "table": self.table_stage,
             "conntrack": self.conntrack_stage,
-            "confirm": self.skip_stage,
+            "confirm": self.confirm_stage,
             "tc": self.skip_stage,
             "routing": self.routing_stage,
             "forward": self.forward_stage,
@@ -97,6 +103,9 @@ class Walk:
     def events(self) -> Iterator[Event]:
         yield WalkStart(stage="", hook="", packet=self.pkt.summary(), origin=self.origin,
                         index=self.index)
+        if self.pkt.meta.tstamp > self.box.clock:
+            self.box.clock = self.pkt.meta.tstamp
+            yield Note(stage="", hook="", text=f"the clock advances to {self.box.clock:g} s")
         path = "local_out" if self.locally_generated else "prerouting"
         try:
             while True:
@@ -147,6 +156,14 @@ class Walk:
         if stage.table == "nat" and not self.tracking:
             return GO_ON  # no conntrack entry: the nat hooks pass the packet untouched
         yield StageEnter(stage=stage.id, hook=stage.hook, title=stage.title)
+        if stage.table == "nat":
+            reason = self.nat_skip_reason(stage)
+            if reason:
+                yield NatSkip(stage=stage.id, hook=stage.hook, table="nat", chain=stage.hook,
+                              reason=reason)
+                yield StageLeave(stage=stage.id, hook=stage.hook, title=stage.title,
+                                 verdict="")
+                return GO_ON
         ctx = MatchContext(
             hook=stage.hook, table=stage.table, iif=self.pkt.meta.iif, oif=self.pkt.meta.oif,
             addrtype=self.box.addrtype, rng=ensure_rng(self.box),
@@ -180,6 +197,10 @@ class Walk:
                                      "so the kernel drops it")
         if decider:
             self.decided_by = decider
+        if stage.table == "nat" and self.pkt.meta.ct is not None:
+            # nf_nat_alloc_null_binding / the NAT target: this manipulation type is set up
+            # for the whole connection, so later packets skip the nat chains
+            self.pkt.meta.ct.set_nat_initialized(NAT_MANIP[stage.hook])
         if stage.hook == "OUTPUT" and stage.table in ("mangle", "nat"):
             changed = [k for k, v in self.routing_keys().items() if before[k] != v]
             if changed:
@@ -187,20 +208,67 @@ class Walk:
         return GO_ON
 
     def conntrack_stage(self, stage: Stage) -> EventGen:
-        if self.conntrack_noted or not _has_table(self.box.ruleset, "nat"):
+        """ipv4_conntrack_in / ipv4_conntrack_local: look the packet up, attach its entry."""
+        if not self.tracking:
+            if self.conntrack_noted or not _has_table(self.box.ruleset, "nat"):
+                return GO_ON
+            self.conntrack_noted = True
+            yield StageEnter(stage=stage.id, hook=stage.hook, title=stage.title)
+            yield Note(stage=stage.id, hook=stage.hook,
+                       text="no rule uses connection tracking (conntrack, state, connmark "
+                            "matches, CONNMARK, CT or NAT targets), so the kernel does not "
+                            "track connections in this box: without a conntrack entry the "
+                            "nat chains are not traversed")
+            yield StageLeave(stage=stage.id, hook=stage.hook, title=stage.title, verdict="")
             return GO_ON
-        self.conntrack_noted = True
         yield StageEnter(stage=stage.id, hook=stage.hook, title=stage.title)
-        if self.tracking:
-            text = ("connection tracking is not modelled yet: the packet is treated as "
-                    "the first of a new connection, so the nat chains see it")
-        else:
-            text = ("no rule uses connection tracking (conntrack, state, connmark matches, "
-                    "CONNMARK, CT or NAT targets), so the kernel does not track connections "
-                    "in this box: without a conntrack entry the nat chains are not traversed")
-        yield Note(stage=stage.id, hook=stage.hook, text=text)
+        meta = self.pkt.meta
+        before = (meta.ctstate, self.pkt.get("meta.ctmark"))
+        found = self.box.conntrack.lookup(self.pkt)
+        conn = found.conn
+        yield ConntrackLookup(stage=stage.id, hook=stage.hook, result=found.result,
+                              ctinfo=found.ctinfo, state=found.state,
+                              direction=found.direction,
+                              entry=conn.line(self.box.clock) if conn is not None else "",
+                              why=found.why)
+        for path, old in zip(("meta.ctstate", "meta.ctmark"), before, strict=True):
+            new = self.pkt.get(path)
+            if new != old:
+                yield FieldChange(stage=stage.id, hook=stage.hook, path=path, old=old, new=new,
+                                  by="conntrack")
         yield StageLeave(stage=stage.id, hook=stage.hook, title=stage.title, verdict="")
         return GO_ON
+
+    def confirm_stage(self, stage: Stage) -> EventGen:
+        """nf_confirm (priority INT_MAX): a new entry enters the table with its first packet."""
+        if not self.tracking or self.pkt.meta.ct is None:
+            return GO_ON
+        conn = self.box.conntrack.confirm(self.pkt)
+        if conn is None:
+            return GO_ON
+        yield StageEnter(stage=stage.id, hook=stage.hook, title=stage.title)
+        yield ConntrackConfirm(stage=stage.id, hook=stage.hook, entry=conn.line(self.box.clock))
+        yield StageLeave(stage=stage.id, hook=stage.hook, title=stage.title, verdict="")
+        return GO_ON
+
+    def nat_skip_reason(self, stage: Stage) -> str:
+        """Why nf_nat_inet_fn would not run the nat chains for this packet ('' if it does)."""
+        meta = self.pkt.meta
+        conn = meta.ct
+        if conn is None:
+            state = meta.ctinfo or "INVALID"
+            return f"the packet is {state}: without a conntrack entry there is nothing to NAT"
+        manip = NAT_MANIP[stage.hook]
+        if meta.ctinfo in ("ESTABLISHED", "ESTABLISHED_REPLY"):
+            return (f"not the first packet of the connection ({meta.ctinfo}): it follows the "
+                    "bindings its first packet set up")
+        if meta.ctinfo in ("RELATED", "RELATED_REPLY") and self.pkt.ip.proto == 1:
+            return (f"an ICMP error {meta.ctinfo} to a connection is translated with that "
+                    "connection's bindings, never through the nat chains")
+        if conn.nat_initialized(manip):
+            return (f"not the first packet of the connection: its {manip} binding is already "
+                    "set up")
+        return ""
 
     def routing_stage(self, stage: Stage) -> EventGen:
         if stage.id == "routing:input":
@@ -246,12 +314,16 @@ class Walk:
 
     def reroute(self, stage: Stage, changed: list[str]) -> EventGen:
         """ip_route_me_harder: a new output lookup; the source address is kept."""
-        result = self.box.route_output(self.pkt)
+        box = self.box
+        result = box.route_output(self.pkt, flow=box.output_flow(self.pkt, reroute=True))
         event = self.route_event(stage, "reroute", result)
         yield event
+        other = (f" (the new route would have chosen {result.prefsrc}: without SNAT or "
+                 "MASQUERADE the packet leaves with the old source)"
+                 if result.prefsrc and result.prefsrc != str(self.pkt.ip.src) else "")
         yield Note(stage=stage.id, hook=stage.hook,
                    text=f"rerouted because {', '.join(changed)} changed; the source address "
-                        f"{self.pkt.ip.src} is not chosen again (ip_route_me_harder)")
+                        f"{self.pkt.ip.src} is not chosen again (ip_route_me_harder){other}")
         if result.kind not in ("unicast", "local", "broadcast"):
             return self.fate(stage, "drop", by=f"routing:{result.kind}",
                              message=result.error or "no route after reroute")

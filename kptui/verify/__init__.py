@@ -75,11 +75,15 @@ def scenario_plan(scenario: Any) -> Any:
     for index, spec in enumerate(scenario.packets):
         pkt = spec.build()
         data = wire.with_ident(pkt.to_bytes(), FIRST_IDENT + index)
-        packets.append(SendSpec(spec.origin, data, pkt.meta.mark))
+        packets.append(SendSpec(spec.origin, data, pkt.meta.mark, spec.time))
     sysctls = [(key, str(int(value)) if isinstance(value, bool) else str(value))
                for key, value in scenario.sysctl.items()]
+    try:  # pasted `ip route/rule show` lines and table names made runnable (line for line)
+        setup = scenario.kernel_setup() if scenario.setup else ""
+    except KptuiError:  # kptui refuses a line: let the kernel say what it thinks of it
+        setup = scenario.setup or ""
     return Plan([Interface(i.name, list(i.addresses)) for i in scenario.interfaces],
-                sysctls, scenario.setup or "", scenario.iptables or "", packets,
+                sysctls, setup, scenario.iptables or "", packets,
                 file=scenario.file, setup_line=scenario.setup_line)
 
 

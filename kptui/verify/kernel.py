@@ -54,6 +54,7 @@ SENTINEL_PROTO = 253  # RFC 3692 experimental
 QUIET = 0.06  # seconds without a frame on any peer before a packet counts as done
 MAX_WAIT = 1.0
 MONITOR_TIMEOUT = 3.0
+MAX_SCENARIO_TIME = 30.0  # seconds of scenario `time` verify is willing to sleep through
 
 OWN_TABLE_NFT = f"""table ip {OWN_TABLE} {{
     chain pre {{
@@ -129,6 +130,7 @@ class SendSpec:
     origin: str  # "local" or an interface name
     data: bytes
     mark: int = 0
+    time: float = 0.0  # when to send it, in seconds on the scenario's clock (`time`)
 
 
 @dataclass(slots=True)
@@ -438,7 +440,11 @@ class KernelBox:
         self.build()
         try:
             self.start_monitor()
+            base = time.monotonic() - (self.plan.packets[0].time if self.plan.packets else 0)
             for index, spec in enumerate(self.plan.packets):
+                wait = base + spec.time - time.monotonic()
+                if wait > 0:  # the scenario's `time`: let the kernel's clock run as far
+                    time.sleep(wait)
                 before = self.counters()
                 send_errno = self.send(spec)
                 frames = self.collect_frames()
@@ -557,7 +563,19 @@ class KernelBox:
                                   "broadcast") else "unicast"
 
 
+def check_duration(plan: Plan) -> None:
+    """Refuse a scenario whose packet times would make verify sleep too long."""
+    if not plan.packets:
+        return
+    span = max(p.time for p in plan.packets) - plan.packets[0].time
+    if span > MAX_SCENARIO_TIME:
+        raise CommandError(f"{plan.file}: the packets' times span {span:g} s; kptui verify "
+                           f"waits in real time and refuses more than {MAX_SCENARIO_TIME:g} s "
+                           "(shorten the timeouts with net.netfilter.nf_conntrack_* sysctls)")
+
+
 def run_plan(plan: Plan, *, prefix: str | None = None) -> KernelRun:
     """Build the box for ``plan`` in fresh namespaces, run it, remove them again."""
+    check_duration(plan)
     with Lab(prefix or f"kpv{os.getpid()}") as lab:
         return KernelBox(lab, plan).run()

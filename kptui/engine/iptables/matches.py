@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, NamedTuple
 
-from kptui.engine.errors import UnsupportedError
 from kptui.engine.iptables.values import (
     BadValue,
     ip_text,
@@ -483,7 +482,9 @@ class ConnmarkMatch(MarkMatch):
     field = "ctmark"
 
     def test(self, pkt: Any, ctx: Any) -> str | None:
-        raise UnsupportedError("-m connmark matching needs connection tracking, not modelled yet")
+        if pkt.meta.ct is None:  # connmark_mt: no conntrack entry, no match (even with !)
+            return f"no conntrack entry ({pkt.meta.ctinfo or 'INVALID'})"
+        return super().test(pkt, ctx)
 
 
 class CommentMatch(Match):
@@ -865,13 +866,19 @@ def _ct_list(text: str, names: tuple[str, ...], bad: str) -> tuple[str, ...]:
     return tuple(n for n in names if n in parts)
 
 
-class _NeedsConntrack(Match):
-    def test(self, pkt: Any, ctx: Any) -> str | None:
-        raise UnsupportedError(
-            f"-m {self.name} matching needs connection tracking, not modelled yet")
+def _ct_statebit(pkt: Any) -> str:
+    """The packet's state for -m state/--ctstate (XT_STATE_BIT of its ctinfo)."""
+    from kptui.engine.conntrack import CTINFO_STATE
+
+    meta = pkt.meta
+    if meta.ct is None:
+        return "UNTRACKED" if meta.ctinfo == "UNTRACKED" else "INVALID"
+    return CTINFO_STATE[meta.ctinfo]
 
 
-class StateMatch(_NeedsConntrack):
+class StateMatch(Match):
+    """xt_state: the packet's conntrack state is one of the listed ones."""
+
     name = "state"
     options = {"--state": Opt(1, True)}
 
@@ -890,8 +897,16 @@ class StateMatch(_NeedsConntrack):
     def save(self) -> str:
         return f"{_neg(self.inv)}--state {','.join(self.states)}"
 
+    def test(self, pkt: Any, ctx: Any) -> str | None:
+        state = _ct_statebit(pkt)
+        if (state in self.states) == self.inv:
+            return f"state {state} {'in' if self.inv else 'not in'} {','.join(self.states)}"
+        return None
 
-class ConntrackMatch(_NeedsConntrack):
+
+class ConntrackMatch(Match):
+    """xt_conntrack (conntrack_mt, revision 3): every given option must hold."""
+
     name = "conntrack"
     _ORDER = ("--ctstate", "--ctproto", "--ctorigsrc", "--ctorigdst", "--ctreplsrc",
               "--ctrepldst", "--ctorigsrcport", "--ctorigdstport", "--ctreplsrcport",
@@ -901,29 +916,36 @@ class ConntrackMatch(_NeedsConntrack):
     def __init__(self) -> None:
         super().__init__()
         self.values: dict[str, tuple[str, bool]] = {}
+        self.parsed: dict[str, Any] = {}
 
     def option(self, opt: str, args: list[str], inv: bool) -> None:
         a = args[0]
         if opt == "--ctstate":
-            v = ",".join(_ct_list(a, CT_STATES, "Bad ctstate"))
+            p: Any = _ct_list(a, CT_STATES, "Bad ctstate")
+            v = ",".join(p)
         elif opt == "--ctstatus":
-            v = ",".join(_ct_list(a, CT_STATUS, "Bad ctstatus"))
+            p = _ct_list(a, CT_STATUS, "Bad ctstatus")
+            v = ",".join(p)
         elif opt == "--ctproto":
-            v = proto_text(parse_proto(a))
+            p = parse_proto(a)
+            v = proto_text(p)
         elif opt.endswith(("src", "dst")):
-            v = net_text(*parse_net(a))
+            p = parse_net(a)
+            v = net_text(*p)
         elif opt.endswith("port"):
-            v = range_text(*parse_port_range(a))
+            p = parse_port_range(a)
+            v = range_text(*p)
         elif opt == "--ctdir":
             if a.upper() not in ("ORIGINAL", "REPLY"):
                 raise BadValue(f'Unknown --ctdir "{a}"')
-            v = a.upper()
+            p = v = a.upper()
         else:
             lo, _, hi = a.partition(":")
             what = f'conntrack: bad value for option "{opt}"'
-            v = range_text(parse_uint(lo, 0, 0xFFFFFFFF, what),
-                           parse_uint(hi or lo, 0, 0xFFFFFFFF, what))
+            p = (parse_uint(lo, 0, 0xFFFFFFFF, what), parse_uint(hi or lo, 0, 0xFFFFFFFF, what))
+            v = range_text(*p)
         self.values[opt] = (v, inv)
+        self.parsed[opt] = p
 
     def finish(self) -> None:
         if not self.values:
@@ -932,6 +954,77 @@ class ConntrackMatch(_NeedsConntrack):
     def save(self) -> str:
         return " ".join(f"{_neg(inv)}{o} {v}" for o in self._ORDER if o in self.values
                         for v, inv in [self.values[o]])
+
+    def test(self, pkt: Any, ctx: Any) -> str | None:
+        """conntrack_mt: options in the kernel's order; the first failing one is the reason."""
+        from kptui.engine.conntrack import ORIGINAL, REPLY, Status, direction_of
+
+        ct = pkt.meta.ct
+        state = _ct_statebit(pkt)
+        if "--ctstate" in self.values:
+            states = {state}
+            if ct is not None:
+                if ct.has(Status.SRC_NAT):
+                    states.add("SNAT")
+                if ct.has(Status.DST_NAT):
+                    states.add("DNAT")
+            want, inv = self.parsed["--ctstate"], self.values["--ctstate"][1]
+            if bool(states & set(want)) == inv:
+                return (f"ctstate {','.join(sorted(states))} "
+                        f"{'in' if inv else 'not in'} {','.join(want)}")
+        if ct is None:
+            if "--ctstate" in self.values:
+                return None
+            return f"no conntrack entry ({state})"
+        if "--ctdir" in self.values:
+            direction = direction_of(pkt.meta.ctinfo)
+            want_dir = ORIGINAL if self.parsed["--ctdir"] == "ORIGINAL" else REPLY
+            if direction != want_dir:
+                return f"packet is in the {'ORIGINAL' if direction == ORIGINAL else 'REPLY'} " \
+                       "direction"
+        tuples = {"orig": ct.original, "repl": ct.reply}
+        for opt in ("--ctorigsrc", "--ctorigdst", "--ctreplsrc", "--ctrepldst"):
+            if opt in self.values:
+                tup = tuples[opt[4:8]]
+                addr = tup.src if opt.endswith("src") else tup.dst
+                net, mask = self.parsed[opt]
+                inv = self.values[opt][1]
+                if ((int(addr) & mask) == net) == inv:
+                    return f"{opt[2:]} {addr} {'matches' if inv else 'does not match'} " \
+                           f"{self.values[opt][0]}"
+        if "--ctproto" in self.values:
+            inv = self.values["--ctproto"][1]
+            if (ct.proto == self.parsed["--ctproto"]) == inv:
+                return f"connection protocol {proto_text(ct.proto)}"
+        for opt in ("--ctorigsrcport", "--ctorigdstport", "--ctreplsrcport", "--ctrepldstport"):
+            if opt in self.values:
+                tup = tuples[opt[4:8]]
+                if opt[8:11] == "src":
+                    port = tup.sport
+                elif tup.proto == 1:
+                    port = tup.icmp_type << 8 | tup.icmp_code  # ntohs(dst.u.all)
+                else:
+                    port = tup.dport
+                lo, hi = self.parsed[opt]
+                inv = self.values[opt][1]
+                if (lo <= port <= hi) == inv:
+                    return f"{opt[2:]} {port} {'in' if inv else 'not in'} {range_text(lo, hi)}"
+        if "--ctstatus" in self.values:
+            inv = self.values["--ctstatus"][1]
+            mask = Status.NONE
+            for name in self.parsed["--ctstatus"]:
+                mask |= Status[name]
+            if bool(ct.status & mask) == inv:
+                have = [n for n in CT_STATUS[1:] if ct.status & Status[n]] or ["NONE"]
+                return f"ctstatus {','.join(have)} {'has' if inv else 'lacks'} " \
+                       f"{','.join(self.parsed['--ctstatus'])}"
+        if "--ctexpire" in self.values:
+            inv = self.values["--ctexpire"][1]
+            left = int(ct.remaining(ctx.now))
+            lo, hi = self.parsed["--ctexpire"]
+            if (lo <= left <= hi) == inv:
+                return f"expires in {left} s, {'in' if inv else 'not in'} {range_text(lo, hi)}"
+        return None
 
 
 MATCHES: dict[str, type[Match]] = {

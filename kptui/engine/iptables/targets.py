@@ -477,6 +477,61 @@ class ConnmarkTarget(_Opaque):
             return f"--set-xmark {self.value:#x}/{self.mask:#x}"
         return f"{self.mode} --nfmask {self.nfmask:#x} --ctmask {self.ctmask:#x}"
 
+    def apply(self, pkt: Any, ctx: Any) -> TargetResult:
+        """xt_CONNMARK connmark_tg_shift (no shift): nothing without a conntrack entry."""
+        out = TargetResult("CONTINUE")
+        ct = pkt.meta.ct
+        if ct is None:
+            out.detail = "no conntrack entry: nothing to do"
+            return out
+        if self.mode == "--set-xmark":
+            _set(pkt, "meta.ctmark", (ct.mark & ~self.mask & 0xFFFFFFFF) ^ self.value, out)
+        elif self.mode == "--save-mark":
+            new = (ct.mark & ~self.ctmask & 0xFFFFFFFF) ^ (pkt.meta.mark & self.nfmask)
+            _set(pkt, "meta.ctmark", new, out)
+        else:  # --restore-mark
+            new = (pkt.meta.mark & ~self.nfmask & 0xFFFFFFFF) ^ (ct.mark & self.ctmask)
+            _set(pkt, "meta.mark", new, out)
+        return out
+
+
+class _NotrackBase(_Opaque):
+    """NOTRACK and CT --notrack (xt_ct_target): the packet becomes UNTRACKED."""
+
+    def _notrack(self, pkt: Any) -> TargetResult:
+        from kptui.engine.conntrack import set_untracked
+
+        out = TargetResult("CONTINUE")
+        old = pkt.meta.ctstate
+        if set_untracked(pkt.meta):
+            out.changes.append(("meta.ctstate", old, "UNTRACKED"))
+        else:
+            out.detail = "the packet already has its conntrack state (looped back): ignored"
+        return out
+
+    def apply(self, pkt: Any, ctx: Any) -> TargetResult:
+        return self._notrack(pkt)
+
+
+class NotrackTarget(_NotrackBase):
+    name = "NOTRACK"
+    tables = frozenset({"raw"})
+
+
+class CtTarget(_NotrackBase):
+    name = "CT"
+    options = {**{o: Opt(1, False) for o in ("--zone", "--zone-orig", "--zone-reply",
+                                               "--helper", "--ctevents", "--expevents",
+                                               "--timeout")},
+               "--notrack": Opt(0, False)}
+    tables = frozenset({"raw"})
+
+    def apply(self, pkt: Any, ctx: Any) -> TargetResult:
+        if any(opt == "--notrack" for opt, _ in self.given):
+            return self._notrack(pkt)  # xt_ct_tg_check: --notrack ignores everything else
+        opts = " ".join(opt for opt, _ in self.given) or "without options"
+        raise UnsupportedError(f"the CT target {opts} (only CT --notrack is modelled)")
+
 
 _NAT = ("nat",)
 TARGETS: dict[str, type[Target]] = {
@@ -491,9 +546,7 @@ TARGETS: dict[str, type[Target]] = {
                 ("POSTROUTING",)),
         _opaque("REDIRECT", ("--to-ports",), ("--random",), _NAT, ("PREROUTING", "OUTPUT")),
         _opaque("NETMAP", ("--to",), (), _NAT),
-        _opaque("NOTRACK", (), (), ("raw",)),
-        _opaque("CT", ("--zone", "--zone-orig", "--zone-reply", "--helper", "--ctevents",
-                       "--expevents", "--timeout"), ("--notrack",), ("raw",)),
+        NotrackTarget, CtTarget,
     )
 }
 STANDARD_VERDICTS = ("ACCEPT", "DROP", "RETURN", "QUEUE")

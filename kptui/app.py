@@ -1,0 +1,91 @@
+"""The Textual app: global keys, theme, palette provider and the first screen.
+
+``KptApp`` takes its simulator from outside (``debugger=``), so tests hand it
+a prepared one; given only a scenario (or scenario text), it builds the box in
+a thread worker behind a loading screen, so a 20,000-rule ruleset never
+freezes the terminal. A load error ends the app with the error as its result,
+for the CLI to print as one line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+
+from kptui.engine.errors import KptuiError
+from kptui.screens.commands import DebuggerCommands
+from kptui.screens.debugger import DebuggerScreen
+from kptui.screens.help import HelpScreen
+from kptui.screens.loading import LoadingScreen
+
+
+class KptApp(App[object]):
+    """kptui: a stepping debugger for the Linux packet path."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "kptui"
+    COMMANDS = App.COMMANDS | {DebuggerCommands}
+    BINDINGS = [
+        Binding("question_mark,f1", "help", "help", key_display="?", id="help",
+                tooltip="Keys and a short guide to the screen"),
+        Binding("q", "quit", "quit", show=False, id="quit", tooltip="Quit kptui"),
+    ]
+
+    def __init__(self, scenario: Any = None, *, debugger: Any = None, text: str | None = None,
+                 name: str = "") -> None:
+        super().__init__()
+        self.scenario = scenario
+        self.debugger = debugger
+        self.text = text
+        self.scenario_name = name or getattr(scenario, "name", "") or "scenario"
+        self.load_seconds = 0.0
+
+    def on_mount(self) -> None:
+        if self.debugger is not None:
+            self.push_screen(self._debugger_screen())
+            return
+        size = len(self.text or getattr(self.scenario, "iptables", "") or "")
+        self.push_screen(LoadingScreen(self.scenario_name,
+                                       f"reading {size:,} characters of scenario"))
+        # start the worker once the loading screen is painted: parsing holds the GIL
+        self.call_after_refresh(self._load)
+
+    def _debugger_screen(self) -> DebuggerScreen:
+        return DebuggerScreen(self.debugger, scenario=self.scenario, name=self.scenario_name)
+
+    @work(thread=True, exclusive=True, group="load", exit_on_error=False)
+    def _load(self) -> None:
+        from kptui.engine.debugger import Debugger
+        from kptui.engine.scenario import load_scenario
+
+        try:
+            if self.scenario is None:
+                self.scenario = load_scenario(self.text or "", file=self.scenario_name)
+            self.call_from_thread(self._progress, "building the box: interfaces, routes, "
+                                  f"{self.scenario.iptables.count(chr(10)):,} lines of "
+                                  "iptables rules")
+            debugger = Debugger.for_scenario(self.scenario)
+        except KptuiError as err:
+            self.call_from_thread(self.exit, err, 2)
+            return
+        except Exception as err:  # noqa: BLE001 - the CLI reports it as an internal error
+            self.call_from_thread(self.exit, err, 3)
+            return
+        self.call_from_thread(self._loaded, debugger)
+
+    def _progress(self, step: str) -> None:
+        screen = self.screen
+        if isinstance(screen, LoadingScreen):
+            screen.advance(step)
+
+    def _loaded(self, debugger: Any) -> None:
+        self.debugger = debugger
+        self.scenario_name = self.scenario.name or self.scenario_name
+        self.switch_screen(self._debugger_screen())
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))

@@ -1,0 +1,526 @@
+"""The debugger screen: status line, diagram, packet tree and panels, footer.
+
+The screen owns the stepping keys. Every engine command runs in a thread
+worker (a reverse step re-executes the whole session, which takes a while
+with a big ruleset) and reports back with a ``CommandDone`` message; while
+one runs, further commands are refused rather than queued, and the panels
+are only redrawn from engine state on the UI thread once it is done.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
+
+from kptui.engine.errors import KptuiError
+from kptui.engine.events import Fate, RuleEval, TargetApplied
+from kptui.engine.profile import Stage, get_profile
+from kptui.screens import view
+from kptui.screens.dialogs import BreakpointScreen, ComposeScreen, EditFieldScreen
+from kptui.widgets import PacketDiagram, PacketTree, RuleList, TraceLog
+from kptui.widgets.diagram import WIDE_MIN_WIDTH
+from kptui.widgets.tracelog import LogEntry
+
+WIDE_MIN_HEIGHT = 34
+TABS = ("rules", "route", "conntrack", "log", "breakpoints")
+
+# Commands that move through the walk: (debugger method, words for the status line).
+MOVES = {
+    "step": "step in",
+    "step_over": "step over",
+    "step_out": "step out",
+    "cont": "continue",
+    "run_to_fate": "run to fate",
+    "next_packet": "next packet",
+    "step_back": "step back",
+    "reverse_cont": "reverse continue",
+}
+
+
+class CommandDone(Message):
+    """An engine command finished in the worker; ``stop`` is the debugger's Stop."""
+
+    def __init__(self, op: str, stop: Any, error: str, seconds: float) -> None:
+        super().__init__()
+        self.op, self.stop, self.error, self.seconds = op, stop, error, seconds
+
+
+class DebuggerScreen(Screen[None]):
+    """Step a packet through the box."""
+
+    BINDINGS = [
+        Binding("f5,c", "move('cont')", "continue", key_display="F5/c", id="continue",
+                tooltip="Continue to the next breakpoint or the packet's fate (from a fate: "
+                        "the next packet)"),
+        Binding("f10,n", "move('step_over')", "over", key_display="F10/n", id="step-over",
+                tooltip="Step over: finish the current chain, or the current stage"),
+        Binding("f11,s", "move('step')", "step", key_display="F11/s", id="step-in",
+                tooltip="Step in: the next event (a rule, a stage, a routing decision)"),
+        Binding("shift+f11,f23,o", "move('step_out')", "out", key_display="⇧F11/o",
+                show=False, id="step-out",
+                tooltip="Step out: finish the current netfilter hook"),
+        Binding("f9,b", "toggle_breakpoint", "break", key_display="F9/b",
+                id="toggle-breakpoint",
+                tooltip="Toggle a breakpoint on the selected box or rule (else the current "
+                        "stage)"),
+        Binding("e", "edit", "edit", id="edit-field",
+                tooltip="Edit a field of the packet in flight"),
+        Binding("r", "move('run_to_fate')", "run to fate", show=False, id="run-to-fate",
+                tooltip="Run this packet to its fate (stops at breakpoints)"),
+        Binding("N", "move('next_packet')", "next packet", show=False, id="next-packet",
+                tooltip="Finish this packet, or start the next one"),
+        Binding("u,p,ctrl+z", "move('step_back')", "back", show=False, id="step-back",
+                tooltip="Step back one event (undoes an edit made there)"),
+        Binding("P,shift+f5", "move('reverse_cont')", "reverse", show=False,
+                id="reverse-continue", tooltip="Run back to the previous breakpoint hit"),
+        Binding("a", "add_breakpoint", "add breakpoint", show=False, id="add-breakpoint",
+                tooltip="Add a breakpoint by typing it (stage, hook, chain, rule, watch, if)"),
+        Binding("i", "inject", "inject packet", show=False, id="inject-packet",
+                tooltip="Compose a packet and queue it after the scenario's packets"),
+        Binding("slash", "filter_log", "filter log", show=False, id="filter-log",
+                tooltip="Filter the trace log"),
+        Binding("d", "focus_diagram", "diagram", show=False, id="focus-diagram",
+                tooltip="Move the focus to the diagram"),
+        Binding("1", "show_tab('rules')", "rules", show=False, id="tab-rules",
+                tooltip="Show the rules panel"),
+        Binding("2", "show_tab('route')", "route", show=False, id="tab-route",
+                tooltip="Show the routing panel"),
+        Binding("3", "show_tab('conntrack')", "conntrack", show=False, id="tab-conntrack",
+                tooltip="Show the conntrack panel"),
+        Binding("4", "show_tab('log')", "log", show=False, id="tab-log",
+                tooltip="Show the trace log"),
+        Binding("5", "show_tab('breakpoints')", "breakpoints", show=False,
+                id="tab-breakpoints", tooltip="Show the breakpoints"),
+    ]
+
+    busy: reactive[bool] = reactive(False, init=False)
+
+    def __init__(self, debugger: Any, *, scenario: Any = None, name: str = "") -> None:
+        super().__init__()
+        self.debugger = debugger
+        self.scenario = scenario
+        self.scenario_name = name or getattr(scenario, "name", "") or "scenario"
+        self.profile = get_profile(debugger.profile)
+        self.extra_packets: list[Any] = []
+        self.last_stop: Any = None
+        self.last_op = ""
+        self.pinned: tuple[str, str] | None = None  # a chain the user chose to look at
+        self._log_cache: list[LogEntry] = []
+        self._absent: frozenset[str] = frozenset()
+        self._texts: dict[str, str] = {}
+
+    # -- layout ------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="status")
+        yield PacketDiagram(self.profile, id="diagram")
+        with Horizontal(id="panels"):
+            yield PacketTree(id="packet")
+            with TabbedContent(id="tabs", initial="rules"):
+                with TabPane("Rules", id="rules"):
+                    yield Static("", id="rules-title")
+                    yield RuleList(id="rule-list")
+                with TabPane("Route", id="route"):
+                    with VerticalScroll():
+                        yield Static("", id="route-text")
+                with TabPane("Conntrack", id="conntrack"):
+                    with VerticalScroll():
+                        yield Static("", id="conntrack-text")
+                with TabPane("Log", id="log"):
+                    yield Input(placeholder="filter: words to keep (e.g. matched, nat, "
+                                            "fate)", id="log-filter")
+                    yield TraceLog(id="trace-log")
+                with TabPane("Breaks", id="breakpoints"):
+                    with VerticalScroll():
+                        yield Static("", id="breakpoints-text")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._absent = view.absent_stages(self.debugger, self.profile)
+        self._apply_size(self.size.width, self.size.height)
+        self.refresh_view()
+        self.query_one(PacketDiagram).focus()
+
+    def on_resize(self, event: Any) -> None:
+        self._apply_size(event.size.width, event.size.height)
+
+    def _apply_size(self, width: int, height: int) -> None:
+        wide = width >= WIDE_MIN_WIDTH and height >= WIDE_MIN_HEIGHT
+        self.set_class(wide, "-wide")
+        diagram = self.query_one(PacketDiagram)
+        diagram.form = "wide" if wide else "compact"
+        extra = 1 if diagram.virtual_size.width > width else 0
+        diagram.styles.height = diagram.content_height + extra
+
+    # -- the view ------------------------------------------------------------------
+
+    def refresh_view(self) -> None:
+        """Redraw the panels from the debugger (UI thread, never while a command runs).
+
+        Hidden tabs are left alone until shown (``on_tabbed_content_tab_activated``), and
+        texts are only replaced when they changed: a layout pass per step would cost more
+        than the step itself.
+        """
+        dbg = self.debugger
+        events = dbg.walk_events
+        self._set_text("#status", self.status_text())
+        self.query_one(PacketDiagram).set_state(
+            view.diagram_state(dbg, self.profile, self._absent))
+        self._refresh_packet()
+        self._refresh_tab(self.query_one(TabbedContent).active, events)
+
+    def _refresh_tab(self, tab: str, events: list[Any] | None = None) -> None:
+        dbg = self.debugger
+        if tab == "rules":
+            self._refresh_rules(dbg.walk_events if events is None else events)
+        elif tab == "route":
+            self._set_text("#route-text", view.route_text(dbg))
+        elif tab == "conntrack":
+            self._set_text("#conntrack-text", view.conntrack_text(dbg))
+        elif tab == "log":
+            self._log_cache = view.log_entries(dbg, 0, self._log_cache)
+            self.query_one(TraceLog).set_entries(self._log_cache)
+        elif tab == "breakpoints":
+            self._set_text("#breakpoints-text", self.breakpoints_text())
+
+    def _set_text(self, selector: str, text: str) -> None:
+        widget = self.query_one(selector, Static)
+        if self._texts.get(selector) != text:
+            self._texts[selector] = text
+            widget.update(text, layout=selector != "#status")
+
+    @on(TabbedContent.TabActivated)
+    def tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id:
+            self._refresh_tab(event.pane.id)
+
+    def _refresh_packet(self) -> None:
+        dbg = self.debugger
+        tree = self.query_one(PacketTree)
+        if dbg.packet is None:
+            total = len(self._packets())
+            tree.show_packet(None, title=f"no packet yet ({total} queued)", original={},
+                             latest=set())
+            return
+        original, latest = view.field_changes(dbg.walk_events)
+        where = "in flight" if dbg.in_walk else "at its fate"
+        tree.show_packet(dbg.packet, title=f"packet {dbg.index} {where}", original=original,
+                         latest=latest)
+
+    def _refresh_rules(self, events: list[Any]) -> None:
+        key, marks, current, policy = view.chain_in_focus(events)
+        rules = self.query_one(RuleList)
+        if self.pinned is not None:
+            table, chain = self.pinned
+            if key == self.pinned:
+                rules.show(view.chain_view(self.debugger, table, chain, marks, current, policy))
+            else:
+                rules.show(view.chain_view(self.debugger, table, chain), follow=False)
+        elif key is not None:
+            rules.show(view.chain_view(self.debugger, key[0], key[1], marks, current, policy))
+        else:
+            rules.show(rules.view)
+        title = rules.view.title if rules.view.chain else ""
+        if self.pinned is not None and rules.view.chain:
+            title += "  (selected in the diagram)"
+        self._set_text("#rules-title", title)
+
+    def _packets(self) -> list[Any]:
+        if self.scenario is not None:
+            return [*self.scenario.packets, *self.extra_packets]
+        return list(getattr(self.debugger, "_packets", []))
+
+    def status_text(self) -> str:
+        dbg, stop = self.debugger, self.last_stop
+        total = len(self._packets())
+        if self.busy:
+            return f"running {MOVES.get(self.last_op, self.last_op)}…"
+        cur = dbg.current
+        if cur is None:
+            return (f"{self.scenario_name}: paused before packet 0 of {total}. "
+                    "Press s (F11) to step in, c (F5) to continue, ? for help.")
+        prefix = ""
+        if stop is not None and stop.breakpoint is not None and stop.event is cur:
+            bp = stop.breakpoint
+            prefix = f"● {'watchpoint' if bp.kind == 'watch' else 'breakpoint'} {bp.id} " \
+                     f"({bp.spec}) hit: "
+        elif isinstance(cur, Fate):
+            prefix = "fate: "
+            if dbg.state == "finished":
+                prefix = f"fate (last of {total} packets): "
+        elif stop is not None and stop.reason == "end":
+            prefix = "back at the start: "
+        return f"packet {dbg.index}: {prefix}{cur.describe()}"
+
+    def breakpoints_text(self) -> str:
+        bps = list(self.debugger.breakpoints.values())
+        if not bps:
+            return ("No breakpoints. Press b on a diagram box or a rule, or a to type one "
+                    "(e.g. stage nat:POSTROUTING).")
+        lines = ["  id  hits  breakpoint"]
+        for bp in bps:
+            state = "" if bp.enabled else "  (disabled)"
+            lines.append(f"● {bp.id:>2}  {bp.hits:>4}  {bp.spec}{state}")
+        lines.append("")
+        lines.append("Delete one from the command palette (Ctrl+P: Breakpoint: delete).")
+        return "\n".join(lines)
+
+    # -- engine commands ------------------------------------------------------------
+
+    def watch_busy(self) -> None:
+        self._set_text("#status", self.status_text())
+
+    def action_move(self, op: str) -> None:
+        self.run_engine(op, getattr(self.debugger, op))
+
+    def run_engine(self, op: str, call: Callable[[], Any]) -> bool:
+        if self.busy:
+            self.notify("still working on the last command", severity="warning", timeout=2)
+            return False
+        self.busy = True
+        self.last_op = op
+        self._engine_worker(op, call)
+        return True
+
+    @work(thread=True, group="engine", exit_on_error=False)
+    def _engine_worker(self, op: str, call: Callable[[], Any]) -> None:
+        start = time.perf_counter()
+        stop, error = None, ""
+        try:
+            stop = call()
+        except KptuiError as err:
+            error = str(err)
+        except Exception as err:  # noqa: BLE001 - shown to the user, never a traceback
+            error = f"internal error: {type(err).__name__}: {err} (please report it)"
+        self.post_message(CommandDone(op, stop, error, time.perf_counter() - start))
+
+    def on_command_done(self, message: CommandDone) -> None:
+        self.busy = False
+        if message.error:
+            self.notify(message.error, severity="error", title=MOVES.get(message.op,
+                                                                          message.op))
+        elif message.op in MOVES:
+            self.last_stop = message.stop
+            self.pinned = None
+            cur = self.debugger.current
+            if cur is not None and cur.stage:
+                self.query_one(PacketDiagram).select_stage(cur.stage)
+        self.refresh_view()
+
+    # -- breakpoints -------------------------------------------------------------------
+
+    def toggle_spec(self, spec: str, *, stage: Stage | None = None) -> None:
+        """Add the breakpoint ``spec``, or remove it when it is already set."""
+        if self.busy:
+            self.notify("still working on the last command", severity="warning", timeout=2)
+            return
+        dbg = self.debugger
+        normal = " ".join(spec.split())
+        for bp in list(dbg.breakpoints.values()):
+            if bp.spec == normal:
+                dbg.remove(bp.id)
+                self.notify(f"breakpoint {bp.id} removed: {normal}", timeout=3)
+                self.refresh_view()
+                return
+        try:
+            bp = dbg.add_breakpoint(spec)
+        except KptuiError as err:
+            self.notify(str(err), severity="error")
+            return
+        self.notify(f"breakpoint {bp.id} set: {bp.spec}" + self._never_hit(stage), timeout=4)
+        self.refresh_view()
+
+    def _never_hit(self, stage: Stage | None) -> str:
+        if stage is None or stage.kind != "table":
+            return ""
+        if stage.id in self._absent:
+            return (f" (note: this box has no {stage.title} chain, so packets pass it "
+                    "without stopping)")
+        if stage.table == "nat":
+            from kptui.engine.walk import uses_conntrack
+
+            if not uses_conntrack(self.debugger.box.ruleset):
+                return (" (note: no rule uses connection tracking, so the kernel never runs "
+                        "the nat chains here)")
+        return ""
+
+    def action_toggle_breakpoint(self) -> None:
+        focused = self.focused
+        if isinstance(focused, PacketDiagram):
+            stage = focused.selected_stage
+            self.toggle_spec(f"stage {stage.id}", stage=stage)
+            return
+        if isinstance(focused, RuleList) and focused.cursor_rule is not None:
+            table, chain, n = focused.cursor_rule
+            self.toggle_spec(f"rule {table}:{chain}:{n}")
+            return
+        cur = self.debugger.current
+        if isinstance(cur, (RuleEval, TargetApplied)):
+            self.toggle_spec(f"rule {cur.table}:{cur.chain}:{cur.rule}")
+        elif cur is not None and cur.stage:
+            self.toggle_spec(f"stage {cur.stage}", stage=self.profile.stage(cur.stage))
+        else:
+            stage = self.query_one(PacketDiagram).selected_stage
+            self.toggle_spec(f"stage {stage.id}", stage=stage)
+
+    def action_add_breakpoint(self, initial: str = "") -> None:
+        def apply(spec: str) -> str | None:
+            if not spec:
+                return "type a breakpoint, e.g. stage nat:POSTROUTING"
+            try:
+                bp = self.debugger.add_breakpoint(spec)
+            except KptuiError as err:
+                return str(err)
+            stage = None
+            if bp.kind == "stage":
+                stage = self.profile.stage(bp.where)
+            self.notify(f"breakpoint {bp.id} set: {bp.spec}" + self._never_hit(stage),
+                        timeout=4)
+            self.refresh_view()
+            return None
+
+        if not self.busy:
+            self.app.push_screen(BreakpointScreen(apply, initial))
+
+    def delete_breakpoint(self, bp_id: int) -> None:
+        if not self.busy and bp_id in self.debugger.breakpoints:
+            bp = self.debugger.remove(bp_id)
+            self.notify(f"breakpoint {bp.id} removed: {bp.spec}", timeout=3)
+            self.refresh_view()
+
+    # -- editing ----------------------------------------------------------------------
+
+    def apply_edit(self, path: str, text: str) -> str | None:
+        """Edit the packet in flight; the engine's reason when it refuses (nothing changes)."""
+        if self.busy:
+            return "still working on the last command"
+        try:
+            stop = self.debugger.edit(path, text)
+        except KptuiError as err:
+            return str(err)
+        self.last_stop = stop
+        self.pinned = None
+        self.refresh_view()
+        return None
+
+    def action_edit(self, path: str = "") -> None:
+        if self.busy:
+            return
+        dbg = self.debugger
+        if not dbg.in_walk:
+            what = "its fate" if isinstance(dbg.current, Fate) else "no packet in flight yet"
+            self.notify(f"nothing to edit ({what}): step (s) to start a packet first",
+                        severity="warning", timeout=4)
+            return
+        if not path:
+            path = self.query_one(PacketTree).cursor_path or "ip.dst"
+        self.app.push_screen(EditFieldScreen(path, dbg.packet, self.apply_edit))
+
+    @on(PacketTree.NodeSelected)
+    def tree_selected(self, event: PacketTree.NodeSelected) -> None:
+        if event.node.data:
+            self.action_edit(event.node.data)
+
+    # -- composing packets ------------------------------------------------------------
+
+    def compose_defaults(self) -> dict[str, str]:
+        pkt = self.debugger.packet
+        if pkt is None:
+            first = self._packets()[0] if self._packets() else None
+            pkt = first.build() if hasattr(first, "build") else first
+        if pkt is None:
+            return {"origin": "local", "proto": "tcp", "ttl": "64", "flags": "S"}
+        out = {"origin": getattr(pkt.meta, "iif", "") or "local", "proto": pkt.proto_name,
+               "src": str(pkt.ip.src), "dst": str(pkt.ip.dst), "ttl": "64"}
+        if pkt.sport is not None:
+            out.update(sport=str(pkt.sport), dport=str(pkt.dport))
+        if pkt.proto_name == "tcp":
+            out["flags"] = "S"
+        if pkt.proto_name == "icmp":
+            out["icmp_type"] = str(pkt.get("icmp.type"))
+        return out
+
+    def apply_compose(self, values: dict[str, str]) -> str | None:
+        from kptui.engine.debugger import Debugger
+        from kptui.engine.packet import Packet
+
+        if self.scenario is None:
+            return "injecting needs the scenario this session was opened from"
+        if self.busy:
+            return "still working on the last command"
+        origin = values.get("origin") or "local"
+        if origin != "local" and origin not in self.debugger.box.interfaces:
+            names = ", ".join(sorted(self.debugger.box.interfaces))
+            return f"origin: no interface {origin!r} in this box ({names}, or local)"
+        try:
+            numbers = {k: int(values[k], 0) for k in ("sport", "dport", "icmp_type", "ttl")
+                       if values.get(k)}
+        except ValueError as err:
+            return f"not a number: {err}"
+        try:
+            pkt = Packet.build(proto=values.get("proto") or "tcp", src=values.get("src", ""),
+                               dst=values.get("dst", ""), flags=values.get("flags") or "S",
+                               iif="" if origin == "local" else origin, **numbers)
+        except (KptuiError, ValueError) as err:
+            return str(err)
+        scenario, dbg = self.scenario, self.debugger
+        packets = [*self._packets(), pkt]
+        journal = list(dbg.journal)
+
+        def rebuild() -> Any:
+            self.debugger = Debugger.replay(scenario.build_box, packets, journal,
+                                            profile=dbg.profile)
+            self.extra_packets.append(pkt)
+            return None
+
+        self.run_engine("inject", rebuild)
+        self.notify(f"packet {len(packets) - 1} queued: {pkt.summary()}", timeout=4)
+        return None
+
+    def action_inject(self) -> None:
+        if not self.busy:
+            self.app.push_screen(ComposeScreen(self.compose_defaults(), self.apply_compose))
+
+    # -- panels --------------------------------------------------------------------------
+
+    @on(PacketDiagram.BoxSelected)
+    def box_selected(self, event: PacketDiagram.BoxSelected) -> None:
+        stage = event.stage
+        if stage.kind == "table":
+            self.pinned = (stage.table, stage.hook)
+            self._refresh_rules(self.debugger.walk_events)
+            self.action_show_tab("rules")
+        elif stage.kind == "routing":
+            self.action_show_tab("route")
+        elif stage.kind in ("conntrack", "confirm"):
+            self.action_show_tab("conntrack")
+        else:
+            self.notify(f"{stage.title}: no rules here", timeout=3)
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def action_filter_log(self) -> None:
+        self.action_show_tab("log")
+        self.query_one("#log-filter", Input).focus()
+
+    def action_focus_diagram(self) -> None:
+        self.query_one(PacketDiagram).focus()
+
+    @on(Input.Changed, "#log-filter")
+    def log_filter_changed(self, event: Input.Changed) -> None:
+        self.query_one(TraceLog).filter_text = event.value
+
+    @on(Input.Submitted, "#log-filter")
+    def log_filter_done(self, event: Input.Submitted) -> None:
+        self.query_one(TraceLog).focus()

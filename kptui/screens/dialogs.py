@@ -1,0 +1,179 @@
+"""Small modal dialogs: edit a field, add a breakpoint, compose a packet.
+
+Each dialog validates through a callback that returns an error message (or
+None on success); on an error the dialog stays open and shows the engine's
+reason, so nothing is changed by a bad value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical
+from textual.screen import ModalScreen
+from textual.suggester import SuggestFromList
+from textual.widgets import Input, Label, Static
+
+from kptui.engine.packet import FIELDS
+
+Apply = Callable[..., "str | None"]
+
+
+class Dialog(ModalScreen[bool]):
+    """Base: Escape cancels; the error line shows why a value was refused."""
+
+    BINDINGS = [Binding("escape", "cancel", "cancel", id="dialog.cancel",
+                        tooltip="Close without changing anything")]
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+    def show_error(self, message: str) -> None:
+        error = self.query_one("#error", Static)
+        error.update(message)
+        error.display = bool(message)
+
+
+class EditFieldScreen(Dialog):
+    """Change one field of the packet in flight."""
+
+    def __init__(self, path: str, packet: Any, apply: Apply) -> None:
+        super().__init__()
+        self.path = path
+        self.packet = packet
+        self.apply = apply
+        self.editable = [p for p, spec in FIELDS.items() if spec.editable]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label("Edit a field of the packet in flight", classes="dialog-title")
+            yield Label("field (a path like ip.dst, tcp.dport, meta.mark):")
+            yield Input(self.path, id="path", suggester=SuggestFromList(self.editable))
+            yield Label("new value:")
+            yield Input(self._value(self.path), id="value", select_on_focus=True)
+            yield Static("", id="doc", classes="dialog-help")
+            yield Static("", id="error", classes="dialog-error")
+            yield Static("Enter applies · Escape cancels · u undoes an edit afterwards",
+                         classes="dialog-help")
+
+    def on_mount(self) -> None:
+        self.show_error("")
+        self._describe(self.path)
+        self.query_one("#value", Input).focus()
+
+    def _value(self, path: str) -> str:
+        spec = FIELDS.get(path)
+        if spec is None or self.packet is None:
+            return ""
+        try:
+            return spec.format(self.packet.get(path))
+        except Exception:  # noqa: BLE001 - not in this packet: start empty
+            return ""
+
+    def _describe(self, path: str) -> None:
+        spec = FIELDS.get(path)
+        doc = f"{spec.type}: {spec.doc}" if spec else ""
+        self.query_one("#doc", Static).update(doc)
+
+    @on(Input.Changed, "#path")
+    def path_changed(self, event: Input.Changed) -> None:
+        self._describe(event.value.strip())
+
+    @on(Input.Submitted, "#path")
+    def path_submitted(self, event: Input.Submitted) -> None:
+        path = event.value.strip()
+        value = self.query_one("#value", Input)
+        value.value = self._value(path)
+        value.focus()
+
+    @on(Input.Submitted, "#value")
+    def value_submitted(self, event: Input.Submitted) -> None:
+        path = self.query_one("#path", Input).value.strip()
+        error = self.apply(path, event.value.strip())
+        if error:
+            self.show_error(error)
+        else:
+            self.dismiss(True)
+
+
+class BreakpointScreen(Dialog):
+    """Add a breakpoint by its spec, as the debugger's breakpoint syntax writes it."""
+
+    EXAMPLES = ("stage nat:POSTROUTING", "hook FORWARD", "chain filter:FORWARD",
+                "rule filter:FORWARD:2", "watch meta.mark", "if tcp.dport == 22",
+                "rule filter:INPUT:1 if ip.src == 192.0.2.10")
+
+    def __init__(self, apply: Apply, initial: str = "") -> None:
+        super().__init__()
+        self.apply = apply
+        self.initial = initial
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label("Add a breakpoint", classes="dialog-title")
+            yield Input(self.initial, id="spec", placeholder="stage nat:POSTROUTING",
+                        suggester=SuggestFromList(self.EXAMPLES))
+            yield Static("\n".join(f"  {e}" for e in self.EXAMPLES), classes="dialog-help")
+            yield Static("", id="error", classes="dialog-error")
+            yield Static("Enter adds · Escape cancels", classes="dialog-help")
+
+    def on_mount(self) -> None:
+        self.show_error("")
+        self.query_one("#spec", Input).focus()
+
+    @on(Input.Submitted, "#spec")
+    def submitted(self, event: Input.Submitted) -> None:
+        error = self.apply(event.value.strip())
+        if error:
+            self.show_error(error)
+        else:
+            self.dismiss(True)
+
+
+COMPOSE_FIELDS = (
+    ("origin", "iif name, or local"),
+    ("proto", "tcp, udp or icmp"),
+    ("src", "source address"),
+    ("dst", "destination address"),
+    ("sport", "tcp/udp"),
+    ("dport", "tcp/udp"),
+    ("flags", "tcp flags, e.g. S or SA"),
+    ("icmp_type", "icmp, e.g. 8"),
+    ("ttl", "time to live"),
+)
+
+
+class ComposeScreen(Dialog):
+    """Compose a packet and queue it after the scenario's packets."""
+
+    def __init__(self, initial: dict[str, str], apply: Apply) -> None:
+        super().__init__()
+        self.initial = initial
+        self.apply = apply
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label("Inject a packet (queued after the others)", classes="dialog-title")
+            with Grid(id="compose-grid"):
+                for name, hint in COMPOSE_FIELDS:
+                    yield Label(name)
+                    yield Input(self.initial.get(name, ""), id=f"c-{name}", placeholder=hint)
+            yield Static("", id="error", classes="dialog-error")
+            yield Static("Enter injects · Tab moves · Escape cancels", classes="dialog-help")
+
+    def on_mount(self) -> None:
+        self.show_error("")
+        self.query_one("#c-origin", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        values = {name: self.query_one(f"#c-{name}", Input).value.strip()
+                  for name, _hint in COMPOSE_FIELDS}
+        error = self.apply(values)
+        if error:
+            self.show_error(error)
+        else:
+            self.dismiss(True)
