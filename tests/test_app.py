@@ -313,7 +313,7 @@ async def test_editing_ip_dst_changes_the_route():
         dbg = debugger(app)
         assert isinstance(dbg.current, UserEdit)
         assert "edited ip.dst: 198.51.100.7 -> 192.0.2.20" in status(app)
-        await press(pilot, "r")
+        await press(pilot, "r", "2")  # run to the fate, show the route panel
         # 192.0.2.20 is on eth0's connected route 192.0.2.0/24 (ip-route(8): the kernel
         # adds a `proto kernel scope link` route for each address's prefix)
         route = str(app.screen.query_one("#route-text").render())

@@ -270,7 +270,7 @@ def test_notrack_makes_the_packet_untracked(target):
 
 
 def test_ct_target_other_than_notrack_is_unsupported_and_named():
-    with pytest.raises(UnsupportedError, match="CT --zone"):
+    with pytest.raises(UnsupportedError, match="CT target with --zone"):
         walk(["-j CT --zone 1"], tcp(), table="raw", chain="PREROUTING",
              c=ctx(hook="PREROUTING", table="raw"))
 

@@ -372,8 +372,8 @@ def test_route_get_texts_like_ip_route_get():
                                                  "table 100 src 198.51.100.1 mark 1 uid 0 \n"
                                                  "    cache \n")
     assert get(a("203.0.113.77"), src=a("192.0.2.1"), mark=16)[1] == (
-        "203.0.113.77 from 192.0.2.1 via 198.51.100.254 dev eth1 table 100 mark 0x10 uid 0 \n"
-        "    cache \n")
+        "203.0.113.77 from 192.0.2.1 via 192.0.2.254 dev eth0 mark 0x10 uid 0 \n"
+        "    cache \n")  # mark 0x10 is not 0x1: main
     assert get(a("192.0.2.255"))[1] == ("broadcast 192.0.2.255 dev eth0 table local src "
                                         "192.0.2.1 uid 0 \n    cache <local,brd> \n")
     box.set_sysctl("net.ipv4.ip_forward", 1)

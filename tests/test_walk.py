@@ -288,3 +288,90 @@ def test_forwarded_packet_too_big_for_the_out_mtu():
     (r,) = [x.to_json(with_events=False)
             for x in run_scenario(load_scenario(text.replace("1400", "1280"), file="t"))]
     assert r["fate"]["action"] == "transmit"
+
+
+STATEFUL_NAT = """*nat
+:PREROUTING ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -p udp
+COMMIT
+*filter
+:FORWARD DROP [0:0]
+-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+-A FORWARD -i eth0 -m conntrack --ctstate NEW -j ACCEPT
+COMMIT"""
+
+REPLY = """
+[[packets]]
+iif = "eth1"
+proto = "udp"
+src = "198.51.100.7"
+dst = "192.0.2.10"
+sport = 53
+dport = 1000
+"""
+
+
+def events_of(rules, packets):
+    text = BASE.format(rules=rules, packets=packets, forward=1)
+    scenario = load_scenario(text, file="t.toml")
+    box = scenario.build_box()
+    from kptui.engine.walk import walk
+
+    out = []
+    for index, spec in enumerate(scenario.packets):
+        pkt = spec.build()
+        out.append((list(walk(box, pkt, index=index)), pkt))
+    return out, box
+
+
+def test_conntrack_stages_say_what_they_did():
+    # ct-nat-first-packet-only / ct-udp-flow (checked on kernel 6.18): the query
+    # creates the entry, the answer finds it in the REPLY direction, and only the
+    # first packet traverses the nat chains.
+    (first, q), (second, a) = events_of(STATEFUL_NAT, FWD + REPLY)[0]
+    kinds = [e.kind for e in first]
+    assert kinds.index("conntrack_lookup") < kinds.index("rule") < kinds.index(
+        "conntrack_confirm")
+    lookup = next(e for e in first if e.kind == "conntrack_lookup")
+    assert lookup.describe().startswith("entry created: NEW, udp ")
+    confirm = next(e for e in first if e.kind == "conntrack_confirm")
+    assert "now in the conntrack table" in confirm.describe()
+    found = next(e for e in second if e.kind == "conntrack_lookup")
+    assert found.describe().startswith("found in the REPLY direction: ESTABLISHED")
+    skip = next(e for e in second if e.kind == "nat_skip")
+    assert skip.describe().startswith("nat table skipped: not the first packet")
+    assert not any(e.kind == "conntrack_confirm" for e in second)
+    assert (q.get("meta.ctstate"), a.get("meta.ctstate")) == ("NEW", "ESTABLISHED")
+    assert a.meta.ctinfo == "ESTABLISHED_REPLY"
+
+
+def test_a_first_packet_dropped_leaves_no_entry():
+    # ct-dropped-first-packet: confirmation happens at the end of POSTROUTING only
+    rules = STATEFUL_NAT.replace("-A FORWARD -i eth0", "-A FORWARD -i eth9")
+    results, box = events_of(rules, FWD)
+    assert results[0][0][-1].action == "drop"
+    assert box.conntrack.entries() == []
+
+
+def test_looped_back_packet_keeps_its_entry():
+    # ct-loopback-null-binding (kernel 6.18): created in OUTPUT, confirmed in POSTROUTING,
+    # kept on the way in; no nat POSTROUTING chain, yet the null SRC binding is made there
+    rules = ("*nat\n:OUTPUT ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n-A OUTPUT -p udp\nCOMMIT\n"
+             "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m state --state NEW\nCOMMIT")
+    local = FWD.replace('iif = "eth0"', 'iif = "local"').replace(
+        'src = "192.0.2.10"', 'src = "192.0.2.1"').replace(
+        'dst = "198.51.100.7"', 'dst = "192.0.2.1"')
+    ((events, pkt),), box = events_of(rules, local)
+    lookups = [e.result for e in events if e.kind == "conntrack_lookup"]
+    assert lookups == ["new", "kept"]
+    assert [e.hook for e in events if e.kind == "nat_skip"] == ["INPUT"]
+    assert len(box.conntrack.entries()) == 1
+
+
+def test_packet_time_advances_the_box_clock():
+    packets = FWD + FWD.replace("dport = 53", "dport = 53\ntime = 7.5")
+    results, box = events_of(STATEFUL_NAT, packets)
+    assert box.clock == 7.5
+    notes = [e.text for e in results[1][0] if e.kind == "note"]
+    assert "the clock advances to 7.5 s" in notes

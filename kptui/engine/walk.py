@@ -152,6 +152,8 @@ class Walk:
 
         ruleset = self.box.ruleset
         if not ruleset.chain_present(stage.table, stage.hook):
+            if stage.table == "nat" and self.tracking and _has_table(ruleset, "nat"):
+                yield from self.nat_null_binding(stage)
             return GO_ON
         if stage.table == "nat" and not self.tracking:
             return GO_ON  # no conntrack entry: the nat hooks pass the packet untouched
@@ -250,6 +252,22 @@ class Walk:
         yield ConntrackConfirm(stage=stage.id, hook=stage.hook, entry=conn.line(self.box.clock))
         yield StageLeave(stage=stage.id, hook=stage.hook, title=stage.title, verdict="")
         return GO_ON
+
+    def nat_null_binding(self, stage: Stage) -> Iterator[Event]:
+        """A nat hook without a chain still sets up the connection's binding.
+
+        The first nat base chain registers nf_nat_inet_fn at all four nat hooks
+        (nf_nat_register_fn); at a hook with no chain it goes straight to
+        nf_nat_alloc_null_binding. Checked on kernel 6.18 (ct-loopback-null-binding):
+        a looped-back packet skips nat INPUT when there is no nat POSTROUTING chain.
+        """
+        if self.nat_skip_reason(stage):
+            return
+        manip = NAT_MANIP[stage.hook]
+        self.pkt.meta.ct.set_nat_initialized(manip)
+        yield Note(stage=stage.id, hook=stage.hook,
+                   text=f"no nat {stage.hook} chain, but the nat hook is registered: the new "
+                        f"connection gets a null {manip} binding here (nf_nat_inet_fn)")
 
     def nat_skip_reason(self, stage: Stage) -> str:
         """Why nf_nat_inet_fn would not run the nat chains for this packet ('' if it does)."""

@@ -226,6 +226,9 @@ class DebuggerScreen(Screen[None]):
                 rules.show(view.chain_view(self.debugger, table, chain, marks, current, policy))
             else:
                 rules.show(view.chain_view(self.debugger, table, chain), follow=False)
+        elif self._stage_chain(key) is not None:
+            table, chain = self._stage_chain(key)  # type: ignore[misc]
+            rules.show(view.chain_view(self.debugger, table, chain))
         elif key is not None:
             rules.show(view.chain_view(self.debugger, key[0], key[1], marks, current, policy))
         else:
@@ -234,6 +237,22 @@ class DebuggerScreen(Screen[None]):
         if self.pinned is not None and rules.view.chain:
             title += "  (selected in the diagram)"
         self._set_text("#rules-title", title)
+
+    def _stage_chain(self, key: tuple[str, str] | None) -> tuple[str, str] | None:
+        """At a table stage whose chain was not entered yet: that stage's chain."""
+        cur = self.debugger.current
+        if cur is None or not cur.stage or isinstance(cur, Fate):
+            return None
+        try:
+            stage = self.profile.stage(cur.stage)
+        except KeyError:
+            return None
+        if stage.kind != "table" or (key is not None and key[0] == stage.table
+                                     and cur.depth > 0):
+            return None
+        if key == (stage.table, stage.hook):
+            return None
+        return stage.table, stage.hook
 
     def _packets(self) -> list[Any]:
         if self.scenario is not None:

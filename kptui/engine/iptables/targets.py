@@ -400,7 +400,7 @@ class NfqueueTarget(Target):
 
 # ----------------------------------------------------------------------------- parse-only
 class _Opaque(Target):
-    """Targets kptui parses and saves but cannot apply yet (they need conntrack/NAT)."""
+    """Targets kptui parses and saves but cannot apply yet (the NAT targets)."""
 
     arg_options: ClassVar[tuple[str, ...]] = ()
     flag_options: ClassVar[tuple[str, ...]] = ()
@@ -417,8 +417,7 @@ class _Opaque(Target):
                         for o, a in self.given)
 
     def apply(self, pkt: Any, ctx: Any) -> TargetResult:
-        raise UnsupportedError(f"the {self.name} target (connection tracking and NAT are not "
-                               "modelled yet)")
+        raise UnsupportedError(f"the {self.name} target (NAT is not modelled yet)")
 
 
 def _opaque(name: str, args: tuple[str, ...], flags: tuple[str, ...] = (),
@@ -529,8 +528,9 @@ class CtTarget(_NotrackBase):
     def apply(self, pkt: Any, ctx: Any) -> TargetResult:
         if any(opt == "--notrack" for opt, _ in self.given):
             return self._notrack(pkt)  # xt_ct_tg_check: --notrack ignores everything else
-        opts = " ".join(opt for opt, _ in self.given) or "without options"
-        raise UnsupportedError(f"the CT target {opts} (only CT --notrack is modelled)")
+        opts = " ".join(opt for opt, _ in self.given)
+        what = f"with {opts}" if opts else "without options"
+        raise UnsupportedError(f"the CT target {what} (only CT --notrack is modelled)")
 
 
 _NAT = ("nat",)
