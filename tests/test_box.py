@@ -131,7 +131,7 @@ def test_sysctl_errors(line, message):
 
 def test_unsupported_commands_name_the_line():
     for line in ("tc qdisc add dev eth0 root netem delay 10ms",
-                 "ip rule add fwmark 1 lookup 100", "ip6tables -A INPUT -j DROP",
+                 "ip rule add uidrange 1000-2000 lookup 100", "ip6tables -A INPUT -j DROP",
                  "nft add table inet t", "sysctl -w net.ipv4.tcp_syncookies=1",
                  "ip link add br0 type bridge", "ip -6 addr add ::1/128 dev lo"):
         with pytest.raises(ParseError) as exc:

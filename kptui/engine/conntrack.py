@@ -45,7 +45,16 @@ What follows the kernel, function by function:
   checksums), ``tcp_error``'s truncated-header check (headers are whole).
 - Timeouts run on the box's simulated clock (``box.clock``, seconds) and use
   the kernel defaults or the ``net.netfilter.nf_conntrack_*timeout*``
-  sysctls; an expired entry is gone for lookups and listings.
+  sysctls; an expired entry is gone for lookups and listings. Seconds left
+  (``Conn.remaining``, what ``--ctexpire`` and `conntrack -L` show) are 0 for
+  an unconfirmed entry: its timeout is still relative, and nf_ct_expires()
+  subtracts the jiffies stamp from it (checked on kernel 6.18; strictly this
+  depends on the kernel's jiffies value). The kernel's listing, taken a moment
+  after the packet, shows one second less than kptui's at the same instant.
+- NAT hooks: ``Conn.nat_initialized`` / ``set_nat_initialized`` are
+  nf_nat_initialized (the SRC_NAT_DONE / DST_NAT_DONE bits); the walk sets them
+  after a nat chain traversal (or at a nat hook without a chain: the null
+  binding), so later packets of the connection skip the nat chains.
 
 Not modelled at all: helpers and expectations (FTP, ...; EXPECTED is never
 set), zones, labels, ``nf_conntrack_max`` eviction, fragments (the kernel
@@ -157,7 +166,8 @@ def tuple_of(pkt: Any) -> CtTuple | None:
     ip, l4 = pkt.ip, pkt.l4
     proto = ip.proto
     if proto in (PROTO_TCP, PROTO_UDP):
-        if l4 is None or not hasattr(l4, "sport"):
+        if l4 is None or not hasattr(l4, "sport") or (proto == PROTO_TCP
+                                                      and not hasattr(l4, "flags")):
             return None
         return CtTuple(ip.src, ip.dst, proto, l4.sport, l4.dport)
     if proto == PROTO_ICMP:

@@ -12,7 +12,18 @@ peer end (to the box's MAC, or to the broadcast/multicast MAC when the
 destination is a broadcast of that link's subnet or a multicast group, as a
 real sender addresses it), or from a raw socket (IP_HDRINCL, SO_MARK) inside the box for
 `iif = "local"`. `xtables-monitor --trace` gives the trace; AF_PACKET
-sockets on the peer ends see what leaves and what is answered.
+sockets on the peer ends see what leaves and what is answered. A packet
+with a `time` is sent that many seconds after the first packet (verify
+sleeps; it refuses scenarios spanning more than 30 s), so conntrack
+timeouts can be tested with short `net.netfilter.nf_conntrack_*` sysctls.
+
+Connection tracking state carries over between packets on both sides. The
+box's own answers to packets delivered to it (a RST for a closed TCP port,
+an echo reply, an ICMP port unreachable) pass through the kernel's conntrack
+too, but kptui does not model them yet: a scenario whose later packets
+depend on such an answer (e.g. a second echo request to the box, which the
+kernel sees as ESTABLISHED) would disagree. The ct-* scenarios forward their
+connections through the box, where peers never answer.
 
 What is compared, per packet, and the normalisation applied (nothing else):
 
