@@ -315,3 +315,22 @@ def test_verify_refuses_scenarios_longer_than_30_seconds():
                                        file="t.toml"))
     with pytest.raises(KptuiError, match="refuses more than 30 s"):
         check_duration(long)
+
+
+def test_syn_after_rst_reopens_or_is_ignored_by_which_side_sent_the_rst():
+    # ct-tcp-rst-then-syn (kernel 6.18, conntrack -L afterwards)
+    box = Box()
+    handshake(box)
+    send(box, tcp("R", back=True, seq=5001))  # the server resets
+    ignored = send(box, tcp("S", seq=20000))
+    assert (ignored.result, ignored.ctinfo, ignored.conn.proto_state) == (
+        "found", "ESTABLISHED", "CLOSE")
+    assert "ignored" in ignored.why
+    resync = send(box, tcp("SA", back=True, seq=30000, ack=20001))
+    assert resync.conn.proto_state == "SYN_RECV"
+    assert send(box, tcp("A", seq=20001, ack=30001)).conn.proto_state == "ESTABLISHED"
+    other = Box()
+    handshake(other)
+    send(other, tcp("R", seq=1001))  # the client resets, then opens again
+    reopened = send(other, tcp("S", seq=9000))
+    assert (reopened.result, reopened.conn.proto_state) == ("new", "SYN_SENT")

@@ -6,8 +6,12 @@ The scenario's packets are walked in order through one box (state carries
 over). Every user action is appended to ``journal`` as plain data; replaying
 the journal on a fresh box reproduces the same events, which is what sessions
 save and what reverse stepping uses: going back means re-executing history
-from the start up to an earlier event (walks are deterministic, so the result
-is exact; there is no checkpoint cache yet).
+from the last checkpoint before that event (walks are deterministic, so the
+result is exact). A checkpoint is a deep copy of the box and of the debugger's
+position, taken at a packet boundary (walks are generators, which cannot be
+copied) once ``checkpoint_every`` events have passed since the last one, so a
+step back re-executes at most about that many events plus one walk, however
+long the session.
 
 Journal entries (dicts of str/int, in order)::
 
@@ -16,6 +20,9 @@ Journal entries (dicts of str/int, in order)::
     {"op": "packet", "index": N}            a walk started (recorded by the action above it)
     {"op": "edit", "path": P, "text": T, "at": E}   E: index in ``events`` of the pause
     {"op": "break", "id": I, "spec": S}  {"op": "enable" | "disable" | "delete", "id": I}
+    {"op": "seed", "value": V}              the seed of `-m statistic` (before any event)
+    {"op": "inject", "origin": O, "proto": P, ...}  a packet queued after the others; the
+                                            other keys are INJECT_FIELDS, all text
 
 Stepping, each returning a ``Stop`` that says where and why it stopped:
 
@@ -51,7 +58,10 @@ and again if it turns false and then true.
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import copy
+import random
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -82,6 +92,9 @@ STOP_REASONS = ("step", "breakpoint", "watch", "fate", "end")
 TABLES = ("raw", "mangle", "nat", "filter", "security")
 HOOKS = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
 SPEC_FILE = "<breakpoint>"
+CHECKPOINT_EVERY = 256
+# What an injected packet is made of (the compose dialog's fields), all as text.
+INJECT_FIELDS = ("origin", "proto", "src", "dst", "sport", "dport", "flags", "icmp_type", "ttl")
 
 
 @dataclass(slots=True, eq=False)
@@ -153,6 +166,39 @@ def _default_walker(box: Any, pkt: Any, *, index: int = 0, profile: str = "moder
     return walk(box, pkt, index=index, profile=profile, linear=linear)
 
 
+@dataclass(frozen=True, slots=True)
+class _Checkpoint:
+    """The debugger between two walks, after its first ``count`` events."""
+
+    count: int
+    box: Any
+    index: int
+    packet: Any
+    walk_start: int
+
+
+def build_packet(fields: dict[str, str]) -> Packet:
+    """A packet from the compose dialog's text fields (INJECT_FIELDS); KptuiError if bad."""
+    from kptui.engine.packet import Packet
+
+    unknown = sorted(set(fields) - set(INJECT_FIELDS))
+    if unknown:
+        raise KptuiError(f"inject: unknown field {unknown[0]!r} "
+                         f"(known: {', '.join(INJECT_FIELDS)})")
+    origin = fields.get("origin") or "local"
+    try:
+        numbers = {k: int(fields[k], 0) for k in ("sport", "dport", "icmp_type", "ttl")
+                   if fields.get(k)}
+    except ValueError as err:
+        raise KptuiError(f"not a number: {err}") from None
+    try:
+        return Packet.build(proto=fields.get("proto") or "tcp", src=fields.get("src", ""),
+                            dst=fields.get("dst", ""), flags=fields.get("flags") or "S",
+                            iif="" if origin == "local" else origin, **numbers)
+    except ValueError as err:
+        raise KptuiError(str(err)) from None
+
+
 def _fresh_packet(item: Any) -> Any:
     """A new packet for a walk (walks mutate theirs): a Packet is copied, a PacketSpec built."""
     if hasattr(item, "copy"):
@@ -173,7 +219,8 @@ class Debugger:
     """
 
     def __init__(self, box: Box | Callable[[], Box], packets: Sequence[Packet | Any], *,
-                 walker: Walker | None = None, profile: str = "modern") -> None:
+                 walker: Walker | None = None, profile: str = "modern", seed: int = 0,
+                 checkpoint_every: int = CHECKPOINT_EVERY) -> None:
         if callable(box):
             self._make_box: Callable[[], Any] = box
             first = None
@@ -188,6 +235,12 @@ class Debugger:
         self._next_id = 1
         self.journal: list[JournalEntry] = []
         self._recording = True
+        self.seed = seed
+        self.checkpoint_every = max(1, checkpoint_every)
+        self._checkpoints: list[_Checkpoint] = []  # sorted by count
+        self._edits: dict[int, tuple[str, str]] = {}  # event position of a UserEdit -> text
+        self._linear: dict[int, bool] = {}  # position of a WalkStart -> linear walk or not
+        self.last_stop: Stop | None = None  # what the last replayed action returned
         self._reset(first)
 
     @classmethod
@@ -206,7 +259,8 @@ class Debugger:
         self.index = -1
         self.walk_start = 0  # where the current packet's events begin in ``events``
         self._walk: Iterator[Event] | None = None
-        self._edits: dict[int, tuple[str, str]] = {}  # event position of a UserEdit -> text
+        with contextlib.suppress(AttributeError):  # a box without state for `statistic`
+            self.box.rng = random.Random(self.seed)  # what `-m statistic` draws from
 
     @property
     def current(self) -> Event | None:
@@ -241,7 +295,11 @@ class Debugger:
         self.index = index
         self.packet = _fresh_packet(self._packets[index])
         self.walk_start = len(self.events)
-        options = {"linear": self._needs_every_rule()} if self._walker is _default_walker else {}
+        linear = self._linear.get(self.walk_start) if not self._recording else None
+        if linear is None:  # live: from the breakpoints; re-executing: as it was then
+            linear = self._needs_every_rule()
+            self._linear[self.walk_start] = linear
+        options = {"linear": linear} if self._walker is _default_walker else {}
         self._walk = iter(self._walker(self.box, self.packet, index=index,
                                        profile=self.profile, **options))
         for bp in self.breakpoints.values():
@@ -267,10 +325,51 @@ class Debugger:
             self._walk = None
             raise KptuiError(f"packet {self.index}'s walk ended without a fate "
                              "(an engine bug)") from None
+        self.events.append(event)
         if isinstance(event, Fate):
             self._walk = None
-        self.events.append(event)
+            self._maybe_checkpoint()
         return event
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    def _maybe_checkpoint(self) -> None:
+        """At a packet boundary, keep a copy when the last one is far enough behind."""
+        count = len(self.events)
+        counts = [cp.count for cp in self._checkpoints]
+        at = bisect.bisect_right(counts, count)
+        if at and counts[at - 1] > count - self.checkpoint_every:
+            return
+        if at < len(counts) and counts[at] < count + self.checkpoint_every:
+            return  # one just ahead already (kept while seeking along a timeline)
+        self._checkpoints.insert(at, _Checkpoint(count, copy.deepcopy(self.box), self.index,
+                                                 copy.deepcopy(self.packet), self.walk_start))
+
+    def _drop_checkpoints_after(self, count: int) -> None:
+        """History after ``count`` is being rewritten: checkpoints there no longer hold."""
+        self._checkpoints = [cp for cp in self._checkpoints if cp.count <= count]
+
+    def _restore(self, count: int, history: Sequence[Event]) -> int:
+        """Back to the nearest checkpoint at or before ``count`` (or to the very start);
+        returns how many events of ``history`` that state has already been through."""
+        counts = [cp.count for cp in self._checkpoints]
+        at = bisect.bisect_right(counts, count)
+        if not at:
+            self._reset()
+            return 0
+        cp = self._checkpoints[at - 1]
+        self.box = copy.deepcopy(cp.box)
+        self.events = list(history[:cp.count])
+        self.index = cp.index
+        self.packet = copy.deepcopy(cp.packet)
+        self.walk_start = cp.walk_start
+        self._walk = None
+        return cp.count
+
+    @property
+    def checkpoints(self) -> list[int]:
+        """Event counts at which a checkpoint is kept (for tests and the benchmark)."""
+        return [cp.count for cp in self._checkpoints]
 
     def _hits(self, event: Event) -> list[Breakpoint]:
         """The enabled breakpoints ``event`` hits; updates the state of bare `if`s."""
@@ -381,6 +480,7 @@ class Debugger:
             raise KptuiError("no packet is in flight: step to start one, then edit it")
         at = len(self.events) - 1
         event = self._apply_edit(path, text)
+        self._drop_checkpoints_after(at + 1)
         self._record({"op": "edit", "path": path, "text": text, "at": at})
         return self._check(event) or Stop("step", event)
 
@@ -393,6 +493,39 @@ class Debugger:
         self._edits[len(self.events)] = (path, text)
         self.events.append(event)
         return event
+
+    # -- session set-up --------------------------------------------------------------------
+
+    def set_seed(self, seed: int) -> None:
+        """Seed the random choices (`-m statistic --mode random`); only before any event."""
+        if self.events:
+            raise KptuiError("the seed of random choices can only be set before the first "
+                             "packet")
+        if not 0 <= seed < 2**63:
+            raise KptuiError(f"seed {seed}: must be 0 .. 2**63-1")
+        self.seed = seed
+        self._checkpoints = []
+        self._reset()
+        self._record({"op": "seed", "value": seed})
+
+    def inject(self, fields: dict[str, str]) -> int:
+        """Queue a packet made of ``fields`` (INJECT_FIELDS, as text) after the others;
+        returns its index. Nothing already walked changes, so nothing is re-executed."""
+        fields = {k: v for k, v in fields.items() if v}
+        pkt = build_packet(fields)
+        origin = fields.get("origin", "local")
+        names = getattr(self.box, "interfaces", None)
+        if origin != "local" and names is not None and origin not in names:
+            known = ", ".join(sorted(names))
+            raise KptuiError(f"origin: no interface {origin!r} in this box ({known}, or local)")
+        self._packets.append(pkt)
+        self._record({"op": "inject", **fields})
+        return len(self._packets) - 1
+
+    @property
+    def packets(self) -> list[Any]:
+        """The packets to walk, in order: the scenario's, then the injected ones."""
+        return list(self._packets)
 
     # -- breakpoints ---------------------------------------------------------------------
 
@@ -443,36 +576,69 @@ class Debugger:
         if not self.events:
             return Stop("end", None)
         self._rebuild(len(self.events) - 1)
+        self._drop_checkpoints_after(len(self.events))
         return Stop("step", self.current)
 
     def reverse_cont(self) -> Stop:
         """Back to the latest earlier event that hits an enabled breakpoint or watchpoint;
-        to the very beginning (reason "end") when there is none."""
+        to the very beginning (reason "end") when there is none.
+
+        History is scanned backwards a checkpoint segment at a time, so a hit close
+        behind costs about one segment of re-execution, not the whole session.
+        """
         self._record({"op": "reverse_cont"})
         if not self.events:
             return Stop("end", None)
-        hits = self._rebuild(len(self.events) - 1, scan=True)
-        if not hits:
-            self._rebuild(0)
-            return Stop("end", None)
-        position, bp_id = hits[-1]
-        self._rebuild(position + 1)
-        bp = self.breakpoints[bp_id]
-        bp.hits += 1
-        return Stop("watch" if bp.kind == "watch" else "breakpoint", self.current, bp)
+        history = list(self.events)
+        end = len(history) - 1
+        bounds = [0, *(c for c in self.checkpoints if 0 < c < end), end]
+        for lo, hi in reversed(list(zip(bounds, bounds[1:], strict=False))):
+            hits = self._rebuild(hi, history=history, scan_from=lo)
+            if hits:
+                position, bp_id = hits[-1]
+                self._rebuild(position + 1, history=history)
+                self._drop_checkpoints_after(len(self.events))
+                bp = self.breakpoints[bp_id]
+                bp.hits += 1
+                return Stop("watch" if bp.kind == "watch" else "breakpoint", self.current, bp)
+        self._rebuild(0, history=history)
+        self._drop_checkpoints_after(0)
+        return Stop("end", None)
 
-    def _rebuild(self, count: int, *, scan: bool = False) -> list[tuple[int, int]]:
-        """Re-execute history from a fresh box up to its first ``count`` events.
+    def seek(self, count: int, timeline: Sequence[Event]) -> None:
+        """Put the debugger after the first ``count`` events of ``timeline``: events this
+        debugger produced (``list(dbg.events)`` taken earlier). Not a user action, so not
+        journaled: the replay screen moves along a recorded session with it. Going
+        forward continues from here when the current events lead there; checkpoints
+        along the timeline are kept, so moving about costs one segment each time."""
+        count = max(0, min(count, len(timeline)))
+        n = len(self.events)
+        if n <= count and (n == 0 or self.events[-1] == timeline[n - 1]) \
+                and count - n < self.checkpoint_every:
+            self._rebuild(count, history=timeline, start=n)
+        else:
+            self._rebuild(count, history=timeline)
 
-        With ``scan``, return (position, breakpoint id) of every hit on the way,
-        with the breakpoints as they are now. Hit counts are left alone.
+    def _rebuild(self, count: int, *, history: Sequence[Event] | None = None,
+                 scan_from: int | None = None, start: int | None = None
+                 ) -> list[tuple[int, int]]:
+        """Re-execute ``history`` (default: the events so far) up to its first ``count``
+        events, from the nearest checkpoint (or from ``start``: the current state).
+
+        With ``scan_from``, re-execution starts at the checkpoint at that count and
+        returns (position, breakpoint id) of every hit on the way, with the
+        breakpoints as they are now. Hit counts are left alone.
         """
-        history, edits = self.events[:count], self._edits
+        if history is None:
+            history = list(self.events)
+        edits = self._edits
         recording, self._recording = self._recording, False
         hits: list[tuple[int, int]] = []
         try:
-            self._reset()
-            for position, expected in enumerate(history):
+            if start is None:
+                start = self._restore(count if scan_from is None else scan_from, history)
+            for position in range(start, count):
+                expected = history[position]
                 if isinstance(expected, UserEdit):
                     event: Event | None = self._apply_edit(*edits[position])
                 else:
@@ -480,7 +646,7 @@ class Debugger:
                 if event != expected:
                     raise KptuiError(f"re-execution diverged at event {position}: expected "
                                      f"{expected!r}, got {event!r}")
-                if scan and event is not None:
+                if scan_from is not None and event is not None:
                     hits.extend((position, bp.id) for bp in self._hits(event))
         finally:
             self._recording = recording
@@ -493,8 +659,13 @@ class Debugger:
     @classmethod
     def replay(cls, box: Box | Callable[[], Box], packets: Sequence[Packet | Any],
                journal: Sequence[JournalEntry], *, walker: Walker | None = None,
-               profile: str = "modern") -> Debugger:
-        """Re-execute a journal on a fresh debugger; raise KptuiError where it diverges."""
+               profile: str = "modern", strict: bool = True) -> Debugger:
+        """Re-execute a journal on a fresh debugger; raise KptuiError where it diverges.
+
+        ``strict`` also checks that every packet starts where the journal says; a
+        session replay turns it off and compares the events themselves instead, to
+        show the first event that differs.
+        """
         dbg = cls(box, packets, walker=walker, profile=profile)
         journal = list(journal)
         for position, entry in enumerate(journal):
@@ -505,25 +676,27 @@ class Debugger:
             except KptuiError as err:
                 raise KptuiError(f"replay failed at journal entry {position} {entry}: "
                                  f"{err}") from err
+            if not strict:
+                continue
             upto = next((i for i in range(position + 1, len(journal))
                          if not _is_packet_start(journal[i])), len(journal))
             if dbg.journal != journal[:upto]:
                 raise KptuiError(f"replay diverged at journal entry {position} {entry}: "
                                  + _first_difference(journal[:upto], dbg.journal))
-        if dbg.journal != journal:  # only packet starts, none of them re-done
+        if strict and dbg.journal != journal:  # only packet starts, none of them re-done
             raise KptuiError("replay diverged: " + _first_difference(journal, dbg.journal))
         return dbg
 
     def _replay_entry(self, entry: JournalEntry) -> None:
         op = _get(entry, "op", str)
         if op in _STEP_OPS:
-            getattr(self, op)()
+            self.last_stop = getattr(self, op)()
         elif op == "edit":
             at = _get(entry, "at", int)
             if at != len(self.events) - 1:
                 raise KptuiError(f"the edit was made at event {at}, replay is at event "
                                  f"{len(self.events) - 1}")
-            self.edit(_get(entry, "path", str), _get(entry, "text", str))
+            self.last_stop = self.edit(_get(entry, "path", str), _get(entry, "text", str))
         elif op == "break":
             bp = self.add_breakpoint(_get(entry, "spec", str))
             if bp.id != _get(entry, "id", int):
@@ -531,6 +704,10 @@ class Debugger:
         elif op in ("enable", "disable", "delete"):
             {"enable": self.enable, "disable": self.disable, "delete": self.remove}[op](
                 _get(entry, "id", int))
+        elif op == "seed":
+            self.set_seed(_get(entry, "value", int))
+        elif op == "inject":
+            self.inject({k: _get(entry, k, str) for k in entry if k != "op"})
         else:
             raise KptuiError(f"unknown action {op!r}")
 
