@@ -35,8 +35,16 @@ class KptApp(App[object]):
     ]
 
     def __init__(self, scenario: Any = None, *, debugger: Any = None, text: str | None = None,
-                 name: str = "") -> None:
+                 name: str = "", view: dict[str, str] | None = None, session_path: str = "",
+                 replay: Any = None, notice: str = "") -> None:
+        """``view`` and ``session_path``: a reopened session's screen state and file.
+        ``replay``: the recorded timeline (a list of events) to open in replay mode.
+        ``notice``: a warning to show once the screen is up (a diverging session)."""
         super().__init__()
+        self.view = view
+        self.session_path = session_path
+        self.replay_timeline = replay
+        self.notice = notice
         self.scenario = scenario
         self.debugger = debugger
         self.text = text
@@ -54,7 +62,16 @@ class KptApp(App[object]):
         self.call_after_refresh(self._load)
 
     def _debugger_screen(self) -> DebuggerScreen:
-        return DebuggerScreen(self.debugger, scenario=self.scenario, name=self.scenario_name)
+        if self.replay_timeline is not None:
+            from kptui.screens.replay import ReplayScreen
+
+            return ReplayScreen(self.debugger, self.replay_timeline, scenario=self.scenario,
+                                name=self.scenario_name, divergence=self.notice,
+                                session_path=self.session_path)
+        if self.notice:
+            self.notify(self.notice, severity="warning", timeout=10)
+        return DebuggerScreen(self.debugger, scenario=self.scenario, name=self.scenario_name,
+                              view=self.view, session_path=self.session_path)
 
     @work(thread=True, exclusive=True, group="load", exit_on_error=False)
     def _load(self) -> None:

@@ -55,6 +55,13 @@ def cmd_trace(args: argparse.Namespace) -> int:
             f"--packet {args.packet}: the scenario has {len(scenario.packets)} packet(s), "
             f"numbered from 0"
         )
+    if args.save:
+        if args.packet is not None:
+            raise KptuiError("--save records the whole run: leave out --packet")
+        from kptui.sessions.format import save
+        from kptui.sessions.replay import record_run
+
+        save(record_run(scenario, scenario.text, scenario.file), args.save)
     results = list(run_scenario(scenario, only=args.packet))
     fmt = "json" if args.json else args.format
     render = {"text": report.as_text, "json": report.as_json_lines, "trace": report.as_trace}
@@ -126,11 +133,32 @@ def cmd_route(args: argparse.Namespace) -> int:
     return 0
 
 
+def is_session_file(path: str | None) -> bool:
+    """A .kpt file, or a file that starts like msgpack (a map), not like TOML text."""
+    if path is None:
+        return False
+    if path.endswith(".kpt"):
+        return True
+    try:
+        with open(path, "rb") as fh:
+            first = fh.read(1)
+    except OSError:
+        return False
+    return bool(first) and first[0] >= 0x80
+
+
+def _on_terminal() -> bool:
+    return sys.stdout.isatty() and sys.stdin.isatty()
+
+
 def cmd_open(args: argparse.Namespace) -> int:
-    """`kptui [SCENARIO]`: the full-screen debugger; the text trace when not on a terminal."""
+    """`kptui [SCENARIO]`: the full-screen debugger; the text trace when not on a terminal.
+    `kptui SESSION.kpt`: the session reopened where it was saved, as it was on screen."""
     from kptui import report
     from kptui.engine.run import run_scenario
 
+    if is_session_file(args.scenario):
+        return open_session(args.scenario, headless=args.no_tui or not _on_terminal())
     text, name = read_scenario_text(args.scenario)
     if args.no_tui or not (sys.stdout.isatty() and sys.stdin.isatty()):
         from kptui.engine.scenario import load_scenario
@@ -155,14 +183,76 @@ def cmd_open(args: argparse.Namespace) -> int:
     return app.return_code or 0
 
 
+def _run_app(app: object) -> int:
+    result = app.run()  # type: ignore[attr-defined]
+    if isinstance(result, BaseException):
+        raise result
+    return app.return_code or 0  # type: ignore[attr-defined]
+
+
+def open_session(path: str, *, headless: bool) -> int:
+    from kptui.sessions.format import load as load_session
+    from kptui.sessions.replay import as_text, replay, walks
+
+    session = load_session(path)
+    done = replay(session, file=path)
+    if headless:
+        sys.stdout.write(as_text(walks(done.debugger)))
+        return _diverged(path, done.divergence)
+    from kptui.app import KptApp
+
+    notice = f"the replay diverges: {done.divergence}" if done.divergence else ""
+    app = KptApp(done.scenario, debugger=done.debugger,
+                 name=done.scenario.name or session.scenario_file, view=session.view,
+                 session_path=path, notice=notice)
+    return _run_app(app)
+
+
+def _diverged(path: str, divergence: str) -> int:
+    if divergence:
+        print(f"kptui: {path}: the replay diverges from the recording: {divergence}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """`kptui replay SESSION`: the replay screen, or with --headless the trace, checked."""
+    from kptui.sessions import replay as rp
+    from kptui.sessions.format import load as load_session
+    from kptui.sessions.format import write_atomic
+    from kptui.sessions.pcap import write as write_pcap
+
+    session = load_session(args.session)
+    done = rp.replay(session, file=args.session)
+    headless = args.headless or args.pcap or not _on_terminal()
+    if not headless:
+        from kptui.app import KptApp
+
+        app = KptApp(done.scenario, debugger=done.debugger,
+                     name=done.scenario.name or session.scenario_file,
+                     replay=list(done.debugger.events), notice=done.divergence,
+                     session_path=args.session)
+        return _run_app(app)
+    if args.pcap:
+        write_atomic(args.pcap, write_pcap(rp.pcap_records(done.debugger)))
+    if args.headless or not args.pcap:
+        fmt = "json" if args.json else args.format
+        render = {"text": rp.as_text, "json": rp.as_json_lines, "trace": rp.as_trace}
+        sys.stdout.write(render[fmt](rp.walks(done.debugger)))
+    return _diverged(args.session, done.divergence)
+
+
 def build_parsers() -> dict[str, argparse.ArgumentParser]:
     top = argparse.ArgumentParser(
         prog="kptui",
         description="A stepping debugger for the Linux packet path.",
-        epilog="subcommands: trace, verify, route (run `kptui trace --help`)",
+        epilog="subcommands: trace, replay, verify, route (run `kptui trace --help`)",
     )
     top.add_argument("--version", action="version", version=f"kptui {__version__}")
-    top.add_argument("scenario", nargs="?", help="scenario .toml (default: the built-in demo)")
+    top.add_argument("scenario", nargs="?",
+                     help="scenario .toml (default: the built-in demo), or a saved session "
+                          ".kpt to reopen where it was saved")
     top.add_argument("--no-tui", action="store_true",
                      help="print the trace as text instead of opening the full-screen "
                           "debugger (the default when stdout is not a terminal)")
@@ -179,7 +269,30 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
                        help="text for people (default), json (one object per packet), "
                             "or trace (TRACE: lines)")
     trace.add_argument("--packet", type=int, metavar="N", help="only packet N (from 0)")
+    trace.add_argument("--save", metavar="FILE.kpt",
+                       help="also record the run (every packet to its fate) as a session "
+                            "file, for `kptui replay` or `kptui FILE.kpt`")
     trace.set_defaults(func=cmd_trace)
+
+    replay = argparse.ArgumentParser(
+        prog="kptui replay",
+        description="Replay a saved session: a timeline to move along both ways, or with "
+                    "--headless the trace of the re-run journal. Exit 0 when the events "
+                    "match the recording, 1 when they diverge (the first differing event "
+                    "is shown), 2 when the file cannot be used.",
+    )
+    replay.add_argument("session", metavar="SESSION.kpt")
+    replay.add_argument("--headless", action="store_true",
+                        help="print the trace instead of opening the replay screen (the "
+                             "default when stdout is not a terminal)")
+    replay.add_argument("--json", action="store_true", help="same as --format json")
+    replay.add_argument("--format", choices=("text", "json", "trace"), default="text",
+                        help="text for people (default), json (one object per packet), "
+                             "or trace (TRACE: lines)")
+    replay.add_argument("--pcap", metavar="FILE",
+                        help="write the walked packets (as they arrive and after each stage "
+                             "that changed them) to a pcap file, LINKTYPE_RAW")
+    replay.set_defaults(func=cmd_replay)
 
     verify = argparse.ArgumentParser(
         prog="kptui verify",
@@ -205,7 +318,7 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     route.add_argument("--explain", action="store_true",
                        help="also print the RPDB rules tried and why, as # lines")
     route.set_defaults(func=cmd_route)
-    return {"": top, "trace": trace, "verify": verify, "route": route}
+    return {"": top, "trace": trace, "verify": verify, "route": route, "replay": replay}
 
 
 def main(argv: list[str]) -> int:

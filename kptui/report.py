@@ -1,4 +1,11 @@
-"""Text renderings of walk results: for people, for scripts (JSON), and TRACE lines."""
+"""Text renderings of walk results: for people, for scripts (JSON), and TRACE lines.
+
+A packet's answers (kptui.engine.run: REJECT's ICMP/RST, the kernel's ICMP
+errors) follow it in every format: in the text, each answer walk after the
+packet's fate, indented one level per answer depth; in the TRACE output under
+a `# packet N answer M` header (the kernel traces an answer as a packet of its
+own); in JSON as `answers` / `answer_walks` (PacketResult.to_json).
+"""
 
 from __future__ import annotations
 
@@ -28,6 +35,9 @@ def as_trace(results: Iterable[PacketResult]) -> str:
     for result in results:
         lines.append(f"# packet {result.index}")
         lines.extend(f"TRACE: {line}" for line in trace_lines(result.events))
+        for number, answer in enumerate(result.all_answers()):
+            lines.append(f"# packet {result.index} answer {number}: {answer.why}")
+            lines.extend(f"TRACE: {line}" for line in trace_lines(answer.events))
     return "\n".join(lines) + "\n"
 
 
@@ -37,13 +47,16 @@ def as_text(results: Iterable[PacketResult]) -> str:
     return "\n".join(blocks)
 
 
-def _text_one(result: PacketResult) -> str:
+def _text_one(result: PacketResult, prefix: str = "") -> str:
     lines: list[str] = []
     for event in result.events:
         line = _text_line(event)
         if line is not None:
-            lines.append(line)
-    return "\n".join(lines) + "\n"
+            lines.extend(prefix + part for part in line.split("\n"))
+    text = "\n".join(lines) + "\n"
+    for answer in result.answers:
+        text += f"{prefix}  answer ({answer.why}):\n" + _text_one(answer, prefix + "    ")
+    return text
 
 
 def _text_line(event: Event) -> str | None:

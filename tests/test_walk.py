@@ -186,12 +186,12 @@ def test_no_route_drops_with_routing_reason():
 
 
 def test_unsupported_target_ends_in_an_explicit_error_not_a_guess():
-    rules = ("*nat\n:PREROUTING ACCEPT [0:0]\n"
-             "-A PREROUTING -p udp -j DNAT --to-destination 192.0.2.9\nCOMMIT")
+    rules = ("*raw\n:PREROUTING ACCEPT [0:0]\n"
+             "-A PREROUTING -p udp -j CT --zone 1\nCOMMIT")
     (r,) = run(rules=rules)
     assert r["fate"]["action"] == "error"
     assert "unsupported yet" in r["fate"]["message"]
-    assert "DNAT" in r["fate"]["message"]
+    assert "CT" in r["fate"]["message"]
 
 
 NAT_EMPTY = "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT"

@@ -687,6 +687,31 @@ class Debugger:
             raise KptuiError("replay diverged: " + _first_difference(journal, dbg.journal))
         return dbg
 
+    def apply(self, entry: JournalEntry) -> None:
+        """Perform one journal action as the user did (a session replay drives this).
+        Packet starts are not actions: the step that started the packet records them."""
+        if not _is_packet_start(entry):
+            self._replay_entry(entry)
+
+    def rerun(self) -> Iterator[tuple[Event, Any]]:
+        """Re-execute this debugger's history on a fresh box, yielding each event with the
+        packet just after it (the live object, changed as the walk goes on: copy what
+        you keep). Exports use it to see the packet between stages."""
+        other = type(self)(self._make_box, self._packets, walker=self._walker,
+                           profile=self.profile, seed=self.seed, checkpoint_every=2**62)
+        other._edits, other._linear = dict(self._edits), dict(self._linear)
+        other._recording = False
+        for position, expected in enumerate(list(self.events)):
+            if isinstance(expected, UserEdit):
+                event: Event | None = other._apply_edit(*other._edits[position])
+            else:
+                event = other._pull()
+            if event != expected:
+                raise KptuiError(f"re-execution diverged at event {position}: expected "
+                                 f"{expected!r}, got {event!r}")
+            assert event is not None
+            yield event, other.packet
+
     def _replay_entry(self, entry: JournalEntry) -> None:
         op = _get(entry, "op", str)
         if op in _STEP_OPS:

@@ -242,6 +242,41 @@ class NatSkip(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class NatBinding(Event):
+    """nf_nat_setup_info: the binding a NAT target (or the null binding) set up.
+
+    ``before``/``after`` are the manipulated side of the connection's tuple
+    (address:port), ``why`` says how the kernel chose it (kept, reused, clash
+    resolved, null binding), ``assumed`` what kptui had to assume where the
+    kernel is random.
+    """
+
+    manip: str  # SRC | DST
+    target: str  # SNAT, DNAT, MASQUERADE, REDIRECT, NETMAP, or "null" (no rule bound it)
+    range: str  # noqa: A003 - the range requested, e.g. "203.0.113.2:1024-2047 random"
+    before: str
+    after: str
+    why: str
+    changed: bool = False  # the reply tuple was altered (status SRC_NAT / DST_NAT set)
+    by: str = ""  # the rule, e.g. nat:POSTROUTING:rule:1
+    assumed: str = ""
+    kind: ClassVar[str] = "nat_binding"
+
+    def describe(self) -> str:
+        name = {"SRC": "SNAT", "DST": "DNAT"}[self.manip] if self.target != "null" \
+            else f"null {self.manip}"
+        if self.target in ("MASQUERADE", "REDIRECT", "NETMAP"):
+            name = f"{self.target} ({name})"
+        if self.before == self.after:
+            text = f"{name} binding: {self.before} kept ({self.why})"
+        else:
+            text = f"{name} binding: {self.before} -> {self.after} ({self.why})"
+        if self.assumed:
+            text += f"; assumed: {self.assumed}"
+        return text
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Note(Event):
     """A remark: a caveat, or something kptui does not model yet (never silent)."""
 
@@ -280,6 +315,34 @@ class Fate(Event):
         if self.message:
             d["message"] = self.message
         return d
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnswerSent(Event):
+    """The box answers the walked packet (REJECT's ICMP or RST, the kernel's own ICMP
+    errors). The answer is a new locally generated packet, walked after this one
+    (kptui.engine.run): ``answer`` is that packet as built, before its walk.
+
+    ``number`` counts this packet's answers from 0; ``why`` says what sent it and
+    ``attached`` the conntrack ctinfo nf_ct_attach gave it ('' when none).
+    """
+
+    packet: str  # one-line summary of the answer
+    why: str
+    number: int = 0
+    attached: str = ""
+    answer: Any = field(default=None, compare=False, repr=False)  # the Packet, not in to_dict
+    kind: ClassVar[str] = "answer"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "stage": self.stage, "hook": self.hook, "depth": self.depth,
+                "packet": self.packet, "why": self.why, "number": self.number,
+                "attached": self.attached}
+
+    def describe(self) -> str:
+        ct = f"; it carries the connection's entry as {self.attached} (nf_ct_attach)" \
+            if self.attached else ""
+        return f"the box answers with {self.packet} ({self.why}){ct}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

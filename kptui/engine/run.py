@@ -2,35 +2,87 @@
 
 This is what ``kptui trace`` prints and what ``kptui verify`` compares with
 the kernel: one result per packet in DESIGN.md's ``--json`` shape.
+
+Answers (REJECT's ICMP or RST, the kernel's own ICMP errors: time exceeded,
+fragmentation needed, destination unreachable for unreachable/prohibit routes,
+redirects). A walk announces each answer with an ``AnswerSent`` event just
+before its ``Fate`` (in the kernel the answer leaves while the packet is being
+handled); the event carries the answer packet as kptui.engine.answers built it.
+``walk_answers`` then walks each answer, in the same box, as a new locally
+generated walk (output routing, raw/mangle/nat/filter OUTPUT, POSTROUTING,
+with a RST carrying the original's conntrack entry as RELATED_REPLY/RELATED,
+nf_ct_attach): the box's own OUTPUT rules can drop it, as in the kernel. An
+answer's walk can announce answers of its own; they are walked too (depth at
+most ``MAX_ANSWER_DEPTH``; __icmp_send and nf_send_reset make deeper chains
+impossible anyway).
+
+``PacketResult.answers`` holds these walks (each a ``PacketResult`` with the
+same ``index``, its ``events``, the answer ``packet`` as it was at its fate,
+``why`` from the AnswerSent event, and its own ``answers``), depth first in
+the order the events announced them. A debugger or TUI steps an answer walk by
+walking ``AnswerSent.answer.copy()`` in the box right after the original's
+fate (what ``walk_answers`` does).
+
+In ``to_json()``, ``answers`` lists ``answer_out()`` of every answer walk (at
+any depth) that ended in ``transmit``: the packets seen on a wire, shaped as
+``kptui verify`` records the kernel's (``iface`` first). An answer dropped in
+OUTPUT/POSTROUTING, or sent to the box itself (a REJECT answer to a local
+sender loops back through lo and is delivered), is not in ``answers``: every
+answer walk, whatever its fate, is in ``PacketResult.answers`` and in the text
+and TRACE renderings (kptui.report), but DESIGN.md's --json shape has no key
+for whole answer walks yet.
+
+``reply_to = N`` (scenario.PacketSpec.reply_to): the packet is built by
+answers.reply_to from packet N's walked packet at its fate (tuple swapped as
+seen after NAT), arriving where packet N left, with the spec's overrides.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kptui.engine.events import Event, Fate, trace_lines
+from kptui.engine.events import AnswerSent, Event, Fate, trace_lines
 from kptui.engine.walk import walk
 
 if TYPE_CHECKING:
+    from kptui.engine.box import Box
     from kptui.engine.packet import Packet
     from kptui.engine.scenario import Scenario
+
+MAX_ANSWER_DEPTH = 3
 
 
 @dataclass(slots=True)
 class PacketResult:
-    """One packet's walk: its events and the packet as it was at its fate."""
+    """One packet's walk: its events, the packet as it was at its fate, its answers."""
 
     index: int
     events: list[Event]
     packet: Packet
+    answers: list[PacketResult] = field(default_factory=list)
+    why: str = ""  # for an answer walk: what sent it
+    sent: Packet | None = None  # the packet as built, before its walk (what verify sends)
 
     @property
     def fate(self) -> Fate:
         last = self.events[-1]
         assert isinstance(last, Fate)
         return last
+
+    def all_answers(self) -> Iterator[PacketResult]:
+        """Every answer walk, depth first (an answer's answers follow it)."""
+        for answer in self.answers:
+            yield answer
+            yield from answer.all_answers()
+
+    def wire_answers(self) -> list[dict[str, Any]]:
+        """The ``answers`` of --json: answer_out of every answer that left the box."""
+        from kptui.engine.answers import answer_out
+
+        return [answer_out(a.packet, a.fate.iface) for a in self.all_answers()
+                if a.fate.action == "transmit"]
 
     def to_json(self, *, with_events: bool = True) -> dict[str, Any]:
         """The object ``kptui trace --json`` prints for this packet."""
@@ -39,22 +91,45 @@ class PacketResult:
             "fate": self.fate.to_json(),
             "out": self.packet.out_dict(),
             "trace": trace_lines(self.events),
-            "answers": [],
+            "answers": self.wire_answers(),
         }
         if with_events:
             out["events"] = [event.to_dict() for event in self.events]
         return out
 
 
+def walk_answers(box: Box, events: list[Event], *, index: int, profile: str,
+                 depth: int = 0) -> list[PacketResult]:
+    """Walk the answers ``events`` announced, in order, in ``box`` (see the module doc)."""
+    out: list[PacketResult] = []
+    for event in events:
+        if not isinstance(event, AnswerSent) or event.answer is None:
+            continue
+        pkt = event.answer.copy()
+        answer_events = list(walk(box, pkt, index=index, profile=profile))
+        result = PacketResult(index, answer_events, pkt, why=event.why,
+                              sent=event.answer.copy())
+        if depth + 1 < MAX_ANSWER_DEPTH:
+            result.answers = walk_answers(box, answer_events, index=index, profile=profile,
+                                          depth=depth + 1)
+        out.append(result)
+    return out
+
+
 def run_scenario(scenario: Scenario, *, only: int | None = None) -> Iterator[PacketResult]:
     """Walk every packet of ``scenario`` in order (state carries over between them).
 
     With ``only``, every packet is still walked, because earlier packets change
-    the box (counters, limits), but only that packet's result is produced.
+    the box (counters, limits, conntrack), but only that packet's result is
+    produced. A packet with ``reply_to = N`` is built from packet N's result.
     """
     box = scenario.build_box()
+    walked: list[tuple[Packet, Event]] = []
     for index, spec in enumerate(scenario.packets):
-        pkt = spec.build()
+        pkt = spec.build_after(walked)
+        sent = pkt.copy()
         events = list(walk(box, pkt, index=index, profile=scenario.profile))
+        answers = walk_answers(box, events, index=index, profile=scenario.profile)
+        walked.append((pkt, events[-1]))
         if only is None or only == index:
-            yield PacketResult(index, events, pkt)
+            yield PacketResult(index, events, pkt, answers, sent=sent)

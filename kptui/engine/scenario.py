@@ -34,8 +34,11 @@ PACKET_KEYS: dict[str, tuple[type, int, int]] = {
     "icmp_type": (int, 0, 255), "icmp_code": (int, 0, 255), "icmp_id": (int, 0, 65535),
     "length": (int, 20, 65535), "df": (bool, 0, 1),
     "seq": (int, 0, 0xFFFFFFFF), "ack": (int, 0, 0xFFFFFFFF),
-    "time": (float, 0, 0), "inner": (dict, 0, 0),
+    "time": (float, 0, 0), "inner": (dict, 0, 0), "reply_to": (int, 0, 0xFFFF),
 }
+# With `reply_to = N` the reply is built from packet N (answers.reply_to); these keys
+# may override what it builds, the others are decided by the reply.
+REPLY_OVERRIDES = ("iif", "ttl", "tos", "flags", "seq", "ack", "df", "time", "mark")
 # The quoted packet of an ICMP error: `inner = { proto = "udp", src = ..., ... }`.
 INNER_KEYS = ("proto", "src", "dst", "sport", "dport", "flags", "ttl", "seq", "ack",
               "icmp_type", "icmp_code", "icmp_id")
@@ -67,10 +70,18 @@ class PacketSpec:
     ack: int | None = None
     time: float = 0.0  # seconds on the box's clock when the packet arrives (non-decreasing)
     inner: PacketSpec | None = None  # the packet an ICMP error quotes
+    reply_to: int | None = None  # build the reply to packet N (see build_after)
+    overrides: tuple[str, ...] = ()  # the keys written beside reply_to
+    file: str = ""
 
     def build(self) -> Packet:
         from kptui.engine.packet import Packet
 
+        if self.reply_to is not None:
+            raise UnsupportedError(
+                f"{self.file}:{self.line}: a packet with reply_to = {self.reply_to} is built "
+                f"from packet {self.reply_to}'s walk (kptui trace and verify do that); "
+                "building it alone")
         pkt = Packet.build(
             proto=self.proto, src=self.src, dst=self.dst, sport=self.sport, dport=self.dport,
             flags=self.flags, ttl=self.ttl, tos=self.tos, icmp_type=self.icmp_type,
@@ -84,6 +95,55 @@ class PacketSpec:
                 pkt.set(f"tcp.{key}", value)
         if self.inner is not None:
             pkt.l4.inner = self.inner.build()  # type: ignore[union-attr]
+        pkt.meta.tstamp = self.time
+        return pkt
+
+    def build_after(self, walked: list[tuple[Packet, Any]]) -> Packet:
+        """The packet, given the earlier packets as they were at their fates.
+
+        ``walked[i]`` is (packet i after its walk, its Fate). Without reply_to this
+        is ``build()``. With ``reply_to = N``: answers.reply_to of packet N as it
+        was at its fate (after NAT: the tuple the server saw, swapped; a SYN gets a
+        SYN-ACK), arriving on the interface packet N left through, or generated
+        locally when packet N was delivered here; then the overrides written beside
+        reply_to. Packet N dropped or rejected: no server saw it, KptuiError.
+        """
+        if self.reply_to is None:
+            return self.build()
+        from kptui.engine.answers import NoReplyError, reply_to
+
+        where = f"{self.file}:{self.line}: reply_to = {self.reply_to}"
+        if self.reply_to >= len(walked):
+            raise KptuiError(f"{where}: packet {self.reply_to} has not been walked yet")
+        original, fate = walked[self.reply_to]
+        if fate is not None and fate.action not in ("transmit", "deliver"):
+            raise KptuiError(f"{where}: packet {self.reply_to} was not delivered nor "
+                             f"transmitted ({fate.action}"
+                             + (f" by {fate.by}" if fate.by else "") + "): nobody saw it "
+                             "to reply")
+        iface = None
+        if "iif" in self.overrides:
+            iface = self.origin
+        elif fate is not None and fate.action == "deliver":
+            iface = "local"
+        try:
+            pkt = reply_to(original, iface=iface,
+                           ttl=self.ttl if "ttl" in self.overrides else 64)
+        except NoReplyError as err:
+            raise KptuiError(f"{where}: {err}") from None
+        if "tos" in self.overrides:
+            pkt.set("ip.tos", self.tos)
+        if "df" in self.overrides:
+            pkt.set("ip.df", bool(self.df))
+        if "flags" in self.overrides:
+            from kptui.engine.packet import parse_tcp_flags
+
+            pkt.set("tcp.flags", parse_tcp_flags(self.flags))
+        for key in ("seq", "ack"):
+            if key in self.overrides:
+                pkt.set(f"tcp.{key}", getattr(self, key))
+        if "mark" in self.overrides:
+            pkt.set("meta.mark", self.mark)
         pkt.meta.tstamp = self.time
         return pkt
 
@@ -251,7 +311,9 @@ def load_scenario(text: str, *, file: str) -> Scenario:
     clock = 0.0
     for n, entry in enumerate(data.get("packets", [])):
         at = where.header("packets", n)
-        spec = _packet(entry, at, where, names, err)
+        spec = _reply_packet(entry, n, at, where, names, err) if "reply_to" in entry \
+            else _packet(entry, at, where, names, err)
+        spec.file = file
         if "time" in entry:
             if spec.time < clock:
                 raise err(f"packets.time {spec.time:g} is before the previous packet's time "
@@ -399,6 +461,40 @@ def _packet(entry: dict, at: int, where: _Lines, names: set[str], err) -> Packet
         icmp_id=entry.get("icmp_id", 0), length=entry.get("length"), df=entry.get("df"),
         line=at, seq=entry.get("seq"), ack=entry.get("ack"),
         time=float(entry.get("time", 0.0)), inner=inner)
+
+
+def _reply_packet(entry: dict, n: int, at: int, where: _Lines, names: set[str],
+                  err) -> PacketSpec:  # noqa: ANN001
+    """A [[packets]] entry with reply_to = N: only REPLY_OVERRIDES beside it."""
+    def line_of(key: str) -> int:
+        return where.key(key, at) or at
+
+    value = entry["reply_to"]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise err("packets.reply_to must be an integer (the index of an earlier packet)",
+                  line_of("reply_to"), "reply_to")
+    if not 0 <= value < n:
+        raise err(f"reply_to = {value} must name an earlier packet (0..{n - 1})"
+                  if n else "the first packet cannot be a reply_to",
+                  line_of("reply_to"), str(value))
+    for key in entry:
+        if key != "reply_to" and key not in REPLY_OVERRIDES:
+            raise err(f"{key} is decided by reply_to (the reply swaps packet {value}'s "
+                      f"addresses and ports); beside reply_to only "
+                      f"{', '.join(REPLY_OVERRIDES)} may be given", line_of(key), key)
+    # Check the overrides with the ordinary rules, on a stand-in TCP packet.
+    probe = {"iif": "local", "proto": "tcp", "src": "0.0.0.0", "dst": "0.0.0.0",
+             "sport": 0, "dport": 0}
+    probe.update({k: v for k, v in entry.items() if k != "reply_to"})
+    if "mark" in entry and entry.get("iif") != "local":
+        raise err("mark is only for local packets: give iif = \"local\" beside it",
+                  line_of("mark"), "mark")
+    spec = _packet(probe, at, where, names, err)
+    spec.reply_to = value
+    spec.overrides = tuple(k for k in entry if k != "reply_to")
+    if "iif" not in entry:
+        spec.origin = ""  # decided by packet N's fate
+    return spec
 
 
 def _inner(table: dict, line: int, err) -> PacketSpec:  # noqa: ANN001

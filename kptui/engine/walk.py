@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any
 
 from kptui.engine.errors import KptuiError
 from kptui.engine.events import (
+    AnswerSent,
     ConntrackConfirm,
     ConntrackLookup,
     Event,
@@ -55,6 +56,13 @@ CONNTRACK_TARGETS = frozenset({"CONNMARK", "CONNSECMARK", "DNAT", "SNAT", "MASQU
 # HOOK2MANIP: which binding each nat hook sets up.
 NAT_MANIP = {"PREROUTING": "DST", "OUTPUT": "DST", "INPUT": "SRC", "POSTROUTING": "SRC"}
 
+# net/ipv4/route.c ip_rt_send_redirect's limits: at most ip_rt_redirect_number redirects to
+# a source, the n-th not before ip_rt_redirect_load << n (HZ/50 = 20 ms) after the last,
+# and all forgotten after ip_rt_redirect_silence ((HZ/50) << 10 = 20.48 s) without one.
+REDIRECT_NUMBER = 9
+REDIRECT_LOAD = 20  # ms
+REDIRECT_SILENCE = 20.48  # s
+
 # net/ipv4/route.c ip_tos2prio, indexed by IPTOS_TOS(tos) >> 1; TC_PRIO_* values.
 IP_TOS2PRIO = (0, 0, 0, 0, 2, 2, 2, 2, 6, 6, 6, 6, 4, 4, 4, 4)
 
@@ -86,6 +94,9 @@ class Walk:
         self.locally_generated = not pkt.meta.iif
         self.decided_by: str = ""  # the last rule or policy that accepted the packet
         self.conntrack_noted = False
+        self.last_route: Any = None  # the packet's last route decision (skb_rtable)
+        self.input_route: Any = None  # the input route result (redirects need it)
+        self.answer_count = 0  # AnswerSent events so far
         self.tracking = uses_conntrack(box.ruleset)
         self.handlers: dict[str, Callable[[Stage], EventGen]] = {
             "table": self.table_stage,
@@ -150,22 +161,12 @@ class Walk:
     def table_stage(self, stage: Stage) -> EventGen:
         from kptui.engine.iptables import MatchContext, run_chain
 
+        if stage.table == "nat":
+            return (yield from self.nat_stage(stage))
         ruleset = self.box.ruleset
         if not ruleset.chain_present(stage.table, stage.hook):
-            if stage.table == "nat" and self.tracking and _has_table(ruleset, "nat"):
-                yield from self.nat_null_binding(stage)
             return GO_ON
-        if stage.table == "nat" and not self.tracking:
-            return GO_ON  # no conntrack entry: the nat hooks pass the packet untouched
         yield StageEnter(stage=stage.id, hook=stage.hook, title=stage.title)
-        if stage.table == "nat":
-            reason = self.nat_skip_reason(stage)
-            if reason:
-                yield NatSkip(stage=stage.id, hook=stage.hook, table="nat", chain=stage.hook,
-                              reason=reason)
-                yield StageLeave(stage=stage.id, hook=stage.hook, title=stage.title,
-                                 verdict="")
-                return GO_ON
         ctx = MatchContext(
             hook=stage.hook, table=stage.table, iif=self.pkt.meta.iif, oif=self.pkt.meta.oif,
             addrtype=self.box.addrtype, rng=ensure_rng(self.box),
@@ -174,6 +175,7 @@ class Walk:
         )
         before = self.routing_keys()
         decider = ""
+        reject_with = "icmp-port-unreachable"
         chain = run_chain(ruleset, stage.table, stage.hook, self.pkt, ctx, stage=stage.id,
                           hook=stage.hook, linear=self.linear)
         verdict = "ACCEPT"
@@ -182,6 +184,7 @@ class Walk:
                 event = next(chain)
                 if isinstance(event, TargetApplied) and event.verdict in TERMINAL:
                     decider = f"{event.table}:{event.chain}:rule:{event.rule}"
+                    reject_with = event.detail or reject_with
                 elif isinstance(event, PolicyApplied):
                     decider = f"{event.table}:{event.chain}:policy"
                 yield event
@@ -191,19 +194,15 @@ class Walk:
         if verdict == "DROP":
             return self.fate(stage, "drop", by=decider)
         if verdict == "REJECT":
-            return self.fate(stage, "reject", by=decider,
-                             message="the ICMP/RST answer is not modelled yet")
+            yield from self.answer_reject(stage, reject_with, decider)
+            return self.fate(stage, "reject", by=decider)
         if verdict == "QUEUE":
             return self.fate(stage, "drop", by=decider,
                              message="queued to userspace; no queue listener is simulated, "
                                      "so the kernel drops it")
         if decider:
             self.decided_by = decider
-        if stage.table == "nat" and self.pkt.meta.ct is not None:
-            # nf_nat_alloc_null_binding / the NAT target: this manipulation type is set up
-            # for the whole connection, so later packets skip the nat chains
-            self.pkt.meta.ct.set_nat_initialized(NAT_MANIP[stage.hook])
-        if stage.hook == "OUTPUT" and stage.table in ("mangle", "nat"):
+        if stage.hook == "OUTPUT" and stage.table == "mangle":
             changed = [k for k, v in self.routing_keys().items() if before[k] != v]
             if changed:
                 return (yield from self.reroute(stage, changed))
@@ -253,21 +252,141 @@ class Walk:
         yield StageLeave(stage=stage.id, hook=stage.hook, title=stage.title, verdict="")
         return GO_ON
 
-    def nat_null_binding(self, stage: Stage) -> Iterator[Event]:
-        """A nat hook without a chain still sets up the connection's binding.
+    def nat_stage(self, stage: Stage) -> EventGen:
+        """nf_nat_ipv4_fn and its hook wrappers at one nat hook (KERNEL-NOTES 4).
 
-        The first nat base chain registers nf_nat_inet_fn at all four nat hooks
-        (nf_nat_register_fn); at a hook with no chain it goes straight to
-        nf_nat_alloc_null_binding. Checked on kernel 6.18 (ct-loopback-null-binding):
-        a looped-back packet skips nat INPUT when there is no nat POSTROUTING chain.
+        The first nat base chain registers the nat hook at all four hooks
+        (nf_nat_register_fn), so a hook without a chain still gives a new
+        connection its (null) binding and rewrites every packet of a NATed
+        connection: de-SNAT of replies at PREROUTING, de-DNAT at POSTROUTING or
+        INPUT. Without conntrack in the box there is no entry and nothing to do.
+        Checked on kernel 6.18 (the nat-* and ct-* scenarios).
         """
-        if self.nat_skip_reason(stage):
-            return
+        from kptui.engine import nat
+
+        ruleset = self.box.ruleset
+        if not self.tracking or not _has_table(ruleset, "nat"):
+            return GO_ON
+        pkt, meta = self.pkt, self.pkt.meta
+        present = ruleset.chain_present("nat", stage.hook)
         manip = NAT_MANIP[stage.hook]
-        self.pkt.meta.ct.set_nat_initialized(manip)
-        yield Note(stage=stage.id, hook=stage.hook,
-                   text=f"no nat {stage.hook} chain, but the nat hook is registered: the new "
-                        f"connection gets a null {manip} binding here (nf_nat_inet_fn)")
+        opened: list[bool] = []
+
+        def enter() -> Iterator[Event]:
+            if not opened:
+                opened.append(True)
+                yield StageEnter(stage=stage.id, hook=stage.hook, title=stage.title)
+
+        reason = self.nat_skip_reason(stage)
+        if reason and present:
+            yield from enter()
+            yield NatSkip(stage=stage.id, hook=stage.hook, table="nat", chain=stage.hook,
+                          reason=reason)
+        conn = meta.ct
+        verdict = ""
+        if conn is None:
+            changes: list[tuple[str, Any]] = []
+        elif meta.ctinfo in ("RELATED", "RELATED_REPLY") and pkt.ip.proto == 1:
+            got = nat.icmp_changes(pkt, conn, manip)
+            if got is None:
+                yield from enter()
+                yield StageLeave(stage=stage.id, hook=stage.hook, title=stage.title,
+                                 verdict="DROP")
+                return self.fate(stage, "drop", by=f"nat:{stage.hook}",
+                                 message="an ICMP redirect for a NATed connection "
+                                         "(nf_nat_icmp_reply_translation drops it)")
+            changes = got
+        else:
+            if not reason:
+                if present:
+                    yield from enter()
+                    outcome = yield from self.nat_chain(stage)
+                    if outcome.fate is not None:
+                        return outcome
+                    verdict = "ACCEPT"
+                if not conn.nat_initialized(manip):
+                    binding = nat.setup_info(self.box.conntrack, conn,
+                                             nat.null_range(conn, manip), manip)
+                    if binding is not None:
+                        yield from enter()
+                        yield nat.binding_event(stage.id, stage.hook, binding, "null",
+                                                "no rule bound it: the current address, "
+                                                "ports left to the clash check")
+            elif (stage.hook == "POSTROUTING" and meta.ctinfo in ("NEW", "ESTABLISHED")
+                  and conn.nat.get("masq_index") not in (None, meta.oif)):
+                # nf_nat_oif_changed: a MASQUERADEd connection now leaving elsewhere
+                self.box.conntrack.remove(conn)
+                yield from enter()
+                yield StageLeave(stage=stage.id, hook=stage.hook, title=stage.title,
+                                 verdict="DROP")
+                return self.fate(stage, "drop", by=f"nat:{stage.hook}",
+                                 message=f"the connection was masqueraded out of "
+                                         f"{conn.nat['masq_index']} and now leaves via "
+                                         f"{meta.oif}: the kernel kills it "
+                                         "(nf_nat_oif_changed)")
+            changes = nat.packet_changes(pkt, conn, manip)
+        if changes:
+            direction = 1 if meta.ctinfo.endswith("_REPLY") else 0
+            label = nat.direction_label(manip, direction)
+            if meta.ctinfo.startswith("RELATED") and pkt.ip.proto == 1:
+                label = f"icmp-error-{label}"
+            for path, value in changes:
+                old, new = pkt.set(path, value)
+                if old != new:
+                    yield from enter()
+                    yield FieldChange(stage=stage.id, hook=stage.hook, path=path, old=old,
+                                      new=new, by=f"nat:{stage.hook}:{label}")
+        if opened:
+            yield StageLeave(stage=stage.id, hook=stage.hook, title=stage.title,
+                             verdict=verdict)
+        if stage.hook == "OUTPUT" and conn is not None:
+            # nf_nat_ipv4_local_fn: every packet of a DNAT'd flow is routed again
+            direction = 1 if meta.ctinfo.endswith("_REPLY") else 0
+            if conn.tuple(direction).dst != conn.tuple(1 - direction).src:
+                changed = ["ip.dst (the connection is DNAT'd)"]
+                return (yield from self.reroute(stage, changed))
+        return GO_ON
+
+    def nat_chain(self, stage: Stage) -> EventGen:
+        """The nat chain of this hook, with the NAT targets binding through ``ctx.nat``."""
+        from kptui.engine.iptables import MatchContext, run_chain
+        from kptui.engine.nat import NatHook
+
+        route = self.last_route
+        nexthop = None
+        if route is not None:
+            nexthop = IPv4Address(route.gateway) if route.gateway else self.pkt.ip.dst
+        hook = NatHook(self.box, self.pkt, stage=stage.id, hook=stage.hook, nexthop=nexthop)
+        ctx = MatchContext(
+            hook=stage.hook, table="nat", iif=self.pkt.meta.iif, oif=self.pkt.meta.oif,
+            addrtype=self.box.addrtype, rng=ensure_rng(self.box),
+            now=getattr(self.box, "clock", 0.0), src_mac=None, pkttype=self.pkttype(),
+            nat=hook,
+        )
+        decider = ""
+        chain = run_chain(self.box.ruleset, "nat", stage.hook, self.pkt, ctx, stage=stage.id,
+                          hook=stage.hook, linear=self.linear)
+        try:
+            while True:
+                event = next(chain)
+                if isinstance(event, TargetApplied) and event.verdict in TERMINAL:
+                    decider = f"{event.table}:{event.chain}:rule:{event.rule}"
+                elif isinstance(event, PolicyApplied):
+                    decider = f"{event.table}:{event.chain}:policy"
+                yield event
+                while hook.pending:
+                    yield replace(hook.pending.pop(0), by=decider, depth=event.depth)
+        except StopIteration as stop:
+            verdict = stop.value
+        if verdict in ("DROP", "QUEUE"):
+            yield StageLeave(stage=stage.id, hook=stage.hook, title=stage.title,
+                             verdict=verdict)
+            message = ("" if verdict == "DROP" else "queued to userspace; no queue listener "
+                       "is simulated, so the kernel drops it")
+            return self.fate(stage, "drop", by=decider, message=message)
+        if decider:
+            self.decided_by = decider
+        return GO_ON
 
     def nat_skip_reason(self, stage: Stage) -> str:
         """Why nf_nat_inet_fn would not run the nat chains for this packet ('' if it does)."""
@@ -298,6 +417,7 @@ class Walk:
         yield StageEnter(stage=stage.id, hook="", title=stage.title)
         iif = pkt.meta.iif
         result = box.route_input(pkt)
+        self.input_route = result
         yield self.route_event(stage, "input", result)
         yield StageLeave(stage=stage.id, hook="", title=stage.title, verdict="")
         if result.kind in ("local", "broadcast"):
@@ -313,6 +433,7 @@ class Walk:
             # any other invalid address is what log_martians calls a martian.
             return self.fate(stage, "drop", by=result.reason,
                              message=f"{result.kind.replace('_', ' ')} ({result.error})")
+        yield from self.answer_route_error(stage, result)
         return self.fate(stage, "drop", by=f"routing:{result.kind}",
                          message=result.error or "no route")
 
@@ -352,18 +473,21 @@ class Walk:
         pkt = self.pkt
         yield StageEnter(stage=stage.id, hook="", title=stage.title)
         if pkt.ip.ttl <= 1:
+            # ip_forward's too_many_hops: the error quotes the packet before the decrement
+            yield from self.answer_icmp(stage, 11, 0, "ICMP time exceeded: TTL expired in "
+                                        "transit (ip_forward)")
             yield StageLeave(stage=stage.id, hook="", title=stage.title, verdict="DROP")
-            return self.fate(stage, "drop", by="ttl",
-                             message="TTL expired in transit (the ICMP time exceeded answer is "
-                                     "not modelled yet)")
+            return self.fate(stage, "drop", by="ttl", message="TTL expired in transit")
         oif = self.box.interfaces.get(pkt.meta.oif)
         if oif is not None and pkt.length > oif.mtu:
             if pkt.ip.df:  # ip_exceeds_mtu: counted as FragFails, checked on kernel 6.18
+                yield from self.answer_icmp(
+                    stage, 3, 4, f"ICMP fragmentation needed, next-hop MTU {oif.mtu} "
+                                 "(ip_forward)", info=oif.mtu)
                 yield StageLeave(stage=stage.id, hook="", title=stage.title, verdict="DROP")
                 return self.fate(stage, "drop", by="mtu",
                                  message=f"{pkt.length} bytes with DF set do not fit {oif.name}'s "
-                                         f"MTU {oif.mtu} (the ICMP fragmentation needed answer "
-                                         "is not modelled yet)")
+                                         f"MTU {oif.mtu}")
             yield Note(stage=stage.id, hook="",
                        text=f"{pkt.length} bytes are more than {oif.name}'s MTU {oif.mtu}: the "
                             "kernel fragments the packet after POSTROUTING (fragments are not "
@@ -372,6 +496,7 @@ class Walk:
         if self.box.sysctl("net.ipv4.ip_forward_update_priority"):
             prio = IP_TOS2PRIO[(pkt.ip.tos & 0x1E) >> 1]
             yield from self.change(stage, "meta.priority", prio, "ip_forward")
+        yield from self.answer_redirect(stage)
         yield StageLeave(stage=stage.id, hook="", title=stage.title, verdict="")
         return GO_ON
 
@@ -390,9 +515,119 @@ class Walk:
             return Next(path="prerouting")
         return self.fate(stage, "transmit", iface=oif, by=self.accepted_by("routing"))
 
+    # -- answers (kptui.engine.answers builds them; run.py walks them) --------------
+
+    def announce(self, stage: Stage, answer: Packet | None, why: str, *,
+                 rst: bool = False) -> Iterator[Event]:
+        """An AnswerSent event for ``answer``, or a Note saying why the kernel is silent."""
+        if answer is None:
+            yield Note(stage=stage.id, hook=stage.hook,
+                       text=f"no answer is sent ({why}): {_silence(self.box, self.pkt, rst)}")
+            return
+        yield AnswerSent(stage=stage.id, hook=stage.hook, packet=answer.summary(), why=why,
+                         number=self.answer_count, attached=answer.meta.ctinfo,
+                         answer=answer)
+        self.answer_count += 1
+
+    def answer_reject(self, stage: Stage, reject_with: str, decider: str) -> Iterator[Event]:
+        """REJECT: nf_send_unreach / nf_send_reset about the packet as it is now (after
+        DNAT, TTL already decremented in FORWARD). The RST gets the packet's conntrack
+        entry (nf_ct_attach) and closes its connection (nf_ct_set_closing); the ICMP
+        error is looked up by conntrack in OUTPUT like any ICMP error (icmp_send
+        attaches nothing)."""
+        from kptui.engine.answers import reject_answer
+
+        answer = reject_answer(self.pkt, reject_with, box=self.box)
+        why = f"{decider} REJECT --reject-with {reject_with}"
+        if answer is not None and reject_with == "tcp-reset":
+            self.attach_original(answer)
+        yield from self.announce(stage, answer, why, rst=reject_with == "tcp-reset")
+
+    def attach_original(self, answer: Packet) -> None:
+        """nf_ct_attach + nf_ct_set_closing for nf_send_reset's RST."""
+        from kptui.engine.conntrack import ORIGINAL, attach, direction_of, sCL
+
+        conn = self.pkt.meta.ct
+        if conn is None:
+            return
+        ctinfo = "RELATED_REPLY" if direction_of(self.pkt.meta.ctinfo) == ORIGINAL \
+            else "RELATED"
+        attach(answer.meta, conn, ctinfo)
+        if conn.confirmed and getattr(conn, "tcp", None) is not None and conn.tcp.state != sCL:
+            conn.tcp.state = sCL  # nf_conntrack_tcp_set_closing
+            conn.refresh(self.box.clock, self.box.conntrack.tcp_timeout(sCL))
+
+    def answer_icmp(self, stage: Stage, icmp_type: int, code: int, why: str, *,
+                    info: int = 0) -> Iterator[Event]:
+        """One of ip_forward's / ip_error's own ICMP errors about the packet as it is now."""
+        from kptui.engine.answers import icmp_error
+
+        answer = icmp_error(self.pkt, icmp_type, code, box=self.box,
+                            in_iface=self.pkt.meta.iif, info=info)
+        yield from self.announce(stage, answer, why)
+
+    def answer_route_error(self, stage: Stage, result: Any) -> Iterator[Event]:
+        """ip_error: unreachable/prohibit routes answer with destination unreachable,
+        but only when forwarding is on for the input device; blackhole never."""
+        from kptui.engine.answers import route_error_code
+
+        forwarding = self.box.forwarding(self.pkt.meta.iif)
+        code = route_error_code(result.error, forwarding=forwarding)
+        if code is None:
+            if result.kind not in ("martian_source", "martian_destination"):
+                why = (f"forwarding is off on {self.pkt.meta.iif}" if not forwarding
+                       else f"a {result.kind} route ({result.error or 'no errno'})")
+                yield Note(stage=stage.id, hook=stage.hook,
+                           text=f"no ICMP error is sent (ip_error): {why}")
+            return
+        names = {0: "net unreachable", 1: "host unreachable", 13: "administratively "
+                 "prohibited"}
+        yield from self.answer_icmp(stage, 3, code, f"ICMP {names.get(code, code)}: "
+                                    f"{result.kind} route, {result.error} (ip_error)")
+
+    def answer_redirect(self, stage: Stage) -> Iterator[Event]:
+        """ip_rt_send_redirect: forwarded out of the device it came in on, with the
+        sender on that link: an ICMP host redirect to the gateway (quoting the packet
+        after the TTL decrement). Its rate limit (ip_rt_redirect_load/number/silence
+        per source, kept in an inet_peer) is modelled on the box's clock."""
+        from kptui.engine.answers import icmp_error
+
+        route = self.input_route
+        if route is None or not getattr(route, "redirect", False):
+            return
+        if self.pkt.ip.options:
+            return  # !opt->srr is what the kernel checks; options are unsupported anyway
+        src = str(self.pkt.ip.src)
+        peers: dict[str, tuple[int, float]] | None = getattr(self.box, "redirect_peers", None)
+        if peers is None:
+            peers = {}
+            self.box.redirect_peers = peers
+        count, last = peers.get(src, (0, 0.0))
+        now = self.box.clock
+        if now - last > REDIRECT_SILENCE:
+            count = 0
+        if count >= REDIRECT_NUMBER:
+            peers[src] = (count, now)
+            yield Note(stage=stage.id, hook="",
+                       text=f"no redirect: {src} ignored {count} redirects (ip_rt_redirect_number)")
+            return
+        if count and now <= last + (REDIRECT_LOAD << count) / 1000:
+            yield Note(stage=stage.id, hook="",
+                       text=f"no redirect: rate limited for {src} (ip_rt_redirect_load)")
+            return
+        gateway = IPv4Address(route.gateway or str(self.pkt.ip.dst))
+        answer = icmp_error(self.pkt, 5, 1, box=self.box, in_iface=self.pkt.meta.iif,
+                            info=int(gateway))
+        if answer is not None:
+            peers[src] = (count + 1, now)
+        yield from self.announce(stage, answer, f"ICMP redirect: {self.pkt.ip.dst} is reached "
+                                 f"via {gateway} on {self.pkt.meta.iif}, the sender's own link "
+                                 "(ip_rt_send_redirect)")
+
     # -- helpers -----------------------------------------------------------------
 
     def route_event(self, stage: Stage, lookup: str, result: Any) -> RouteDecision:
+        self.last_route = result  # MASQUERADE's next hop (rt_nexthop)
         return RouteDecision(
             stage=stage.id, hook=stage.hook, lookup=lookup, result=result.kind,
             table=result.table, route=result.route, oif=result.oif, gateway=result.gateway,
@@ -437,6 +672,23 @@ def walk(box: Box, pkt: Packet, *, index: int = 0, profile: str = "modern",
     rules their index proves cannot match (same results, more RuleEval events).
     """
     return Walk(box, pkt, index, get_profile(profile), linear).events()
+
+
+def _silence(box: Any, pkt: Packet, rst: bool) -> str:
+    """Why answers.py built nothing (its rules, __icmp_send's and nf_send_reset's)."""
+    from kptui.engine.packet import TCP_RST, ICMPHeader, TCPHeader
+
+    ip = pkt.ip
+    if ip.frag_offset:
+        return "the kernel answers only the first fragment"
+    if box.addrtype(ip.dst) in ("BROADCAST", "MULTICAST"):
+        return f"{ip.dst} is a broadcast or multicast destination"
+    if rst and isinstance(pkt.l4, TCPHeader) and pkt.l4.flags & TCP_RST:
+        return "no RST is sent for a RST"
+    if not rst and isinstance(pkt.l4, ICMPHeader):
+        return (f"ICMP type {pkt.l4.type}: the kernel sends no ICMP error about an ICMP "
+                "error (or an ICMP type it does not know)")
+    return f"there is no route back to {ip.src}"
 
 
 def ensure_rng(box: Any, seed: int = 0) -> random.Random:

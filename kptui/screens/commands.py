@@ -36,6 +36,7 @@ def commands(screen: DebuggerScreen) -> Iterator[Command]:
     yield "Edit field… (e)", screen.action_edit, "change a header field mid-flight"
     yield "Inject packet… (i)", screen.action_inject, "compose a packet and queue it"
     yield "Filter log (/)", screen.action_filter_log, "keep the log lines with these words"
+    yield "Session: save (Ctrl+S)", screen.action_save_session, "to a msgpack file"
     yield "Show help (?)", screen.app.action_help, "keys and a short guide"
     for tab, key in (("rules", 1), ("route", 2), ("conntrack", 3), ("log", 4),
                      ("breakpoints", 5)):
@@ -59,6 +60,8 @@ class DebuggerCommands(Provider):
 
     def _screen(self) -> DebuggerScreen | None:
         screen = self.screen
+        if getattr(screen, "replay_mode", False):
+            return None  # a replay is read-only: its keys are in the footer and help
         return screen if isinstance(screen, DebuggerScreen) else None
 
     async def discover(self) -> Hits:

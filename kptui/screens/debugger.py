@@ -26,7 +26,12 @@ from kptui.engine.errors import KptuiError
 from kptui.engine.events import Fate, RuleEval, TargetApplied
 from kptui.engine.profile import Stage, get_profile
 from kptui.screens import view
-from kptui.screens.dialogs import BreakpointScreen, ComposeScreen, EditFieldScreen
+from kptui.screens.dialogs import (
+    BreakpointScreen,
+    ComposeScreen,
+    EditFieldScreen,
+    SaveSessionScreen,
+)
 from kptui.widgets import PacketDiagram, PacketTree, RuleList, TraceLog
 from kptui.widgets.diagram import WIDE_MIN_WIDTH
 from kptui.widgets.tracelog import LogEntry
@@ -101,18 +106,24 @@ class DebuggerScreen(Screen[None]):
                 tooltip="Show the trace log"),
         Binding("5", "show_tab('breakpoints')", "breakpoints", show=False,
                 id="tab-breakpoints", tooltip="Show the breakpoints"),
+        Binding("ctrl+s", "save_session", "save", show=False, id="save-session",
+                tooltip="Save the session (reopen it with kptui FILE, replay it with "
+                        "kptui replay FILE)"),
     ]
 
     busy: reactive[bool] = reactive(False, init=False)
 
-    def __init__(self, debugger: Any, *, scenario: Any = None, name: str = "") -> None:
+    def __init__(self, debugger: Any, *, scenario: Any = None, name: str = "",
+                 view: dict[str, str] | None = None, session_path: str = "") -> None:
         super().__init__()
+        self.initial_view = dict(view or {})
+        self.session_path = session_path
         self.debugger = debugger
         self.scenario = scenario
         self.scenario_name = name or getattr(scenario, "name", "") or "scenario"
         self.profile = get_profile(debugger.profile)
         self.extra_packets: list[Any] = []
-        self.last_stop: Any = None
+        self.last_stop: Any = getattr(debugger, "last_stop", None)  # a reopened session's
         self.last_op = ""
         self.pinned: tuple[str, str] | None = None  # a chain the user chose to look at
         self._log_cache: list[LogEntry] = []
@@ -150,6 +161,8 @@ class DebuggerScreen(Screen[None]):
         self._apply_size(self.size.width, self.size.height)
         self.refresh_view()
         self.query_one(PacketDiagram).focus()
+        if self.initial_view:
+            self.apply_view(self.initial_view)
 
     def on_resize(self, event: Any) -> None:
         self._apply_size(event.size.width, event.size.height)
@@ -255,6 +268,9 @@ class DebuggerScreen(Screen[None]):
         return stage.table, stage.hook
 
     def _packets(self) -> list[Any]:
+        packets = getattr(self.debugger, "packets", None)
+        if packets is not None:
+            return list(packets)
         if self.scenario is not None:
             return [*self.scenario.packets, *self.extra_packets]
         return list(getattr(self.debugger, "_packets", []))
@@ -470,40 +486,17 @@ class DebuggerScreen(Screen[None]):
         return out
 
     def apply_compose(self, values: dict[str, str]) -> str | None:
-        from kptui.engine.debugger import Debugger
-        from kptui.engine.packet import Packet
-
-        if self.scenario is None:
-            return "injecting needs the scenario this session was opened from"
+        """Queue the composed packet (a journaled action: sessions replay it)."""
         if self.busy:
             return "still working on the last command"
-        origin = values.get("origin") or "local"
-        if origin != "local" and origin not in self.debugger.box.interfaces:
-            names = ", ".join(sorted(self.debugger.box.interfaces))
-            return f"origin: no interface {origin!r} in this box ({names}, or local)"
         try:
-            numbers = {k: int(values[k], 0) for k in ("sport", "dport", "icmp_type", "ttl")
-                       if values.get(k)}
-        except ValueError as err:
-            return f"not a number: {err}"
-        try:
-            pkt = Packet.build(proto=values.get("proto") or "tcp", src=values.get("src", ""),
-                               dst=values.get("dst", ""), flags=values.get("flags") or "S",
-                               iif="" if origin == "local" else origin, **numbers)
-        except (KptuiError, ValueError) as err:
+            index = self.debugger.inject(values)
+        except KptuiError as err:
             return str(err)
-        scenario, dbg = self.scenario, self.debugger
-        packets = [*self._packets(), pkt]
-        journal = list(dbg.journal)
-
-        def rebuild() -> Any:
-            self.debugger = Debugger.replay(scenario.build_box, packets, journal,
-                                            profile=dbg.profile)
-            self.extra_packets.append(pkt)
-            return None
-
-        self.run_engine("inject", rebuild)
-        self.notify(f"packet {len(packets) - 1} queued: {pkt.summary()}", timeout=4)
+        pkt = self.debugger.packets[index]
+        self.extra_packets.append(pkt)
+        self.refresh_view()
+        self.notify(f"packet {index} queued: {pkt.summary()}", timeout=4)
         return None
 
     def action_inject(self) -> None:
@@ -543,3 +536,68 @@ class DebuggerScreen(Screen[None]):
     @on(Input.Submitted, "#log-filter")
     def log_filter_done(self, event: Input.Submitted) -> None:
         self.query_one(TraceLog).focus()
+
+    # -- sessions ----------------------------------------------------------------------
+
+    def view_state(self) -> dict[str, str]:
+        """What a session keeps of the screen, to reopen it the same way."""
+        focused = self.focused
+        pinned = ":".join(self.pinned) if self.pinned else ""
+        return {"mode": "debug", "tab": str(self.query_one(TabbedContent).active or ""),
+                "pinned": pinned, "stage": self.query_one(PacketDiagram).selected_stage.id,
+                "log_filter": self.query_one("#log-filter", Input).value,
+                "focus": (focused.id or "") if focused is not None else ""}
+
+    def apply_view(self, view: dict[str, str]) -> None:
+        """Put the panels back as ``view_state`` recorded them (unknown values are left)."""
+        stage = view.get("stage", "")
+        if stage and any(s.id == stage for s in self.profile.stages()):
+            self.query_one(PacketDiagram).select_stage(stage)
+        if view.get("log_filter"):
+            self.query_one("#log-filter", Input).value = view["log_filter"]
+            self.query_one(TraceLog).filter_text = view["log_filter"]
+        pinned = view.get("pinned", "")
+        if pinned.count(":") == 1:
+            table, chain = pinned.split(":")
+            self.pinned = (table, chain)
+        tab = view.get("tab", "")
+        if tab in TABS:
+            self.action_show_tab(tab)
+        self.refresh_view()
+        focus = view.get("focus", "")
+        if focus:
+            for widget in self.query(f"#{focus}") if focus.replace("-", "").isalnum() else []:
+                if widget.focusable:
+                    widget.focus()
+                break
+
+    def default_session_path(self) -> str:
+        if self.session_path:
+            return self.session_path
+        stem = self.scenario_name if self.scenario_name else "session"
+        stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem).strip("-.")
+        return f"{stem or 'session'}.kpt"
+
+    def save_session(self, path: str) -> str | None:
+        """Save to ``path``; the reason when it cannot (nothing is changed then)."""
+        from kptui.sessions.format import save
+        from kptui.sessions.replay import record
+
+        if self.scenario is None or not getattr(self.scenario, "text", None):
+            return "this session has no scenario text to save (opened without a scenario)"
+        if self.busy:
+            return "still working on the last command"
+        try:
+            session = record(self.debugger, self.scenario.text, self.scenario.file,
+                             view=self.view_state())
+            save(session, path)
+        except KptuiError as err:
+            return str(err)
+        self.session_path = path
+        self.notify(f"session saved: {path} ({len(self.debugger.events)} events)", timeout=4)
+        return None
+
+    def action_save_session(self) -> None:
+        if not self.busy:
+            self.app.push_screen(SaveSessionScreen(self.default_session_path(),
+                                                   self.save_session))

@@ -1,4 +1,5 @@
-"""Small modal dialogs: edit a field, add a breakpoint, compose a packet.
+"""Small modal dialogs: edit a field, add a breakpoint, compose a packet, save a
+session, jump along a replay.
 
 Each dialog validates through a callback that returns an error message (or
 None on success); on an error the dialog stays open and shows the engine's
@@ -173,6 +174,66 @@ class ComposeScreen(Dialog):
         values = {name: self.query_one(f"#c-{name}", Input).value.strip()
                   for name, _hint in COMPOSE_FIELDS}
         error = self.apply(values)
+        if error:
+            self.show_error(error)
+        else:
+            self.dismiss(True)
+
+
+class SaveSessionScreen(Dialog):
+    """Save the session: a file name (a default is offered), Enter saves."""
+
+    def __init__(self, default: str, apply: Apply) -> None:
+        super().__init__()
+        self.default = default
+        self.apply = apply
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label("Save the session", classes="dialog-title")
+            yield Label("file (msgpack; reopen it with `kptui FILE` or `kptui replay FILE`):")
+            yield Input(self.default, id="session-path", select_on_focus=False)
+            yield Static("", id="error", classes="dialog-error")
+            yield Static("Enter saves (an existing file is replaced atomically) · Escape "
+                         "cancels", classes="dialog-help")
+
+    def on_mount(self) -> None:
+        self.show_error("")
+        self.query_one("#session-path", Input).focus()
+
+    @on(Input.Submitted, "#session-path")
+    def submitted(self, event: Input.Submitted) -> None:
+        path = event.value.strip()
+        error = self.apply(path) if path else "type a file name, e.g. session.kpt"
+        if error:
+            self.show_error(error)
+        else:
+            self.dismiss(True)
+
+
+class JumpScreen(Dialog):
+    """Jump along a replay's timeline: an event number, or `p` and a packet number."""
+
+    def __init__(self, apply: Apply, hint: str) -> None:
+        super().__init__()
+        self.apply = apply
+        self.hint = hint
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label("Jump to an event or a packet", classes="dialog-title")
+            yield Input("", id="jump-to", placeholder="42 (event) or p3 (packet 3)")
+            yield Static(self.hint, classes="dialog-help")
+            yield Static("", id="error", classes="dialog-error")
+            yield Static("Enter jumps · Escape cancels", classes="dialog-help")
+
+    def on_mount(self) -> None:
+        self.show_error("")
+        self.query_one("#jump-to", Input).focus()
+
+    @on(Input.Submitted, "#jump-to")
+    def submitted(self, event: Input.Submitted) -> None:
+        error = self.apply(event.value.strip())
         if error:
             self.show_error(error)
         else:

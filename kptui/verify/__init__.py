@@ -17,13 +17,20 @@ with a `time` is sent that many seconds after the first packet (verify
 sleeps; it refuses scenarios spanning more than 30 s), so conntrack
 timeouts can be tested with short `net.netfilter.nf_conntrack_*` sysctls.
 
+A packet with `reply_to = N` is sent as kptui builds it: the scenario is
+simulated first, and the bytes are answers.reply_to of kptui's packet N at
+its fate (with the overrides), sent from the interface packet N left through
+(or from the box's raw socket when packet N was delivered to the box). The
+kernel's own packet N is not read back: when kptui walks packet N wrongly, the
+reply is still sent, and the disagreement shows on packet N.
+
 Connection tracking state carries over between packets on both sides. The
 box's own answers to packets delivered to it (a RST for a closed TCP port,
 an echo reply, an ICMP port unreachable) pass through the kernel's conntrack
-too, but kptui does not model them yet: a scenario whose later packets
-depend on such an answer (e.g. a second echo request to the box, which the
-kernel sees as ESTABLISHED) would disagree. The ct-* scenarios forward their
-connections through the box, where peers never answer.
+too, but kptui does not model them (it models no sockets): a scenario whose
+later packets depend on such an answer (e.g. a second echo request to the
+box, which the kernel sees as ESTABLISHED) would disagree. The ct-* scenarios
+forward their connections through the box, where peers never answer.
 
 What is compared, per packet, and the normalisation applied (nothing else):
 
@@ -52,9 +59,20 @@ What is compared, per packet, and the normalisation applied (nothing else):
 - trace: the trace lines, rule handles turned into 1-based positions with
   `nft -j -a list ruleset`, verify's own table (`kptui_trace`) left out.
   Compared exactly.
-- answers (ICMP errors, RSTs the box sends to a peer while the packet is
-  handled) are recorded and shown but not compared yet: kptui does not model
-  them. Answers the box sends to itself are not recorded.
+- answers: every IPv4 frame the box sends to a peer while the packet is
+  handled, other than the packet itself, in the order they were captured:
+  `iface` (the box end it left through), then src, dst, proto, sport/dport,
+  ttl, tos, and `flags` (TCP) or icmp_type/icmp_code (+icmp_id for echo), as
+  read from the wire (wire.ip_out). kptui's side is `answers` of its --json:
+  answer_out of every answer walk that ended in `transmit` (kptui.engine.run).
+  Compared exactly, all of these fields, in order; the IP ID is not recorded
+  (the kernel picks ICMP errors' IDs from its hashed generator). Not
+  compared, only shown: the answers to a packet the kernel delivered (the
+  local stack's RST, port unreachable or echo reply: no socket listens in
+  verify's box, and kptui models no sockets). Answers the box sends to itself
+  (a REJECT answer to a local sender goes out through lo) are not recorded:
+  kptui walks them too but leaves them out of `answers`, so they are not
+  compared either.
 """
 
 from __future__ import annotations
@@ -83,10 +101,15 @@ def scenario_plan(scenario: Any) -> Any:
     from kptui.verify.kernel import FIRST_IDENT, Interface, Plan, SendSpec
 
     packets = []
-    for index, spec in enumerate(scenario.packets):
-        pkt = spec.build()
+    built = [spec.build() if spec.reply_to is None else None for spec in scenario.packets]
+    if None in built:  # reply_to: the bytes of kptui's reply, built from its walk of packet N
+        from kptui.engine.run import run_scenario
+
+        built = [result.sent for result in run_scenario(scenario)]
+    for index, (spec, pkt) in enumerate(zip(scenario.packets, built, strict=True)):
         data = wire.with_ident(pkt.to_bytes(), FIRST_IDENT + index)
-        packets.append(SendSpec(spec.origin, data, pkt.meta.mark, spec.time))
+        origin = pkt.meta.iif or "local"
+        packets.append(SendSpec(origin, data, pkt.meta.mark, spec.time))
     sysctls = [(key, str(int(value)) if isinstance(value, bool) else str(value))
                for key, value in scenario.sysctl.items()]
     try:  # pasted `ip route/rule show` lines and table names made runnable (line for line)
@@ -96,6 +119,16 @@ def scenario_plan(scenario: Any) -> Any:
     return Plan([Interface(i.name, list(i.addresses)) for i in scenario.interfaces],
                 sysctls, setup, scenario.iptables or "", packets,
                 file=scenario.file, setup_line=scenario.setup_line)
+
+
+def _title(data: bytes) -> str:
+    """The one-line summary of a packet verify sends (as kptui's model reads its bytes)."""
+    from kptui.engine.packet import Packet
+
+    try:
+        return Packet.from_bytes(data).summary()
+    except (KptuiError, ValueError):
+        return f"{len(data)} bytes"
 
 
 def simulate(scenario: Any) -> list[dict[str, Any]]:
@@ -133,8 +166,8 @@ def verify_one(path: str, *, record: bool) -> bool:
     verdicts = compare_all(kernel, kptui)
     print(f"== {path}: {len(kernel)} packet(s), kernel run {run.seconds:.2f}s")
     for verdict in verdicts:
-        title = scenario.packets[verdict.index].build().summary() \
-            if verdict.index < len(scenario.packets) else ""
+        title = _title(plan.packets[verdict.index].data) \
+            if verdict.index < len(plan.packets) else ""
         print(render(verdict, title))
     for line in run.unparsed:
         print(f"  (monitor line not understood: {line})")

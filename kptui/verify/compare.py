@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-COMPARED = ("fate", "out", "trace")
+COMPARED = ("fate", "out", "trace", "answers")
 FATE_KEYS = ("action", "iface", "by")  # `message` is kptui's prose; the kernel has none
 
 
@@ -26,18 +26,35 @@ class Verdict:
         return not self.differs
 
 
-def normal(result: dict[str, Any]) -> dict[str, Any]:
-    """The compared parts of one packet's result, in comparable form."""
+def stack_answers(kernel: dict[str, Any]) -> bool:
+    """True when the kernel's answers are its local stack's, which are not compared.
+
+    A packet delivered to the box is answered by whatever socket (or lack of one)
+    receives it: verify's box has none, so the kernel sends a RST for TCP, a port
+    unreachable for UDP, an echo reply for a ping. kptui models no sockets: its
+    `deliver` means "to a local socket", so these answers have no counterpart.
+    """
+    return kernel.get("fate", {}).get("action") == "deliver"
+
+
+def normal(result: dict[str, Any], *, answers: bool = True) -> dict[str, Any]:
+    """The compared parts of one packet's result, in comparable form.
+
+    ``answers``: every recorded field of every answer, in order (the IP ID is not
+    recorded); False when they are not compared (stack_answers).
+    """
     fate = result.get("fate", {})
     return {
         "fate": {k: fate[k] for k in FATE_KEYS if fate.get(k)},
         "out": dict(result.get("out", {})),
         "trace": list(result.get("trace", [])),
+        "answers": [dict(a) for a in result.get("answers", [])] if answers else [],
     }
 
 
 def compare(index: int, kernel: dict[str, Any], kptui: dict[str, Any]) -> Verdict:
-    k, s = normal(kernel), normal(kptui)
+    compared = not stack_answers(kernel)
+    k, s = normal(kernel, answers=compared), normal(kptui, answers=compared)
     if kptui.get("fate", {}).get("action") == "error":  # kptui could not walk it: never equal
         s["fate"]["message"] = kptui["fate"].get("message", "")
     differs = [part for part in COMPARED if k[part] != s[part]]
@@ -85,15 +102,20 @@ def render(verdict: Verdict, title: str) -> str:
                  _fate_text(verdict.kptui.get("fate", {}))),
         "out": (_out_text(k["out"], s["out"]), _out_text(s["out"], k["out"])),
         "trace": (", ".join(k["trace"]) or "(none)", ", ".join(s["trace"]) or "(none)"),
+        "answers": ("; ".join(_answer_text(a) for a in k["answers"]) or "(none)",
+                    "; ".join(_answer_text(a) for a in s["answers"]) or "(none)"),
     }
     for part in COMPARED:
         sign = "!=" if part in verdict.differs else "  "
         kern, sim = rows[part]
-        lines.append(f"  {part:<6}{sign} kernel: {kern}")
-        lines.append(f"  {'':<6}{'':2} kptui : {sim}")
-    answers = verdict.kernel.get("answers") or []
-    for answer in answers:
-        shown = " ".join(f"{key}={value}" for key, value in answer.items())
-        lines.append(f"  answer   kernel: {shown}  (not compared: kptui does not model "
-                     "answers yet)")
+        lines.append(f"  {part:<7}{sign} kernel: {kern}")
+        lines.append(f"  {'':<7}{'':2} kptui : {sim}")
+    if stack_answers(verdict.kernel):
+        for answer in verdict.kernel.get("answers") or []:
+            lines.append(f"  answer   kernel: {_answer_text(answer)}  (not compared: the "
+                         "local stack's answer; no socket listens in verify's box)")
     return "\n".join(lines)
+
+
+def _answer_text(answer: dict[str, Any]) -> str:
+    return " ".join(f"{key}={value}" for key, value in answer.items())

@@ -6,6 +6,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
+from typing import Any
 
 
 @dataclass
@@ -20,3 +21,4 @@ class MatchContext:
     src_mac: str | None = None
     pkttype: str = "host"  # host | broadcast | multicast | otherhost
     dst_mac: str | None = None  # receiving interface's MAC, for LOG's MAC= field
+    nat: Any = None  # at a nat hook: kptui.engine.nat.NatHook, what the NAT targets bind with

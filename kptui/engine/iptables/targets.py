@@ -533,19 +533,169 @@ class CtTarget(_NotrackBase):
         raise UnsupportedError(f"the CT target {what} (only CT --notrack is modelled)")
 
 
-_NAT = ("nat",)
+# ----------------------------------------------------------------------------- NAT
+_PORT_PROTOS = {6: "tcp", 17: "udp", 132: "sctp", 33: "dccp"}
+
+
+def _parse_ports(text: str, what: str) -> tuple[int, int]:
+    lo, sep, hi = text.partition("-")
+    a = parse_uint(lo, 0, 65535, f'{what}: Port "{text}" not valid')
+    b = parse_uint(hi, 0, 65535, f'{what}: Port "{text}" not valid') if sep else a
+    if a > b:
+        raise BadValue(f'{what}: Port range "{text}" is invalid')
+    return a, b
+
+
+def _parse_addr(text: str, what: str) -> Any:
+    from ipaddress import IPv4Address
+
+    try:
+        return IPv4Address(text)
+    except ValueError:
+        raise BadValue(f'{what}: Bad IP address "{text}"') from None
+
+
+class _NatTarget(_Opaque):
+    """The NAT targets: they ask nf_nat_setup_info for a binding and end the nat chain.
+
+    kptui.engine.nat does the work (ranges, unique tuples, the packet rewrite);
+    here are the options, the hooks the kernel allows and the range asked for.
+    """
+
+    tables = frozenset({"nat"})
+    verdict = "ACCEPT"
+    flag_bits: ClassVar[dict[str, int]] = {"--random": 4, "--random-fully": 16,
+                                           "--persistent": 8}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flags = 0
+        self.ports: tuple[int, int] = (0, 0)
+        self.has_ports = False
+
+    def option(self, opt: str, args: list[str], inv: bool) -> None:
+        super().option(opt, args, inv)
+        if opt in self.flag_bits:
+            self.flags |= self.flag_bits[opt]
+        else:
+            self.value(opt, args[0])
+
+    def value(self, opt: str, text: str) -> None:
+        self.ports = _parse_ports(text, self.name)
+        self.has_ports = True
+        self.flags |= 2  # NF_NAT_RANGE_PROTO_SPECIFIED
+
+    def finish(self, proto: int, proto_inv: bool) -> None:
+        if self.has_ports and (proto not in _PORT_PROTOS or proto_inv):
+            raise BadValue(f"{self.name}: Need TCP, UDP, SCTP or DCCP with port specification")
+
+    def apply(self, pkt: Any, ctx: Any) -> TargetResult:
+        hook = getattr(ctx, "nat", None)
+        if hook is None:
+            return TargetResult("ACCEPT", detail="no conntrack entry: nothing to bind")
+        verdict, detail = hook.bind(self)
+        return TargetResult(verdict, detail=detail)
+
+
+class _ToRange(_NatTarget):
+    """SNAT --to-source / DNAT --to-destination [ipaddr[-ipaddr]][:port[-port]]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.range: Any = None
+        self._addr: Any = None
+
+    def value(self, opt: str, text: str) -> None:
+        if self._addr is not None or self.has_ports:
+            raise BadValue(f'{self.name}: option "{opt}" can only be used once.')
+        addr, sep, ports = text.partition(":")
+        if sep:
+            super().value(opt, ports)
+        if addr:
+            lo, dash, hi = addr.partition("-")
+            a = _parse_addr(lo, self.name)
+            b = _parse_addr(hi, self.name) if dash else a
+            if int(a) > int(b):
+                raise BadValue(f'{self.name}: Bad IP range "{addr}"')
+            self._addr = (a, b)
+            self.flags |= 1  # NF_NAT_RANGE_MAP_IPS
+        elif not sep:
+            raise BadValue(f'{self.name}: Bad IP address "{text}"')
+
+    def finish(self, proto: int, proto_inv: bool) -> None:
+        if self._addr is None and not self.has_ports:
+            raise BadValue(f"{self.name}: You must specify {self.to_option}")
+        super().finish(proto, proto_inv)
+        from ipaddress import IPv4Address
+
+        from kptui.engine.nat import NatRange
+
+        lo, hi = self._addr or (IPv4Address(0), IPv4Address(0))
+        self.range = NatRange(self.flags, lo, hi, *self.ports)
+
+    to_option: ClassVar[str] = ""
+
+
+class DnatTarget(_ToRange):
+    name = "DNAT"
+    to_option = "--to-destination"
+    options = {"--to-destination": Opt(1, False), "--random": Opt(0, False),
+               "--persistent": Opt(0, False)}
+    chains = frozenset({"PREROUTING", "OUTPUT"})
+
+
+class SnatTarget(_ToRange):
+    name = "SNAT"
+    to_option = "--to-source"
+    options = {"--to-source": Opt(1, False), "--random": Opt(0, False),
+               "--random-fully": Opt(0, False), "--persistent": Opt(0, False)}
+    chains = frozenset({"INPUT", "POSTROUTING"})
+
+
+class MasqueradeTarget(_NatTarget):
+    name = "MASQUERADE"
+    options = {"--to-ports": Opt(1, False), "--random": Opt(0, False),
+               "--random-fully": Opt(0, False)}
+    chains = frozenset({"POSTROUTING"})
+
+
+class RedirectTarget(_NatTarget):
+    name = "REDIRECT"
+    options = {"--to-ports": Opt(1, False), "--random": Opt(0, False)}
+    chains = frozenset({"PREROUTING", "OUTPUT"})
+
+
+class NetmapTarget(_NatTarget):
+    """NETMAP --to address[/mask]: valid at all four nat hooks (netmap_tg_reg)."""
+
+    name = "NETMAP"
+    options = {"--to": Opt(1, False)}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.network: Any = None
+
+    def value(self, opt: str, text: str) -> None:
+        from ipaddress import IPv4Network
+
+        try:
+            self.network = IPv4Network(text, strict=False)
+        except ValueError:
+            raise BadValue(f'NETMAP: Bad IP address "{text}"') from None
+
+    def finish(self, proto: int, proto_inv: bool) -> None:
+        if self.network is None:
+            raise BadValue("NETMAP: Need --to")
+
+    def save(self) -> str:
+        return f"--to {self.network}"  # iptables-save prints the network (checked, 1.8.9)
+
+
 TARGETS: dict[str, type[Target]] = {
     cls.name: cls for cls in (
         MarkTarget, TosTarget, DscpTarget, TtlTarget, ClassifyTarget, TraceTarget, LogTarget,
         RejectTarget, NfqueueTarget, ConnmarkTarget,
-        _opaque("DNAT", ("--to-destination",), ("--random", "--persistent"), _NAT,
-                ("PREROUTING", "OUTPUT")),
-        _opaque("SNAT", ("--to-source",), ("--random", "--random-fully", "--persistent"),
-                _NAT, ("INPUT", "POSTROUTING")),
-        _opaque("MASQUERADE", ("--to-ports",), ("--random", "--random-fully"), _NAT,
-                ("POSTROUTING",)),
-        _opaque("REDIRECT", ("--to-ports",), ("--random",), _NAT, ("PREROUTING", "OUTPUT")),
-        _opaque("NETMAP", ("--to",), (), _NAT),
+        DnatTarget, SnatTarget, MasqueradeTarget, RedirectTarget, NetmapTarget,
         NotrackTarget, CtTarget,
     )
 }

@@ -1,0 +1,240 @@
+"""Sessions in and out of the engine: record a debugger as a Session, replay one.
+
+Replaying re-runs the journal on a fresh box built from the session's own
+scenario text, then compares the resulting events with the recorded ones, one
+digest per event: a newer engine or an edited scenario is reported at the
+first event that differs, with both versions of it. The whole stream's
+digest is sha256 over a canonical serialisation (sorted-key compact JSON of
+each event's ``to_dict()``, the shape of ``kptui trace --json``'s events).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kptui import __version__
+from kptui.engine.debugger import Debugger
+from kptui.engine.errors import KptuiError
+from kptui.engine.events import Event, Fate, StageLeave, WalkStart
+from kptui.sessions import pcap
+from kptui.sessions.format import EVENT_DIGEST_BYTES, MAX_TEXT, Session, SessionError
+
+
+def canonical(event: Event) -> bytes:
+    """One event as canonical bytes: compact JSON, sorted keys, of its ``to_dict()``."""
+    return json.dumps(event.to_dict(), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False, default=str).encode()
+
+
+def stream_digest(events: Iterable[Event]) -> bytes:
+    """sha256 over the event stream: the canonical events as a JSON array."""
+    h = hashlib.sha256(b"[")
+    for i, event in enumerate(events):
+        if i:
+            h.update(b",")
+        h.update(canonical(event))
+    h.update(b"]")
+    return h.digest()
+
+
+def event_record(event: Event) -> tuple[bytes, str, str]:
+    """(short digest, kind, one line for people): what a session keeps of each event."""
+    return (hashlib.sha256(canonical(event)).digest()[:EVENT_DIGEST_BYTES], event.kind,
+            event.describe()[:MAX_TEXT * 4])
+
+
+def with_seed(dbg: Debugger) -> list[dict[str, str | int]]:
+    """The debugger's journal, starting with its seed (a session always says it)."""
+    journal = [dict(entry) for entry in dbg.journal]
+    if not journal or journal[0].get("op") != "seed":
+        journal.insert(0, {"op": "seed", "value": dbg.seed})
+    return journal
+
+
+def record(dbg: Debugger, scenario_text: str, scenario_file: str, *,
+           view: dict[str, str] | None = None) -> Session:
+    """The session of ``dbg`` (made from ``scenario_text``) as it is now."""
+    return Session(
+        scenario_text=scenario_text,
+        scenario_file=scenario_file,
+        journal=with_seed(dbg),
+        events=[event_record(ev) for ev in dbg.events],
+        digest=stream_digest(dbg.events),
+        breakpoints=[{"id": bp.id, "spec": bp.spec, "enabled": bp.enabled, "hits": bp.hits}
+                     for bp in dbg.breakpoints.values()],
+        view=dict(view or {}),
+        kptui_version=__version__,
+    )
+
+
+def record_run(scenario: Any, text: str, file: str) -> Session:
+    """A headless run as a session: every packet run to its fate, in order."""
+    dbg = Debugger.for_scenario(scenario)
+    while dbg.cont().reason != "end" and dbg.state != "finished":
+        pass
+    return record(dbg, text, file)
+
+
+@dataclass(slots=True)
+class Replayed:
+    """A replayed session: the scenario, the debugger at the session's last event, and
+    what differs from the recording ('' when nothing: the digest matches)."""
+
+    scenario: Any
+    debugger: Debugger
+    divergence: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.divergence
+
+
+def replay(session: Session, *, file: str = "session") -> Replayed:
+    """Re-run ``session``'s journal on its scenario and compare with the recording.
+
+    A scenario that no longer loads is a SessionError (nothing to replay); a
+    journal action that fails or events that differ are a divergence.
+    """
+    from kptui.engine.scenario import load_scenario
+
+    try:
+        scenario = load_scenario(session.scenario_text, file=session.scenario_file)
+    except KptuiError as err:
+        raise SessionError(f"{file}: its scenario does not load in this kptui: {err}") from None
+    dbg = Debugger.for_scenario(scenario)
+    failure = ""
+    for position, entry in enumerate(session.journal):
+        try:
+            dbg.apply(entry)
+        except KptuiError as err:
+            failure = f"journal action {position} {_entry_text(entry)} fails: {err}"
+            break
+    divergence = first_difference(session.events, dbg.events)
+    if not divergence and not failure and stream_digest(dbg.events) != session.digest:
+        divergence = "the event digest differs from the recorded one (corrupt session?)"
+    if failure:
+        divergence = failure + (f"; before that, {divergence}" if divergence else "")
+    elif not divergence:
+        divergence = _breakpoints_differ(session, dbg)
+    return Replayed(scenario, dbg, divergence)
+
+
+def _entry_text(entry: dict[str, Any]) -> str:
+    return json.dumps(entry, sort_keys=False)
+
+
+def first_difference(recorded: Sequence[tuple[bytes, str, str]], events: Sequence[Event]) -> str:
+    """'' when ``events`` are the recorded ones, else the first that differs, in words."""
+    for position, (want, have) in enumerate(zip(recorded, events, strict=False)):
+        got = event_record(have)
+        if got[0] != want[0]:
+            return (f"event {position} differs: recorded {want[1]}: {want[2]!r}; "
+                    f"replayed {got[1]}: {got[2]!r}")
+    if len(recorded) > len(events):
+        want = recorded[len(events)]
+        return (f"the replay stops after {len(events)} events; the recording goes on with "
+                f"event {len(events)}, {want[1]}: {want[2]!r}")
+    if len(events) > len(recorded):
+        got = event_record(events[len(recorded)])
+        return (f"the recording ends after {len(recorded)} events; the replay goes on with "
+                f"event {len(recorded)}, {got[1]}: {got[2]!r}")
+    return ""
+
+
+def _breakpoints_differ(session: Session, dbg: Debugger) -> str:
+    now = [{"id": bp.id, "spec": bp.spec, "enabled": bp.enabled, "hits": bp.hits}
+           for bp in dbg.breakpoints.values()]
+    if now != session.breakpoints:
+        return f"breakpoints differ: recorded {session.breakpoints}, replayed {now}"
+    return ""
+
+
+# -- exports -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class WalkResult:
+    """One packet's walk in a session (maybe unfinished: the session ended mid-walk)."""
+
+    index: int
+    events: list[Event]
+    packet: Any
+    # The box's answers (ICMP errors, REJECT's replies) are walked by `kptui trace`, not
+    # by the debugger yet: a session's walks have none. The report renderers ask.
+    answers: list[Any] = field(default_factory=list)
+    why: str = ""
+
+    def all_answers(self) -> Iterator[Any]:
+        return iter(self.answers)
+
+    @property
+    def fate(self) -> Fate | None:
+        last = self.events[-1] if self.events else None
+        return last if isinstance(last, Fate) else None
+
+    def to_json(self) -> dict[str, Any]:
+        from kptui.engine.events import trace_lines
+
+        fate = self.fate
+        return {"packet": self.index, "fate": fate.to_json() if fate else None,
+                "out": self.packet.out_dict(), "trace": trace_lines(self.events),
+                "answers": [], "answer_walks": [],  # the debugger walks no answers yet
+                "events": [ev.to_dict() for ev in self.events]}
+
+
+def walks(dbg: Debugger) -> list[WalkResult]:
+    """The session's walks, each with its packet as it was at its last event."""
+    out: list[WalkResult] = []
+    for event, packet in dbg.rerun():
+        if isinstance(event, WalkStart):
+            out.append(WalkResult(event.index, [], None))
+        if out:
+            out[-1].events.append(event)
+            if isinstance(event, Fate):
+                out[-1].packet = packet.copy()
+    if out and out[-1].packet is None:
+        out[-1].packet = dbg.packet.copy()
+    return out
+
+
+def pcap_records(dbg: Debugger) -> list[pcap.Record]:
+    """Each walked packet as it arrives, then again after each stage that changed its
+    bytes (and after a change outside stages, such as an edit at the fate)."""
+    records: list[pcap.Record] = []
+    last = b""
+    count = 0
+    index = 0
+    for event, packet in dbg.rerun():
+        if isinstance(event, WalkStart):
+            index, count, last = event.index, 0, b""
+        if not isinstance(event, (WalkStart, StageLeave, Fate)):
+            continue
+        data = packet.to_bytes()
+        if data != last:
+            records.append(pcap.Record(index, count, data))
+            count += 1
+            last = data
+    return records
+
+
+def as_json_lines(results: Sequence[WalkResult]) -> str:
+    return "".join(json.dumps(r.to_json()) + "\n" for r in results)
+
+
+def as_trace(results: Sequence[WalkResult]) -> str:
+    from kptui import report
+
+    return report.as_trace(results)  # type: ignore[arg-type]
+
+
+def as_text(results: Sequence[WalkResult]) -> str:
+    from kptui import report
+
+    text = report.as_text(results)  # type: ignore[arg-type]
+    if results and results[-1].fate is None:
+        text += "  .. in flight: the session ends here\n"
+    return text
