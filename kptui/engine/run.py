@@ -10,8 +10,9 @@ before its ``Fate`` (in the kernel the answer leaves while the packet is being
 handled); the event carries the answer packet as kptui.engine.answers built it.
 ``walk_answers`` then walks each answer, in the same box, as a new locally
 generated walk (output routing, raw/mangle/nat/filter OUTPUT, POSTROUTING,
-with a RST carrying the original's conntrack entry as RELATED_REPLY/RELATED,
-nf_ct_attach): the box's own OUTPUT rules can drop it, as in the kernel. An
+carrying the original's conntrack entry as RELATED_REPLY/RELATED, as
+nf_ct_attach does for the RST and every ICMP error): the box's own OUTPUT
+rules can drop it, as in the kernel. An
 answer's walk can announce answers of its own; they are walked too (depth at
 most ``MAX_ANSWER_DEPTH``; __icmp_send and nf_send_reset make deeper chains
 impossible anyway).

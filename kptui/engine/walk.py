@@ -531,29 +531,33 @@ class Walk:
 
     def answer_reject(self, stage: Stage, reject_with: str, decider: str) -> Iterator[Event]:
         """REJECT: nf_send_unreach / nf_send_reset about the packet as it is now (after
-        DNAT, TTL already decremented in FORWARD). The RST gets the packet's conntrack
-        entry (nf_ct_attach) and closes its connection (nf_ct_set_closing); the ICMP
-        error is looked up by conntrack in OUTPUT like any ICMP error (icmp_send
-        attaches nothing)."""
+        DNAT, TTL already decremented in FORWARD). The RST also closes the packet's
+        connection (nf_ct_set_closing)."""
         from kptui.engine.answers import reject_answer
 
         answer = reject_answer(self.pkt, reject_with, box=self.box)
         why = f"{decider} REJECT --reject-with {reject_with}"
-        if answer is not None and reject_with == "tcp-reset":
-            self.attach_original(answer)
-        yield from self.announce(stage, answer, why, rst=reject_with == "tcp-reset")
+        rst = reject_with == "tcp-reset"
+        if answer is not None:
+            self.attach_original(answer, closing=rst)
+        yield from self.announce(stage, answer, why, rst=rst)
 
-    def attach_original(self, answer: Packet) -> None:
-        """nf_ct_attach + nf_ct_set_closing for nf_send_reset's RST."""
+    def attach_original(self, answer: Packet, *, closing: bool = False) -> None:
+        """nf_ct_attach: every answer carries the packet's conntrack entry, RELATED_REPLY
+        for a packet in the ORIGINAL direction, else RELATED (nf_conntrack_attach). The
+        RST gets it from nf_send_reset, ICMP errors from icmp_glue_bits (kernel corpus:
+        answer-output-filter, where the port unreachable about an unconfirmed
+        connection is not INVALID). ``closing``: nf_ct_set_closing (RST only)."""
         from kptui.engine.conntrack import ORIGINAL, attach, direction_of, sCL
 
         conn = self.pkt.meta.ct
-        if conn is None:
+        if conn is None:  # no entry (INVALID, UNTRACKED, no tracking): looked up afresh
             return
         ctinfo = "RELATED_REPLY" if direction_of(self.pkt.meta.ctinfo) == ORIGINAL \
             else "RELATED"
         attach(answer.meta, conn, ctinfo)
-        if conn.confirmed and getattr(conn, "tcp", None) is not None and conn.tcp.state != sCL:
+        if closing and conn.confirmed and getattr(conn, "tcp", None) is not None \
+                and conn.tcp.state != sCL:
             conn.tcp.state = sCL  # nf_conntrack_tcp_set_closing
             conn.refresh(self.box.clock, self.box.conntrack.tcp_timeout(sCL))
 
@@ -564,6 +568,8 @@ class Walk:
 
         answer = icmp_error(self.pkt, icmp_type, code, box=self.box,
                             in_iface=self.pkt.meta.iif, info=info)
+        if answer is not None:
+            self.attach_original(answer)
         yield from self.announce(stage, answer, why)
 
     def answer_route_error(self, stage: Stage, result: Any) -> Iterator[Event]:
@@ -620,6 +626,7 @@ class Walk:
                             info=int(gateway))
         if answer is not None:
             peers[src] = (count + 1, now)
+            self.attach_original(answer)
         yield from self.announce(stage, answer, f"ICMP redirect: {self.pkt.ip.dst} is reached "
                                  f"via {gateway} on {self.pkt.meta.iif}, the sender's own link "
                                  "(ip_rt_send_redirect)")

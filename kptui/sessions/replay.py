@@ -182,7 +182,7 @@ class WalkResult:
         fate = self.fate
         return {"packet": self.index, "fate": fate.to_json() if fate else None,
                 "out": self.packet.out_dict(), "trace": trace_lines(self.events),
-                "answers": [], "answer_walks": [],  # the debugger walks no answers yet
+                "answers": [],  # the debugger walks no answers yet
                 "events": [ev.to_dict() for ev in self.events]}
 
 

@@ -165,6 +165,9 @@ class RuleParser:
                            "Operation not supported)")
         if goto:
             raise BadValue(f"Chain '{name}' does not exist")
+        if name == "DROP" and self.table == "nat":  # iptables 1.8.9 refuses it (checked)
+            raise BadValue('The "nat" table is not intended for filtering, the use of DROP '
+                           "is therefore inhibited.")
         if name in STANDARD_VERDICTS:
             return Standard(name)
         cls = TARGETS.get(name)
