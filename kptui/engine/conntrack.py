@@ -52,9 +52,9 @@ What follows the kernel, function by function:
   depends on the kernel's jiffies value). The kernel's listing, taken a moment
   after the packet, shows one second less than kptui's at the same instant.
 - NAT hooks: ``Conn.nat_initialized`` / ``set_nat_initialized`` are
-  nf_nat_initialized (the SRC_NAT_DONE / DST_NAT_DONE bits); the walk sets them
-  after a nat chain traversal (or at a nat hook without a chain: the null
-  binding), so later packets of the connection skip the nat chains.
+  nf_nat_initialized (the SRC_NAT_DONE / DST_NAT_DONE bits); kptui.engine.nat's
+  setup_info sets them when a NAT target or the null binding binds the
+  connection, so later packets of the connection skip the nat chains.
 
 Not modelled at all: helpers and expectations (FTP, ...; EXPECTED is never
 set), zones, labels, ``nf_conntrack_max`` eviction, fragments (the kernel

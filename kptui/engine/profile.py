@@ -112,6 +112,7 @@ class Profile:
     forward: tuple[Stage, ...]
     local_out: tuple[Stage, ...]  # from the socket up to (not including) POSTROUTING
     postrouting: tuple[Stage, ...]  # POSTROUTING to the wire
+    hidden: frozenset[str] = frozenset()  # walked but not drawn (not in the profile's picture)
 
     def stages(self) -> list[Stage]:
         """Every stage once, in diagram order."""
@@ -138,14 +139,79 @@ MODERN = Profile(
     postrouting=(*_hook("POSTROUTING"), TC_EGRESS, TRANSMIT),
 )
 
-PROFILES: dict[str, Profile] = {"modern": MODERN}
+# -- classic-2.4: the seed Kernel Packet Traveling Diagram (LARTC, 2002) -----------------
+#
+# A 2.4 kernel with the IMQ patch, drawn as the seed diagram draws it: no raw table (2.6),
+# no nat INPUT chain (2.6.36), no security table (2.6.18); the ingress qdisc sits after
+# PREROUTING (in 2.4 sch_ingress registered a netfilter hook at PREROUTING, after the nat
+# table); IMQ after mangle in PREROUTING and last in POSTROUTING (the linuximq hooks).
+# Connection tracking confirms a new entry at the end of INPUT and POSTROUTING
+# (ip_conntrack_confirm at NF_IP_PRI_LAST); the seed diagram does not draw that step, so
+# the profile lists it in ``hidden``: walked, not drawn.
+
+
+def _c24(table: str, hook: str) -> Stage:
+    return Stage(f"{table}:{hook}", f"{table} {hook}", hook, "table", table)
+
+
+def _imq(hook: str) -> Stage:
+    return Stage(f"imq:{hook}", "IMQ", hook, "imq")
+
+
+def _ct(hook: str) -> Stage:
+    return Stage(f"conntrack:{hook}", "conntrack", hook, "conntrack")
+
+
+def _confirm(hook: str) -> Stage:
+    return Stage(f"conntrack:{hook}", "conntrack confirm", hook, "confirm")
+
+
+CLASSIC_24 = Profile(
+    name="classic-2.4",
+    prerouting=(_ct("PREROUTING"), _c24("mangle", "PREROUTING"), _imq("PREROUTING"),
+                _c24("nat", "PREROUTING"), Stage("tc:ingress", "QOS INGRESS", "", "tc"),
+                Stage("routing:input", "INPUT ROUTING + RPDB", "", "routing")),
+    local_in=(_c24("mangle", "INPUT"), _c24("filter", "INPUT"), _confirm("INPUT"), DELIVER),
+    forward=(FORWARD, _c24("mangle", "FORWARD"), _c24("filter", "FORWARD")),
+    local_out=(Stage("routing:output", "OUTPUT ROUTING + RPDB", "", "routing"),
+               _ct("OUTPUT"), _c24("mangle", "OUTPUT"), _c24("nat", "OUTPUT"),
+               _c24("filter", "OUTPUT")),
+    postrouting=(_c24("mangle", "POSTROUTING"), _c24("nat", "POSTROUTING"),
+                 _imq("POSTROUTING"), _confirm("POSTROUTING"),
+                 Stage("tc:egress", "QOS EGRESS", "", "tc"), TRANSMIT),
+    hidden=frozenset({"conntrack:INPUT", "conntrack:POSTROUTING"}),
+)
+
+# -- ipchains: Linux 2.2, the diagram's IPCHAINS branch (IPCHAINS-HOWTO 4.1) -------------
+#
+# Three built-in chains. A packet from the wire meets the input chain, then is
+# demasqueraded (a reply to a masqueraded connection goes straight to the output chain),
+# then routed: to a local process, or through ip_forward and the forward chain (where
+# MASQ rewrites the source) and then the output chain. Local packets meet only the
+# output chain. The QoS boxes are the ones the seed diagram draws below both branches.
+
+
+def _chain(name: str) -> Stage:
+    return Stage(f"ipchains:{name}", f"IPCHAINS {name}", name, "ipchains", "ipchains")
+
+
+IPCHAINS = Profile(
+    name="ipchains",
+    prerouting=(_chain("input"), Stage("masq:demasq", "demasquerade", "", "demasq"),
+                Stage("routing:input", "INPUT ROUTING", "", "routing")),
+    local_in=(DELIVER,),
+    forward=(FORWARD, _chain("forward")),
+    local_out=(Stage("routing:output", "OUTPUT ROUTING", "", "routing"),),
+    postrouting=(_chain("output"), Stage("tc:egress", "QOS EGRESS", "", "tc"), TRANSMIT),
+)
+
+PROFILES: dict[str, Profile] = {"modern": MODERN, "classic-2.4": CLASSIC_24,
+                                "ipchains": IPCHAINS}
 KNOWN_PROFILES = ("modern", "classic-2.4", "ipchains")
 
 
 def get_profile(name: str) -> Profile:
-    """The profile called ``name``; the historical ones come with a later issue."""
+    """The profile called ``name``."""
     if name in PROFILES:
         return PROFILES[name]
-    if name in KNOWN_PROFILES:
-        raise UnsupportedError(f"profile {name}")
     raise UnsupportedError(f"unknown profile {name!r} (known: {', '.join(KNOWN_PROFILES)})")

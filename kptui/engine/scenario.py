@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from kptui.engine.packet import Packet
 
 PROFILES = ("modern", "classic-2.4", "ipchains")
-IMPLEMENTED_PROFILES = ("modern",)
+IMPLEMENTED_PROFILES = PROFILES
 TOP_KEYS = {"name": str, "description": str, "profile": str, "setup": str, "iptables": str,
             "sysctl": dict, "interfaces": list, "packets": list, "rt_tables": (dict, str)}
 IFACE_KEYS = {"name": str, "addresses": list}
@@ -209,13 +209,24 @@ class Scenario:
                 raise ParseError(str(exc), file=self.file, line=line, token=name) from None
             except UnsupportedError as exc:
                 raise ParseError(str(exc), file=self.file, line=line, token=name) from None
-        kernel = self.setup
-        if self.setup:
-            kernel = apply_setup(box, self.setup, file=self.file, first_line=self.setup_line)
+        from kptui.engine.profile_check import check_ruleset, split_setup
+
+        setup, chains = split_setup(self.setup, self.profile, file=self.file,
+                                    first_line=self.setup_line)
+        kernel = setup
+        if setup.strip():
+            kernel = apply_setup(box, setup, file=self.file, first_line=self.setup_line)
+        if self.profile == "ipchains":
+            from kptui.engine.ipchains import IpchainsRuleset, apply_ipchains
+
+            box.ipchains = IpchainsRuleset()
+            for line, command in chains:
+                apply_ipchains(box.ipchains, command, file=self.file, line=line)
         if self.iptables:
             from kptui.engine.iptables import restore
 
             restore(box.ruleset, self.iptables, file=self.file, first_line=self.iptables_line)
+        check_ruleset(box.ruleset, self.profile, file=self.file, text=self.text)
         return box, kernel
 
 

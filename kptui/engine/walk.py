@@ -678,7 +678,13 @@ def walk(box: Box, pkt: Packet, *, index: int = 0, profile: str = "modern",
     ``linear`` evaluates every rule instead of letting hot chains skip the
     rules their index proves cannot match (same results, more RuleEval events).
     """
-    return Walk(box, pkt, index, get_profile(profile), linear).events()
+    prof = get_profile(profile)
+    cls: type[Walk] = Walk
+    if prof.name != "modern":  # the historical profiles' own stage kinds
+        from kptui.engine.walk_historical import walk_class
+
+        cls = walk_class(prof.name)
+    return cls(box, pkt, index, prof, linear).events()
 
 
 def _silence(box: Any, pkt: Packet, rst: bool) -> str:

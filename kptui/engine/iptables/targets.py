@@ -400,7 +400,7 @@ class NfqueueTarget(Target):
 
 # ----------------------------------------------------------------------------- parse-only
 class _Opaque(Target):
-    """Targets kptui parses and saves but cannot apply yet (the NAT targets)."""
+    """Targets with free-form options saved as given; ``apply`` refuses unless overridden."""
 
     arg_options: ClassVar[tuple[str, ...]] = ()
     flag_options: ClassVar[tuple[str, ...]] = ()
@@ -417,19 +417,7 @@ class _Opaque(Target):
                         for o, a in self.given)
 
     def apply(self, pkt: Any, ctx: Any) -> TargetResult:
-        raise UnsupportedError(f"the {self.name} target (NAT is not modelled yet)")
-
-
-def _opaque(name: str, args: tuple[str, ...], flags: tuple[str, ...] = (),
-            tables: tuple[str, ...] | None = None,
-            chains: tuple[str, ...] | None = None) -> type[Target]:
-    opts = {**{a: Opt(1, False) for a in args}, **{f: Opt(0, False) for f in flags}}
-    return type(f"{name.title()}Target", (_Opaque,), {
-        "name": name, "options": opts,
-        "tables": frozenset(tables) if tables else None,
-        "chains": frozenset(chains) if chains else None,
-        "verdict": "ACCEPT" if tables == ("nat",) else "CONTINUE",
-    })
+        raise UnsupportedError(f"the {self.name} target")
 
 
 class ConnmarkTarget(_Opaque):
@@ -691,12 +679,41 @@ class NetmapTarget(_NatTarget):
         return f"--to {self.network}"  # iptables-save prints the network (checked, 1.8.9)
 
 
+class ImqTarget(Target):
+    """IMQ (the linuximq patch for 2.4, never merged; the classic-2.4 profile only).
+
+    libipt_IMQ: ``--todev N`` (default 0) flags the packet for imqN; the imq hooks
+    (after mangle PREROUTING, last in POSTROUTING) queue it to that device, whose
+    egress qdisc shapes it. The target itself only flags: it never decides.
+    The patch's checkentry allows it in the mangle table only.
+    """
+
+    name = "IMQ"
+    options = {"--todev": Opt(1, False)}
+    tables = frozenset({"mangle"})
+    MAX_DEVS = 16  # IMQ_MAX_DEVS
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.todev = 0
+
+    def option(self, opt: str, args: list[str], inv: bool) -> None:
+        self.todev = parse_uint(args[0], 0, self.MAX_DEVS - 1,
+                                f"IMQ: --todev must be 0..{self.MAX_DEVS - 1}")
+
+    def save(self) -> str:
+        return f"--todev {self.todev}"
+
+    def apply(self, pkt: Any, ctx: Any) -> TargetResult:
+        return TargetResult("CONTINUE", detail=f"imq{self.todev}")
+
+
 TARGETS: dict[str, type[Target]] = {
     cls.name: cls for cls in (
         MarkTarget, TosTarget, DscpTarget, TtlTarget, ClassifyTarget, TraceTarget, LogTarget,
         RejectTarget, NfqueueTarget, ConnmarkTarget,
         DnatTarget, SnatTarget, MasqueradeTarget, RedirectTarget, NetmapTarget,
-        NotrackTarget, CtTarget,
+        NotrackTarget, CtTarget, ImqTarget,
     )
 }
 STANDARD_VERDICTS = ("ACCEPT", "DROP", "RETURN", "QUEUE")
