@@ -881,3 +881,32 @@ def test_rule_breakpoint_stops_on_a_rule_the_chain_index_would_skip():
     assert isinstance(stop.event, RuleEval) and stop.event.rule == 5
     assert not stop.event.matched and "1004" in stop.event.reason
     assert dbg.run_to_fate().event.action == "deliver"
+
+
+def _flatten(result):
+    yield from result.events
+    for answer in result.answers:
+        yield from _flatten(answer)
+
+
+@pytest.mark.parametrize("name", ["ipt-reject-kinds", "answer-output-filter",
+                                  "reply-tcp-handshake-forward", "reply-icmp-echo"])
+def test_debugger_steps_answers_and_replies_like_trace(name):
+    # The box's answers (REJECT's ICMP/RST, ICMP errors) are walks the user steps after
+    # the walk that caused them, and `reply_to` packets are built from the earlier
+    # packets' fates: stepping through the whole scenario sees exactly the events of
+    # `kptui trace` (run_scenario), answers depth first. Kernel corpus scenarios.
+    from pathlib import Path
+
+    from kptui.engine.run import run_scenario
+    from kptui.engine.scenario import load_scenario
+
+    path = Path(__file__).parent / "kernel" / "scenarios" / f"{name}.toml"
+    scenario = load_scenario(path.read_text(), file=str(path))
+    expected = [ev for result in run_scenario(scenario) for ev in _flatten(result)]
+    dbg = Debugger.for_scenario(scenario)
+    while dbg.state != "finished":
+        dbg.step()
+    assert dbg.events == expected
+    back = dbg.step_back()
+    assert back.event == expected[-2]

@@ -175,6 +175,8 @@ class _Checkpoint:
     index: int
     packet: Any
     walk_start: int
+    answers: tuple[tuple[Any, int], ...] = ()  # answer packets still to walk, with depth
+    walked: tuple[tuple[Any, Any], ...] = ()  # scenario packets at their fates (reply_to)
 
 
 def build_packet(fields: dict[str, str]) -> Packet:
@@ -199,10 +201,13 @@ def build_packet(fields: dict[str, str]) -> Packet:
         raise KptuiError(str(err)) from None
 
 
-def _fresh_packet(item: Any) -> Any:
-    """A new packet for a walk (walks mutate theirs): a Packet is copied, a PacketSpec built."""
+def _fresh_packet(item: Any, walked: Sequence[tuple[Any, Any]] = ()) -> Any:
+    """A new packet for a walk (walks mutate theirs): a Packet is copied, a PacketSpec built
+    (a `reply_to` spec from the earlier packets as they were at their fates)."""
     if hasattr(item, "copy"):
         return item.copy()
+    if hasattr(item, "build_after"):
+        return item.build_after(list(walked))
     if hasattr(item, "build"):
         return item.build()
     if callable(item):
@@ -259,6 +264,12 @@ class Debugger:
         self.index = -1
         self.walk_start = 0  # where the current packet's events begin in ``events``
         self._walk: Iterator[Event] | None = None
+        # The box's answers (REJECT's ICMP/RST, ICMP errors) are walks of their own, stepped
+        # after the walk that caused them and before the next packet, depth first like
+        # run.walk_answers; ``answer_depth`` is 0 for a scenario packet's own walk.
+        self._answers: list[tuple[Any, int]] = []
+        self.answer_depth = 0
+        self._walked: list[tuple[Any, Any]] = []  # scenario packets at their fates
         with contextlib.suppress(AttributeError):  # a box without state for `statistic`
             self.box.rng = random.Random(self.seed)  # what `-m statistic` draws from
 
@@ -271,7 +282,7 @@ class Debugger:
         """idle (no event yet), paused, or finished (at the last packet's fate)."""
         if not self.events:
             return "idle"
-        if self._walk is None and self.index >= len(self._packets) - 1:
+        if self._walk is None and not self._answers and self.index >= len(self._packets) - 1:
             return "finished"
         return "paused"
 
@@ -291,9 +302,14 @@ class Debugger:
 
     # -- driving walks -------------------------------------------------------------------
 
-    def _start_packet(self, index: int) -> None:
+    def _start_packet(self, index: int, answer: tuple[Any, int] | None = None) -> None:
+        """Start packet ``index``'s walk, or the walk of an ``answer`` it caused."""
         self.index = index
-        self.packet = _fresh_packet(self._packets[index])
+        if answer is None:
+            self.packet = _fresh_packet(self._packets[index], self._walked)
+            self.answer_depth = 0
+        else:
+            self.packet, self.answer_depth = answer
         self.walk_start = len(self.events)
         linear = self._linear.get(self.walk_start) if not self._recording else None
         if linear is None:  # live: from the breakpoints; re-executing: as it was then
@@ -315,9 +331,12 @@ class Debugger:
     def _pull(self) -> Event | None:
         """The next event of the walk, starting the next packet's walk; None after the last."""
         if self._walk is None:
-            if self.index + 1 >= len(self._packets):
+            if self._answers:
+                self._start_packet(self.index, self._answers.pop(0))
+            elif self.index + 1 >= len(self._packets):
                 return None
-            self._start_packet(self.index + 1)
+            else:
+                self._start_packet(self.index + 1)
         assert self._walk is not None
         try:
             event = next(self._walk)
@@ -328,8 +347,22 @@ class Debugger:
         self.events.append(event)
         if isinstance(event, Fate):
             self._walk = None
+            self._queue_answers()
             self._maybe_checkpoint()
         return event
+
+    def _queue_answers(self) -> None:
+        """After a fate: remember the packet (for `reply_to`) and queue its answers."""
+        from kptui.engine.events import AnswerSent
+        from kptui.engine.run import MAX_ANSWER_DEPTH
+
+        if self.answer_depth == 0:
+            self._walked.append((copy.deepcopy(self.packet), self.events[-1]))
+        if self.answer_depth + 1 >= MAX_ANSWER_DEPTH + 1:
+            return
+        new = [(ev.answer.copy(), self.answer_depth + 1) for ev in self.walk_events
+               if isinstance(ev, AnswerSent) and ev.answer is not None]
+        self._answers[:0] = new
 
     # -- checkpoints ---------------------------------------------------------------------
 
@@ -342,8 +375,10 @@ class Debugger:
             return
         if at < len(counts) and counts[at] < count + self.checkpoint_every:
             return  # one just ahead already (kept while seeking along a timeline)
-        self._checkpoints.insert(at, _Checkpoint(count, copy.deepcopy(self.box), self.index,
-                                                 copy.deepcopy(self.packet), self.walk_start))
+        self._checkpoints.insert(at, _Checkpoint(
+            count, copy.deepcopy(self.box), self.index, copy.deepcopy(self.packet),
+            self.walk_start, copy.deepcopy(tuple(self._answers)),
+            copy.deepcopy(tuple(self._walked))))
 
     def _drop_checkpoints_after(self, count: int) -> None:
         """History after ``count`` is being rewritten: checkpoints there no longer hold."""
@@ -363,6 +398,8 @@ class Debugger:
         self.index = cp.index
         self.packet = copy.deepcopy(cp.packet)
         self.walk_start = cp.walk_start
+        self._answers = copy.deepcopy(list(cp.answers))
+        self._walked = copy.deepcopy(list(cp.walked))
         self._walk = None
         return cp.count
 
