@@ -520,3 +520,44 @@ def test_cli_prints_the_trace_when_not_on_a_terminal(capsys, argv):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "packet 0" in out and "transmit" in out
+
+
+ONE_SYN = """
+name = "one-syn"
+[sysctl]
+"net.ipv4.ip_forward" = 1
+[[interfaces]]
+name = "eth0"
+addresses = ["192.0.2.1/24"]
+[[interfaces]]
+name = "eth1"
+addresses = ["203.0.113.2/24"]
+[[packets]]
+iif = "eth0"
+proto = "tcp"
+src = "192.0.2.10"
+dst = "203.0.113.50"
+sport = 40000
+dport = 443
+"""
+
+
+async def test_send_reply_follows_the_connection_back():
+    # `y` at a fate queues the server's reply (answers.reply_to): the SYN is forwarded out
+    # of eth1, so the reply is a SYN-ACK arriving on eth1 with addresses and ports swapped.
+    app = make_app(ONE_SYN)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await press(pilot, "y")  # before any fate: refused with the reason
+        assert len(debugger(app).packets) == 1
+        await press(pilot, "c", "y")
+        dbg = debugger(app)
+        assert len(dbg.packets) == 2
+        assert {"op": "reply", "of": 0} in dbg.journal
+        await press(pilot, "s")
+        reply = dbg.packet
+        assert (str(reply.ip.src), str(reply.ip.dst)) == ("203.0.113.50", "192.0.2.10")
+        assert (reply.sport, reply.dport) == (443, 40000)
+        assert reply.l4.flags == 0x12  # SYN+ACK
+        assert reply.meta.iif == "eth1"
+        await press(pilot, "c")
+        assert dbg.current.action == "transmit" and dbg.current.iface == "eth0"

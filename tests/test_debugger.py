@@ -910,3 +910,32 @@ def test_debugger_steps_answers_and_replies_like_trace(name):
     assert dbg.events == expected
     back = dbg.step_back()
     assert back.event == expected[-2]
+
+
+def test_send_reply_is_journaled_and_replays():
+    from pathlib import Path
+
+    from kptui.engine.scenario import load_scenario
+    from kptui.sessions.format import decode, encode
+    from kptui.sessions.replay import record
+
+    path = Path(__file__).parent / "kernel" / "scenarios" / "ct-tcp-handshake-forward.toml"
+    if not path.exists():  # any forwarded TCP scenario does
+        path = next((Path(__file__).parent / "kernel" / "scenarios").glob("ct-*.toml"))
+    scenario = load_scenario(path.read_text(), file=str(path))
+    dbg = Debugger.for_scenario(scenario)
+    dbg.run_to_fate()
+    if dbg.current.action not in ("transmit", "deliver"):
+        with pytest.raises(KptuiError, match="nobody saw it"):
+            dbg.send_reply()
+        return
+    index = dbg.send_reply()
+    assert index == len(scenario.packets)
+    while dbg.state != "finished":
+        dbg.cont()
+    again = Debugger.replay(scenario.build_box, scenario.packets, dbg.journal)
+    assert again.events == dbg.events
+    assert {"op": "reply", "of": 0} in dbg.journal
+    # and a saved session keeps it: the format accepts the action and replays it
+    session = decode(encode(record(dbg, path.read_text(), str(path))), file="s.kpt")
+    assert {"op": "reply", "of": 0} in session.journal

@@ -215,6 +215,28 @@ def _fresh_packet(item: Any, walked: Sequence[tuple[Any, Any]] = ()) -> Any:
     raise TypeError(f"not a packet, packet spec or packet factory: {item!r}")
 
 
+@dataclass(frozen=True, slots=True)
+class ReplySpec:
+    """A packet to come: the reply to packet ``of``, built once ``of`` reached its fate."""
+
+    of: int
+
+    def build_after(self, walked: list[tuple[Any, Any]]) -> Any:
+        from kptui.engine.answers import NoReplyError, reply_to
+
+        original, fate = walked[self.of]
+        if fate.action not in ("transmit", "deliver"):
+            raise KptuiError(f"packet {self.of} was not delivered nor transmitted "
+                             f"({fate.action}): nobody saw it to reply")
+        try:
+            return reply_to(original)
+        except NoReplyError as err:
+            raise KptuiError(f"no reply to packet {self.of}: {err}") from None
+
+    def summary(self) -> str:
+        return f"reply to packet {self.of}"
+
+
 class Debugger:
     """Drives the walks of a scenario's packets, pausing where the user asked.
 
@@ -559,6 +581,22 @@ class Debugger:
         self._record({"op": "inject", **fields})
         return len(self._packets) - 1
 
+    def send_reply(self) -> int:
+        """Follow the connection: queue the answer a server would send to the packet
+        whose fate is showing (answers.reply_to: the tuple it had at its fate swapped,
+        a SYN-ACK for a SYN); returns its index. Journaled like an inject."""
+        if self.answer_depth or not isinstance(self.current, Fate) or self.in_walk:
+            raise KptuiError("send a reply at a packet's fate (run it to its fate first)")
+        of = self.index
+        self._packets.append(ReplySpec(of))
+        try:
+            _fresh_packet(self._packets[-1], self._walked)  # refuse now, not at its walk
+        except KptuiError:
+            self._packets.pop()
+            raise
+        self._record({"op": "reply", "of": of})
+        return len(self._packets) - 1
+
     @property
     def packets(self) -> list[Any]:
         """The packets to walk, in order: the scenario's, then the injected ones."""
@@ -768,6 +806,12 @@ class Debugger:
                 _get(entry, "id", int))
         elif op == "seed":
             self.set_seed(_get(entry, "value", int))
+        elif op == "reply":
+            of = _get(entry, "of", int)
+            if of != self.index:
+                raise KptuiError(f"the reply was to packet {of}, replay is at packet "
+                                 f"{self.index}")
+            self.send_reply()
         elif op == "inject":
             self.inject({k: _get(entry, k, str) for k in entry if k != "op"})
         else:

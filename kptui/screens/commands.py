@@ -13,7 +13,9 @@ from functools import partial
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from kptui.engine.packet import FIELDS
+from kptui.engine.profile import KNOWN_PROFILES
 from kptui.screens.debugger import DebuggerScreen
+from kptui.screens.profile_switch import switch_profile
 from kptui.widgets.packet_tree import packet_paths
 
 Command = tuple[str, Callable[[], object], str]
@@ -35,12 +37,17 @@ def commands(screen: DebuggerScreen) -> Iterator[Command]:
     yield "Breakpoint: add… (a)", screen.action_add_breakpoint, "type a breakpoint spec"
     yield "Edit field… (e)", screen.action_edit, "change a header field mid-flight"
     yield "Inject packet… (i)", screen.action_inject, "compose a packet and queue it"
+    yield "Send reply (y)", screen.action_send_reply, "queue the server's reply to this packet"
     yield "Filter log (/)", screen.action_filter_log, "keep the log lines with these words"
     yield "Session: save (Ctrl+S)", screen.action_save_session, "to a msgpack file"
     yield "Show help (?)", screen.app.action_help, "keys and a short guide"
     for tab, key in (("rules", 1), ("route", 2), ("conntrack", 3), ("log", 4),
                      ("breakpoints", 5)):
         yield f"Show panel: {tab} ({key})", partial(screen.action_show_tab, tab), ""
+    for name in KNOWN_PROFILES:
+        if name != screen.profile.name:
+            yield (f"Profile: {name}", partial(switch_profile, screen, name),
+                   "rebuild the scenario under this profile and redraw the diagram")
     for stage in screen.profile.stages():
         yield (f"Breakpoint: toggle at {stage.title}",
                partial(screen.toggle_spec, f"stage {stage.id}", stage=stage),

@@ -92,6 +92,8 @@ class DebuggerScreen(Screen[None]):
                 tooltip="Add a breakpoint by typing it (stage, hook, chain, rule, watch, if)"),
         Binding("i", "inject", "inject packet", show=False, id="inject-packet",
                 tooltip="Compose a packet and queue it after the scenario's packets"),
+        Binding("y", "send_reply", "send reply", show=False, id="send-reply",
+                tooltip="Follow the connection: queue the server's reply to this packet"),
         Binding("slash", "filter_log", "filter log", show=False, id="filter-log",
                 tooltip="Filter the trace log"),
         Binding("d", "focus_diagram", "diagram", show=False, id="focus-diagram",
@@ -498,6 +500,19 @@ class DebuggerScreen(Screen[None]):
         self.refresh_view()
         self.notify(f"packet {index} queued: {pkt.summary()}", timeout=4)
         return None
+
+    def action_send_reply(self) -> None:
+        """Queue the reply to the packet at its fate (a journaled action)."""
+        if self.busy:
+            return
+        try:
+            index = self.debugger.send_reply()
+        except KptuiError as err:
+            self.notify(str(err), severity="warning", timeout=5)
+            return
+        self.refresh_view()
+        self.notify(f"packet {index} queued: {self.debugger.packets[index].summary()}",
+                    timeout=4)
 
     def action_inject(self) -> None:
         if not self.busy:

@@ -27,6 +27,7 @@ Schema, format 1 (a msgpack map; no other keys are allowed)::
                                {"op": "break", "id": int, "spec": str}
                                {"op": "enable" | "disable" | "delete", "id": int}
                                {"op": "inject", <INJECT_FIELDS>: str ...}
+                               {"op": "reply", "of": int}            reply to packet N
     view           map       the screen: {"tab", "pinned", "stage", "log_filter",
                              "focus", "mode"}: str each (<= 256 chars), all optional
     events         array     one [digest: bin(8), kind: str, text: str] per event of the
@@ -333,9 +334,11 @@ ENTRY_SHAPES: dict[str, tuple[tuple[str, ...], bool]] = {
     "delete": (("id",), False),
     "seed": (("value",), False),
     "inject": (INJECT_FIELDS, True),
+    "reply": (("of",), False),
 }
 ENTRY_FIELDS: dict[str, tuple[type, int]] = {
     "index": (int, MAX_EVENTS),
+    "of": (int, MAX_EVENTS),
     "at": (int, MAX_EVENTS),
     "id": (int, MAX_JOURNAL),
     "value": (int, MAX_INT),
