@@ -162,6 +162,7 @@ class Box:
     def __init__(self) -> None:
         from kptui.engine.conntrack import ConntrackTable
         from kptui.engine.iptables import Ruleset
+        from kptui.engine.qos import TcState
 
         self.interfaces: dict[str, Interface] = {}
         self.routes = RouteTables()
@@ -169,6 +170,7 @@ class Box:
         self.rng: Any = None
         self.clock: float = 0.0  # the simulated clock, seconds (scenario packets' `time`)
         self.conntrack = ConntrackTable(self)
+        self.tc = TcState()  # qdiscs, classes, filters per device (kptui.engine.qos)
         self._global: dict[str, int] = {k: v for k, (v, _) in GLOBAL_SYSCTLS.items()}
         self._conf: dict[str, dict[str, int]] = {
             "all": dict(CONF_DEFAULTS), "default": dict(CONF_DEFAULTS)}

@@ -394,3 +394,92 @@ def _show(path: str, value: Any) -> str:
     if is_number and path.endswith(("mark", "classid")):
         return hex(value)
     return str(value)
+
+
+# -- tc (kptui.engine.qos) ------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QosFilter(Event):
+    """One tc filter tried on the packet (tcf_classify walks a block by prio)."""
+
+    dev: str
+    block: str  # the qdisc or class the filter hangs on ("1:", "1:1"), or ingress/egress
+    prio: int
+    handle: str
+    filter: str  # noqa: A003 - the classifier: u32, fw, matchall, basic
+    matched: bool
+    classid: str = ""  # the flowid/classid it gives
+    text: str = ""
+    reason: str = ""  # why it did not match
+    kind: ClassVar[str] = "qos_filter"
+
+    def describe(self) -> str:
+        head = f"tc filter {self.dev} {self.block} prio {self.prio} {self.filter} " \
+               f"{self.handle}"
+        if self.matched:
+            return f"{head} matched" + (f" -> {self.classid}" if self.classid else "")
+        return f"{head} no match ({self.reason})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QosAction(Event):
+    """A tc action ran: police (conform/exceed with its tokens), mirred, gact."""
+
+    dev: str
+    action: str
+    result: str  # ok, drop, continue, reclassify, pipe, redirect
+    detail: str = ""
+    tokens: str = ""
+    kind: ClassVar[str] = "qos_action"
+
+    def describe(self) -> str:
+        return f"tc action {self.action}: {self.result} ({self.detail})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QosClassify(Event):
+    """A classful qdisc chose where the packet goes: a class, a band, the direct queue."""
+
+    dev: str
+    qdisc: str  # "htb 1:"
+    target: str  # "1:10", "direct", "band 0"
+    how: str  # filter | priority | default | direct | priomap
+    band: int = -1
+    detail: str = ""
+    kind: ClassVar[str] = "qos_class"
+
+    def describe(self) -> str:
+        extra = f": {self.detail}" if self.detail else ""
+        return f"{self.dev} {self.qdisc} -> {self.target} ({self.how}){extra}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QosEnqueue(Event):
+    """The tc verdict: sent, delayed by shaping, dropped, passed (ingress) or redirected.
+
+    ``counters`` lists the `tc -s` counters this packet moved on ``dev``, like
+    "qdisc 1: packets" or "class 1:10 drops" (what verify compares).
+    """
+
+    dev: str
+    qdisc: str
+    verdict: str  # sent | delayed | dropped | passed | redirected
+    reason: str = ""
+    length: int = 0  # bytes as the qdisc counts them
+    backlog: int = 0  # packets queued after this one was enqueued
+    backlog_bytes: int = 0
+    limit: str = ""
+    tokens: str = ""
+    delay: float = 0.0  # seconds shaping holds the packet
+    counters: list[str] = field(default_factory=list)
+    kind: ClassVar[str] = "qos_enqueue"
+
+    def describe(self) -> str:
+        bits = [f"{self.dev} {self.qdisc} {self.verdict}"]
+        if self.reason:
+            bits.append(self.reason)
+        if self.limit:
+            bits.append(f"backlog {self.backlog}p/{self.backlog_bytes}b of {self.limit}")
+        if self.tokens:
+            bits.append(f"tokens (bytes) {self.tokens}")
+        return ", ".join(bits)

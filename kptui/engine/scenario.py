@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Interface
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,10 @@ PACKET_KEYS: dict[str, tuple[type, int, int]] = {
     "length": (int, 20, 65535), "df": (bool, 0, 1),
     "seq": (int, 0, 0xFFFFFFFF), "ack": (int, 0, 0xFFFFFFFF),
     "time": (float, 0, 0), "inner": (dict, 0, 0), "reply_to": (int, 0, 0xFFFF),
+    "repeat": (int, 1, 1000),
 }
+# `repeat = N` sends the packet N times back to back, at the same `time` (a burst for tc's
+# queues and token buckets); the copies are packets of their own, numbered in order.
 # With `reply_to = N` the reply is built from packet N (answers.reply_to); these keys
 # may override what it builds, the others are decided by the reply.
 REPLY_OVERRIDES = ("iif", "ttl", "tos", "flags", "seq", "ack", "df", "time", "mark")
@@ -334,6 +337,8 @@ def load_scenario(text: str, *, file: str) -> Scenario:
             spec.time = clock  # the previous packet's time
         clock = spec.time
         sc.packets.append(spec)
+        for _copy in range(int(entry.get("repeat", 1)) - 1):
+            sc.packets.append(replace(spec))
     return sc
 
 

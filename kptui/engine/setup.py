@@ -167,7 +167,7 @@ def run_command(box: Box, cmd: Cmd, raw: str) -> str | None:
     pasted = pasted_form(cmd.toks) if prog not in COMMANDS else ""
     if pasted:
         return run_pasted(box, cmd, pasted)
-    if prog in ("tc", "ip6tables", "ip6tables-legacy", "ip6tables-nft", "nft", "ebtables",
+    if prog in ("ip6tables", "ip6tables-legacy", "ip6tables-nft", "nft", "ebtables",
                 "arptables", "ipset"):
         raise cmd.unsupported()
     handler = COMMANDS.get(prog)
@@ -294,8 +294,10 @@ def ip_link(box: Box, cmd: Cmd, args: list[Tok]) -> None:
         rest = [t.text for t in args[1:]]
         if rest[:1] == ["name"]:
             rest = rest[1:]
-        if len(rest) == 3 and rest[1] == "type" and rest[2] == "dummy":
+        if len(rest) == 3 and rest[1] == "type" and rest[2] in ("dummy", "ifb"):
             box.add_link(rest[0])
+            if rest[2] == "ifb":  # the modern IMQ: tc mirred redirects to it (qos.py)
+                box.tc.link_kinds[rest[0]] = "ifb"
             return
         raise cmd.unsupported()
     if _match(verb, ("set",)) != "set":
@@ -761,5 +763,14 @@ IP_HANDLERS: dict[str, Callable[[Box, Cmd, list[Tok]], None]] = {
     "link": ip_link, "address": ip_addr, "route": ip_route, "rule": ip_rule,
 }
 COMMANDS: dict[str, Callable[[Box, Cmd], None]] = {"ip": cmd_ip, "sysctl": cmd_sysctl}
+
+
+def _cmd_tc(box: Box, cmd: Cmd) -> None:
+    from kptui.engine.tc_setup import cmd_tc
+
+    cmd_tc(box, cmd)
+
+
+COMMANDS["tc"] = _cmd_tc
 
 __all__ = ["apply_setup", "split_lines", "tokenize", "KptuiError"]

@@ -102,7 +102,7 @@ class Walk:
             "table": self.table_stage,
             "conntrack": self.conntrack_stage,
             "confirm": self.confirm_stage,
-            "tc": self.skip_stage,
+            "tc": self.tc_stage,
             "routing": self.routing_stage,
             "forward": self.forward_stage,
             "deliver": self.deliver_stage,
@@ -157,6 +157,40 @@ class Walk:
         """Stages with nothing configured in them (tc, conntrack confirm) pass silently."""
         return GO_ON
         yield  # pragma: no cover - makes this a generator
+
+    def tc_stage(self, stage: Stage) -> EventGen:
+        """tc ingress (sch_handle_ingress, before ip_rcv) or egress (clsact egress, then
+        the root qdisc's enqueue) on the packet's device; silent when it has no tc
+        configuration (kptui.engine.qos says what is modelled of time)."""
+        from kptui.engine import qos
+
+        state = getattr(self.box, "tc", None)
+        dev = self.pkt.meta.iif if stage.id == "tc:ingress" else self.pkt.meta.oif
+        if state is None or not state.configured(dev):
+            return GO_ON
+        run = qos.ingress if stage.id == "tc:ingress" else qos.egress
+        gen = run(state, self.pkt, self.box.clock, stage.id)
+        entered = False
+        try:
+            while True:
+                event = next(gen)
+                if not entered:
+                    entered = True
+                    yield StageEnter(stage=stage.id, hook="", title=stage.title)
+                yield event
+        except StopIteration as stop:
+            verdict = stop.value
+        if not entered:
+            return GO_ON
+        if verdict.action == "drop":
+            yield StageLeave(stage=stage.id, hook="", title=stage.title, verdict="DROP")
+            return self.fate(stage, "drop", by=verdict.by, message=verdict.message)
+        if verdict.delay > 0:
+            yield Note(stage=stage.id, hook="",
+                       text=f"shaping holds the packet {verdict.delay:.3f} s; kptui walks it "
+                            "on now (the clock does not advance; see kptui.engine.qos)")
+        yield StageLeave(stage=stage.id, hook="", title=stage.title, verdict="")
+        return GO_ON
 
     def table_stage(self, stage: Stage) -> EventGen:
         from kptui.engine.iptables import MatchContext, run_chain

@@ -20,7 +20,7 @@ output-chain REJECT of a forwarded packet answers ICMP host unreachable (ip_forw
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any, ClassVar

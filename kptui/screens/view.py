@@ -113,6 +113,8 @@ def chain_in_focus(events: list[Event]) -> tuple[tuple[str, str] | None, dict, i
 def chain_view(dbg: Any, table: str, chain: str, marks: dict[int, bool] | None = None,
                current: int = 0, policy_applied: bool = False) -> ChainView:
     tbl = dbg.box.ruleset.tables.get(table)
+    if tbl is None and table == "ipchains":  # the ipchains profile's chains (engine.ipchains)
+        tbl = getattr(dbg.box, "ipchains", None)
     ch = tbl.chains.get(chain) if tbl is not None else None
     if ch is None or not getattr(ch, "present", True):
         return ChainView(table=table, chain="", note=f"{table} {chain}: no such chain in this "

@@ -134,9 +134,18 @@ def _title(data: bytes) -> str:
 def simulate(scenario: Any) -> list[dict[str, Any]]:
     """kptui's answers in the same shape (an engine error becomes an `error` fate per packet)."""
     from kptui.engine.run import run_scenario
+    from kptui.verify.tc import has_tc, simulated
 
+    tc = has_tc(scenario.setup or "")
     try:
-        return [r.to_json(with_events=False) for r in run_scenario(scenario)]
+        rows = []
+        for r in run_scenario(scenario):
+            row = r.to_json(with_events=False)
+            if tc:  # the tc counters this packet (and its answers) moved
+                row["qos"] = simulated(r.events + [e for a in r.all_answers()
+                                                   for e in a.events])
+            rows.append(row)
+        return rows
     except KptuiError as err:
         return [{"packet": i, "fate": {"action": "error", "message": str(err)}, "out": {},
                  "trace": []} for i in range(len(scenario.packets))]

@@ -49,6 +49,7 @@ def normal(result: dict[str, Any], *, answers: bool = True) -> dict[str, Any]:
         "out": dict(result.get("out", {})),
         "trace": list(result.get("trace", [])),
         "answers": [dict(a) for a in result.get("answers", [])] if answers else [],
+        "qos": [dict(q) for q in result.get("qos", [])],
     }
 
 
@@ -57,7 +58,8 @@ def compare(index: int, kernel: dict[str, Any], kptui: dict[str, Any]) -> Verdic
     k, s = normal(kernel, answers=compared), normal(kptui, answers=compared)
     if kptui.get("fate", {}).get("action") == "error":  # kptui could not walk it: never equal
         s["fate"]["message"] = kptui["fate"].get("message", "")
-    differs = [part for part in COMPARED if k[part] != s[part]]
+    parts = COMPARED + (("qos",) if "qos" in kernel else ())  # tc scenarios (verify/tc.py)
+    differs = [part for part in parts if k[part] != s[part]]
     return Verdict(index, differs, kernel, kptui)
 
 
@@ -105,7 +107,10 @@ def render(verdict: Verdict, title: str) -> str:
         "answers": ("; ".join(_answer_text(a) for a in k["answers"]) or "(none)",
                     "; ".join(_answer_text(a) for a in s["answers"]) or "(none)"),
     }
-    for part in COMPARED:
+    if "qos" in verdict.kernel:
+        rows["qos"] = ("; ".join(_qos_text(q) for q in k["qos"]) or "(none)",
+                       "; ".join(_qos_text(q) for q in s["qos"]) or "(none)")
+    for part in rows:
         sign = "!=" if part in verdict.differs else "  "
         kern, sim = rows[part]
         lines.append(f"  {part:<7}{sign} kernel: {kern}")
@@ -119,3 +124,8 @@ def render(verdict: Verdict, title: str) -> str:
 
 def _answer_text(answer: dict[str, Any]) -> str:
     return " ".join(f"{key}={value}" for key, value in answer.items())
+
+
+def _qos_text(entry: dict[str, Any]) -> str:
+    return f"{entry.get('dev')} {entry.get('node')} +{entry.get('packets')}p " \
+           f"+{entry.get('drops')}d"

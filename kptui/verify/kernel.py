@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
 
+from kptui.verify import tc as tcv
 from kptui.verify import wire
 from kptui.verify.netns import CommandError, Lab
 from kptui.verify.trace import OWN_TABLE, PacketTrace, TraceParser, handle_positions, step_label
@@ -249,6 +250,7 @@ class KernelBox:
         self.sentinels = 0
         self.positions: dict[tuple[str, str, int], int] = {}
         self.box_macs: dict[str, bytes] = {}
+        self.tc = tcv.has_tc(plan.setup)  # read tc counters around every packet (verify/tc.py)
 
     # -- building ------------------------------------------------------------------
 
@@ -256,6 +258,9 @@ class KernelBox:
         lab, plan = self.lab, self.plan
         self.box = lab.add("b")
         lab.run(self.box, ["sysctl", "-qw", *(f"{k}={v}" for k, v in DEFAULT_SYSCTLS)])
+        if self.tc:  # no IPv6 chatter through the qdiscs being counted
+            lab.run(self.box, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+                               "net.ipv6.conf.default.disable_ipv6=1"])
         used = {a.ip for i in plan.interfaces for a in i.addresses}
         used |= {IPv4Address(p.data[12:16]) for p in plan.packets}
         used |= {IPv4Address(p.data[16:20]) for p in plan.packets}
@@ -302,6 +307,34 @@ class KernelBox:
         self.raw = lab.socket_in(self.box, lambda: socket.socket(
             socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW))
         self.box_macs = {p.iface.name: self._mac(p.iface.name) for p in self.peers}
+        if self.tc:
+            self._static_neighbours()
+
+    def _static_neighbours(self) -> None:
+        """Permanent neighbour entries, so the box sends no ARP through counted qdiscs."""
+        wanted = set(gateways(self.plan.setup))
+        for spec in self.plan.packets:
+            wanted |= {IPv4Address(spec.data[12:16]), IPv4Address(spec.data[16:20])}
+        for peer in self.peers:
+            if peer.address is not None:
+                wanted.add(peer.address.ip)
+            mac = ":".join(f"{b:02x}" for b in peer.mac)
+            for addr in sorted(wanted):
+                if any(addr in a.network and addr != a.ip and addr != a.network.broadcast_address
+                       and addr != a.network.network_address for a in peer.iface.addresses):
+                    self.lab.run(self.box, ["ip", "neigh", "replace", str(addr), "lladdr", mac,
+                                            "dev", peer.iface.name, "nud", "permanent"])
+
+    def tc_counters(self) -> tcv.Snapshot:
+        """The box's tc counters (verify/tc.py), or {} when the scenario has no tc lines."""
+        if not self.tc:
+            return {}
+        text = self.lab.run(self.box, ["tc", "-s", "-j", "qdisc", "show"])
+        snap = tcv.parse_qdiscs(text)
+        for dev in sorted({key[0] for key in snap}):
+            snap.update(tcv.parse_classes(dev, self.lab.run(
+                self.box, ["tc", "-s", "class", "show", "dev", dev])))
+        return snap
 
     def _build_peer(self, peer: Peer) -> None:
         run, ns = self.lab.run, peer.ns
@@ -446,14 +479,17 @@ class KernelBox:
                 if wait > 0:  # the scenario's `time`: let the kernel's clock run as far
                     time.sleep(wait)
                 before = self.counters()
+                tc_before = self.tc_counters()
                 send_errno = self.send(spec)
                 frames = self.collect_frames()
                 if not self.sync():
                     raise CommandError(f"packet {index}: the kernel's trace did not arrive")
                 after = self.counters()
+                tc_after = self.tc_counters()
                 delta = {k: after[k] - before.get(k, 0) for k in after
                          if after[k] != before.get(k, 0)}
-                result.results.append(self.describe(index, spec, frames, send_errno, delta))
+                result.results.append(self.describe(index, spec, frames, send_errno, delta,
+                                                    (tc_before, tc_after)))
         finally:
             self.stop_monitor()
         result.unparsed = self.parser.unparsed
@@ -463,7 +499,8 @@ class KernelBox:
     # -- turning observations into DESIGN.md's shape --------------------------------------
 
     def describe(self, index: int, spec: SendSpec, frames: list[Frame], send_errno: int,
-                 delta: dict[str, int]) -> dict[str, Any]:
+                 delta: dict[str, int],
+                 tc: tuple[tcv.Snapshot, tcv.Snapshot] = ({}, {})) -> dict[str, Any]:
         ident = wire.ip_ident(spec.data)
         trace = self.parser.by_ident.pop(ident, PacketTrace(ident))
         labels = [step_label(s, self.positions) for s in trace.steps]
@@ -503,10 +540,23 @@ class KernelBox:
             elif last is not None and last.verdict == "DROP":
                 action = "reject" if "-j REJECT" in last.rule_text else "drop"
                 fate = {"action": action, "by": by_rule}
+            elif post and self.held(tc):  # queued behind a shaper: it leaves later
+                fate = {"action": "transmit", "iface": self.held(tc)[0],
+                        "by": by_rule if last and last.verdict == "ACCEPT" else "routing"}
+            elif any(entry["drops"] for entry in tcv.delta(*tc)):
+                fate = {"action": "drop", "by": "qos:queue-full"}
             else:
                 fate = {"action": "drop", "by": self.why_dropped(spec, send_errno, delta)}
-        return {"packet": index, "fate": fate, "out": out, "trace": labels,
-                "answers": answers}
+        result = {"packet": index, "fate": fate, "out": out, "trace": labels,
+                  "answers": answers}
+        if self.tc:
+            result["qos"] = tcv.delta(*tc)
+        return result
+
+    def held(self, tc: tuple[tcv.Snapshot, tcv.Snapshot]) -> list[str]:
+        """The scenario interfaces whose qdisc backlog grew with this packet."""
+        names = {p.iface.name for p in self.peers}
+        return [dev for dev in tcv.backlog_grew(*tc) if dev in names]
 
     def why_dropped(self, spec: SendSpec, send_errno: int, delta: dict[str, int]) -> str:
         """A drop no netfilter rule decided: read the reason from counters and routes."""

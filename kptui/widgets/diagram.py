@@ -37,6 +37,39 @@ PATHS: tuple[tuple[str, str, str], ...] = (
     ("postrouting", "POSTROUTING", "to the wire"),
 )
 
+# Each profile's own picture: (path, compact row label, wide row label, blurb). The
+# classic-2.4 rows use the seed diagram's box titles and its margin notes; ipchains the
+# names of its three chains (IPCHAINS-HOWTO 4.1).
+PROFILE_PATHS: dict[str, tuple[tuple[str, str, str, str], ...]] = {
+    "classic-2.4": (
+        ("prerouting", "PREROUTING", "IPTABLES PREROUTING",
+         "mangle <- MARK WRITE, nat <- DEST REWRITE: DNAT or REDIRECT or DE-MASQUERADE"),
+        ("local_in", "INPUT", "IPTABLES INPUT", "packet is for this machine"),
+        ("forward", "FORWARD", "IPTABLES FORWARD",
+         "packet is for another address; mangle <- MARK WRITE"),
+        ("local_out", "OUTPUT", "IPTABLES OUTPUT",
+         "local process; mangle <- MARK WRITE, nat <- DEST REWRITE: DNAT or REDIRECT"),
+        ("postrouting", "POSTROUTING", "IPTABLES POSTROUTING",
+         "mangle <- MARK WRITE, nat <- SOURCE REWRITE: SNAT or MASQUERADE"),
+    ),
+    "ipchains": (
+        ("prerouting", "input", "IPCHAINS INPUT", "from the wire; replies are demasqueraded"),
+        ("local_in", "local", "LOCAL PROCESS", "routed to this host"),
+        ("forward", "forward", "IPCHAINS FORWARD", "routed through this host; MASQ here"),
+        ("local_out", "local out", "LOCAL OUTPUT", "sent by a local process"),
+        ("postrouting", "output", "IPCHAINS OUTPUT", "every packet leaving: to the wire"),
+    ),
+}
+
+
+def profile_paths(profile: Profile) -> tuple[tuple[str, str, str, str], ...]:
+    """The rows of ``profile``'s picture (the modern one unless it has its own)."""
+    own = PROFILE_PATHS.get(profile.name)
+    if own is not None:
+        return own
+    return tuple((path, hook, hook, blurb) for path, hook, blurb in PATHS)
+
+
 # Short names for the compact form; table stages show their table (the row names the hook).
 COMPACT_NAMES = {
     "tc:ingress": "QOS INGRESS",
@@ -58,6 +91,12 @@ def compact_name(stage: Stage) -> str:
         return stage.table
     if stage.kind == "confirm":
         return "confirm"
+    if stage.kind == "ipchains":
+        return stage.hook
+    if stage.kind == "imq":
+        return "IMQ"
+    if stage.kind == "demasq":
+        return "demasq"
     return stage.title
 
 
@@ -99,8 +138,9 @@ def layout(profile: Profile, form: str) -> tuple[list[list[Seg]], list[BoxPos]]:
     lines: list[list[Seg]] = []
     boxes: list[BoxPos] = []
     seen: set[str] = set()
-    for row, (path, hook, blurb) in enumerate(PATHS):
-        stages = [s for s in getattr(profile, path) if s.id not in seen]
+    for row, (path, hook, title, blurb) in enumerate(profile_paths(profile)):
+        stages = [s for s in getattr(profile, path)
+                  if s.id not in seen and s.id not in profile.hidden]
         seen.update(s.id for s in stages)
         if form == "compact":
             y = len(lines)
@@ -117,7 +157,7 @@ def layout(profile: Profile, form: str) -> tuple[list[list[Seg]], list[BoxPos]]:
                 x += len(text)
             lines.append(segs)
         else:
-            lines.append([(f"{hook} ", None, "label"), (f"({blurb})", None, "blurb")])
+            lines.append([(f"{title} ", None, "label"), (f"({blurb})", None, "blurb")])
             y = len(lines)
             top: list[Seg] = [(" ", None, "arrow")]
             mid: list[Seg] = [(" ", None, "arrow")]
