@@ -104,7 +104,7 @@ def test_demo_runs(capsys):
     [
         (["trace", "missing.toml"], "missing.toml: no such file"),
         (["trace"], "needs a scenario file"),
-        (["trace", "--demo", "--packet", "99"], "--packet 99: the scenario has 9 packet(s)"),
+        (["trace", "--demo", "--packet", "99"], "--packet 99: the scenario has 10 packet(s)"),
     ],
 )
 def test_bad_invocations_exit_2_with_one_line(capsys, argv, message):
@@ -132,12 +132,12 @@ def test_bad_scenarios_name_file_and_line(capsys, tmp_path, text, where):
 
 
 def test_unsupported_setup_line_is_named(capsys, tmp_path):
-    path = tmp_path / "tc.toml"
-    setup = 'setup = """\ntc qdisc add dev eth0 root htb\n"""\n'
+    path = tmp_path / "nft.toml"
+    setup = 'setup = """\nnft add table ip kptui\n"""\n'
     path.write_text(setup + GOOD.split("iptables")[0])
     status, _, err = run(capsys, "trace", str(path))
     assert status == 2
-    assert "unsupported yet: tc qdisc add dev eth0 root htb" in err
+    assert "unsupported yet: nft add table ip kptui" in err
 
 
 def test_binary_file_is_refused_cleanly(capsys, tmp_path):
