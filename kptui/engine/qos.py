@@ -682,10 +682,10 @@ class Enqueue:
             for s in shapers:
                 depart = max(depart, self.ready(s, depart))
         before = [self.tokens_text(s, depart) for s in shapers]
-        for s in shapers:
-            self.charge(s, depart)
+        lenders = [self.charge(s, depart) for s in shapers]
         tokens = "; ".join(f"{b} -> {self.tokens_text(s, depart, short=True)}"
-                           for b, s in zip(before, shapers, strict=True))
+                           + (f", borrowed from {lender}" if lender else "")
+                           for b, s, lender in zip(before, shapers, lenders, strict=True))
         leaf.queue.append((depart, length))
         for node in self.path:
             node.stats.packets += 1
@@ -730,21 +730,28 @@ class Enqueue:
         lend = self.htb_ready(parent, start) if parent is not None else float("inf")
         return max(ceil, min(own, lend))
 
-    def charge(self, s: Any, when: float) -> None:
-        """htb_charge_class / tbf: the packet's bytes leave the buckets that let it go."""
+    def charge(self, s: Any, when: float) -> str:
+        """htb_charge_class / tbf: the packet's bytes leave the buckets that let it go.
+
+        htb charges rate tokens from the class that could send (the leaf, or the
+        ancestor it borrowed from) up, ceil tokens everywhere; returns the lender
+        when it is not the leaf itself."""
         if isinstance(s, Qdisc):
             assert s.bucket is not None
             s.bucket.take(self.length, when)
-            return
+            return ""
         lender_found = False
+        lender = ""
         for cl in self.dev.ancestors(s):
             if not lender_found and cl.rate.at(when) >= 0:
                 lender_found = True
+                lender = format_classid(cl.classid) if cl is not s else ""
             if lender_found:
                 cl.rate.take(self.length, when)
             else:
                 cl.rate.take(0.0, when)
             cl.ceil.take(self.length, when)
+        return lender
 
     def tokens_text(self, s: Any, when: float, short: bool = False) -> str:
         if isinstance(s, Qdisc):

@@ -37,6 +37,10 @@ U32_IP_FIELDS = {  # tc-u32(8) `match ip ...`: offset in the IP header and width
     "tos": (1, 1), "dsfield": (1, 1), "protocol": (9, 1), "sport": (20, 2), "dport": (22, 2),
     "icmp_type": (20, 1), "icmp_code": (21, 1),
 }
+# Qdiscs tc knows and kptui does not model (yet).
+UNSUPPORTED_QDISCS = ("noqueue", "mq", "netem", "cake", "fq", "hfsc", "drr", "qfq", "cbq",
+                      "red", "codel", "pie", "multiq", "mqprio", "ets", "skbprio", "choke",
+                      "sfb", "gred", "teql", "taprio", "etf", "cbs", "hhf", "plug")
 HTB_DEFAULT_BURST = 1600  # q_htb.c: rate / get_hz() + mtu (1600), ~1600 bytes
 
 
@@ -109,7 +113,7 @@ def tc_qdisc(box: Box, cmd: Cmd, verb: str, args: list[Tok]) -> None:
     """tc_qdisc_modify: dev, handle, root|parent|ingress|clsact, then the kind's options."""
     from kptui.engine import qos
 
-    dev = ""
+    dev_tok: Tok | None = None
     handle: int | None = None
     parent: int | None = None
     kind = ""
@@ -120,7 +124,7 @@ def tc_qdisc(box: Box, cmd: Cmd, verb: str, args: list[Tok]) -> None:
         if kind:
             opts.append(args[i])
         elif word == "dev":
-            dev = _tc_dev(box, cmd, _need(cmd, args, i + 1, "dev"))
+            dev_tok = _need(cmd, args, i + 1, "dev")
             i += 1
         elif word == "handle":
             handle = tc_handle(cmd, _need(cmd, args, i + 1, "handle"), "handle")
@@ -137,8 +141,11 @@ def tc_qdisc(box: Box, cmd: Cmd, verb: str, args: list[Tok]) -> None:
         else:
             kind = word
         i += 1
-    if not dev:
+    if kind in UNSUPPORTED_QDISCS:
+        raise UnsupportedError(f"qdisc {kind}")
+    if dev_tok is None:
         raise cmd.error('Not enough information: "dev" argument is required.')
+    dev = _tc_dev(box, cmd, dev_tok)
     state = box.tc
     d = state.dev(dev)
     d.mtu = box.interfaces[dev].mtu
@@ -163,11 +170,12 @@ def tc_qdisc(box: Box, cmd: Cmd, verb: str, args: list[Tok]) -> None:
         raise cmd.error('Error: Invalid handle.')
     if parent == qos.TC_H_ROOT:
         old = d.root
-        if old is not None and verb == "add" and handle != old.handle:
+        if old is not None and verb == "add":  # NLM_F_EXCL (checked on kernel 6.18)
             raise cmd.error("Error: Exclusivity flag on, cannot modify.")
         if old is not None and verb in ("replace", "change") and handle is None:
             handle = old.handle
         q.handle = handle if handle is not None else _tc_auto(d)
+        _name_inner(q)
         if old is not None and old.handle == q.handle and old.kind != q.kind \
                 and verb == "change":
             raise cmd.error("Error: Invalid qdisc name.")
@@ -178,7 +186,21 @@ def tc_qdisc(box: Box, cmd: Cmd, verb: str, args: list[Tok]) -> None:
         d.root = q
         return
     q.handle = handle if handle is not None else _tc_auto(d)
+    _name_inner(q)
     _tc_attach_child(cmd, d, parent, q)
+
+
+def _name_inner(q: Any) -> None:
+    """Names for the queues a qdisc makes itself (shown in events and the QoS panel)."""
+    from kptui.engine.packet import format_classid
+
+    own = format_classid(q.handle)
+    if q.child is not None and not q.child.handle:
+        q.child.opts["of"] = f"child of tbf {own}"
+    for n, band in enumerate(q.bands):
+        band.opts["of"] = f"band {n} of prio {own}"
+    if "direct" in q.opts:
+        q.opts["direct"].opts["of"] = f"direct queue of htb {own}"
 
 
 def _tc_auto(d: Any) -> int:
@@ -332,10 +354,6 @@ def _tc_new_qdisc(cmd: Cmd, d: Any, kind: str, opts: list[Tok]) -> Any:
         q.bucket = qos.Bucket(rate, burst, burst)
         q.opts.update(rate=rate, burst=burst, limit=limit, max_size=burst)
         q.child = qos.Qdisc("bfifo", 0, 0, {"limit": limit})
-    elif kind in ("noqueue", "mq", "netem", "cake", "fq", "hfsc", "drr", "qfq", "cbq",
-                  "red", "codel", "pie", "multiq", "mqprio", "ets", "skbprio", "choke",
-                  "sfb", "gred", "teql", "taprio", "etf", "cbs", "hhf", "plug"):
-        raise UnsupportedError(f"qdisc {kind}")
     else:
         raise cmd.error('Error: Specified qdisc kind is unknown.', Tok(kind, 1))
     return q

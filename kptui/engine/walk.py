@@ -163,25 +163,33 @@ class Walk:
         the root qdisc's enqueue) on the packet's device; silent when it has no tc
         configuration (kptui.engine.qos says what is modelled of time)."""
         from kptui.engine import qos
+        from kptui.engine.events import QosClassify
+        from kptui.engine.packet import parse_classid
 
         state = getattr(self.box, "tc", None)
-        dev = self.pkt.meta.iif if stage.id == "tc:ingress" else self.pkt.meta.oif
+        ingress = "ingress" in stage.id
+        dev = self.pkt.meta.iif if ingress else self.pkt.meta.oif
         if state is None or not state.configured(dev):
             return GO_ON
-        run = qos.ingress if stage.id == "tc:ingress" else qos.egress
+        run = qos.ingress if ingress else qos.egress
         gen = run(state, self.pkt, self.box.clock, stage.id)
         entered = False
+        chosen = ""
         try:
             while True:
                 event = next(gen)
                 if not entered:
                     entered = True
                     yield StageEnter(stage=stage.id, hook="", title=stage.title)
+                if isinstance(event, QosClassify) and ":" in event.target:
+                    chosen = event.target
                 yield event
         except StopIteration as stop:
             verdict = stop.value
         if not entered:
             return GO_ON
+        if chosen:  # meta.classid: the class tc chose (tcf_result's classid), for watches
+            yield from self.change(stage, "meta.classid", parse_classid(chosen), stage.id)
         if verdict.action == "drop":
             yield StageLeave(stage=stage.id, hook="", title=stage.title, verdict="DROP")
             return self.fate(stage, "drop", by=verdict.by, message=verdict.message)

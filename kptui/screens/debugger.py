@@ -34,6 +34,7 @@ from kptui.screens.dialogs import (
 )
 from kptui.widgets import PacketDiagram, PacketTree, RuleList, TraceLog
 from kptui.widgets.diagram import WIDE_MIN_WIDTH
+from kptui.widgets.qos import QosPanel, has_tc, qos_text
 from kptui.widgets.tracelog import LogEntry
 
 WIDE_MIN_HEIGHT = 34
@@ -156,6 +157,9 @@ class DebuggerScreen(Screen[None]):
                 with TabPane("Breaks", id="breakpoints"):
                     with VerticalScroll():
                         yield Static("", id="breakpoints-text")
+                if has_tc(getattr(self.debugger, "box", None)):  # only a box with tc
+                    with TabPane("QoS", id="qos"):
+                        yield QosPanel(id="qos-panel")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -207,6 +211,9 @@ class DebuggerScreen(Screen[None]):
             self.query_one(TraceLog).set_entries(self._log_cache)
         elif tab == "breakpoints":
             self._set_text("#breakpoints-text", self.breakpoints_text())
+        elif tab == "qos":
+            self.query_one(QosPanel).show(qos_text(dbg.box, dbg.walk_events
+                                                   if events is None else events))
 
     def _set_text(self, selector: str, text: str) -> None:
         widget = self.query_one(selector, Static)
@@ -576,7 +583,7 @@ class DebuggerScreen(Screen[None]):
             table, chain = pinned.split(":")
             self.pinned = (table, chain)
         tab = view.get("tab", "")
-        if tab in TABS:
+        if tab in TABS or (tab == "qos" and self.query("#qos-panel")):
             self.action_show_tab(tab)
         self.refresh_view()
         focus = view.get("focus", "")

@@ -73,6 +73,17 @@ What is compared, per packet, and the normalisation applied (nothing else):
   (a REJECT answer to a local sender goes out through lo) are not recorded:
   kptui walks them too but leaves them out of `answers`, so they are not
   compared either.
+- qos (only for a scenario with `tc` setup lines, and only when the recording
+  has it): per packet, the tc counters it moved, read with `tc -s qdisc/class
+  show` in the box before and after it (kptui/verify/tc.py: packets accepted =
+  Sent + backlog, and drops, per qdisc with an explicit handle and per htb
+  leaf class); kptui's side is the `counters` of its QosEnqueue events.
+  Compared exactly. For these scenarios the box has IPv6 off and permanent
+  neighbour entries (no other packet through the counted qdiscs), a packet
+  no frame shows but that a qdisc holds (backlog grew) is `transmit` on that
+  device (kptui says transmit, delayed by shaping), and a drop no rule
+  decided with a qdisc drop counter moved is `qos:queue-full` (this kernel
+  has no act_police, so `qos:police` is checked by unit tests only).
 """
 
 from __future__ import annotations
