@@ -2,9 +2,9 @@
 
 Reverse steps re-execute from the nearest checkpoint (a deep copy of the box
 taken at a packet boundary); they must land on exactly the state a step-by-step
-run had there. Tests drive the built-in demo (nine packets through a home
-router) with tiny checkpoint intervals so every path through the checkpoint
-code is taken.
+run had there. Tests drive the built-in demo (ten packets through a home
+router, one of which the router answers with an ICMP error) with tiny
+checkpoint intervals so every path through the checkpoint code is taken.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from kptui.cli import main
 from kptui.engine.debugger import Debugger
-from kptui.engine.events import Fate, StageLeave, WalkStart
+from kptui.engine.events import AnswerSent, Fate, StageLeave, WalkStart
 from kptui.engine.iptables import to_save
 from kptui.engine.packet import Packet
 from kptui.engine.scenario import load_scenario
@@ -125,11 +125,42 @@ def test_random_journals_replay_and_travel_both_ways_to_identical_states(actions
     assert forward[-1] == state(dbg)
 
 
+# A router whose only FORWARD rule accepts at random, and four LAN packets to forward. (Not
+# the demo with a random rule: its packet 9 is a `reply_to = 0`, which cannot be built when
+# chance drops packet 0.)
+RANDOM_FORWARD = """
+name = "coin"
+iptables = \"""
+*filter
+:FORWARD DROP [0:0]
+-A FORWARD -i eth0 -o eth1 -m statistic --mode random --probability 0.5 -j ACCEPT
+COMMIT
+\"""
+
+[sysctl]
+"net.ipv4.ip_forward" = 1
+
+[[interfaces]]
+name = "eth0"
+addresses = ["192.0.2.1/24"]
+
+[[interfaces]]
+name = "eth1"
+addresses = ["203.0.113.2/24"]
+""" + "".join(f"""
+[[packets]]
+iif = "eth0"
+proto = "udp"
+src = "192.0.2.10"
+dst = "203.0.113.9"
+sport = {40000 + n}
+dport = 53
+""" for n in range(4))
+
+
 def test_seeded_random_choices_are_part_of_the_session():
-    text = DEMO.replace("-A FORWARD -i eth0 -o eth1 -j ACCEPT",
-                        "-A FORWARD -i eth0 -o eth1 -m statistic --mode random "
-                        "--probability 0.5 -j ACCEPT")
-    scenario = load_scenario(text.replace("[[packets]]", "[[packets]]", 1), file="s.toml")
+    text = RANDOM_FORWARD
+    scenario = load_scenario(text, file="s.toml")
     fates = {}
     for seed in range(6):
         dbg = Debugger.for_scenario(scenario)
@@ -142,8 +173,9 @@ def test_seeded_random_choices_are_part_of_the_session():
         assert done.ok, done.divergence
         fates[seed] = [e.action for e in dbg.events if isinstance(e, Fate)]
     # `-m statistic --mode random` (iptables-extensions(8)) matches at random: the seed
-    # decides, and different seeds give different fates for packet 0
+    # decides, and different seeds give different fates (transmit or the policy's drop)
     assert len({tuple(f) for f in fates.values()}) > 1
+    assert {a for f in fates.values() for a in f} == {"transmit", "drop"}
 
 
 # -- headless ---------------------------------------------------------------------------------
@@ -158,31 +190,26 @@ def saved(tmp_path):
 
 @pytest.mark.parametrize("form", ["trace", "json", "text"])
 def test_headless_replay_prints_what_trace_printed(saved, capsys, form):
-    # what `kptui trace --demo --format FORM` prints, less the walks of the box's own
-    # answers (ICMP errors, REJECT's replies): the debugger does not walk those yet
+    # exactly what `kptui trace --demo --format FORM` prints, the walks of the box's own
+    # answers included (the debugger walks them after the walk that caused them)
     from kptui import report
     from kptui.engine.run import run_scenario
 
     results = list(run_scenario(SCENARIO))
-    for result in results:
-        result.answers = []
+    # the demo's packet 6 (ttl 1) is answered with ICMP time exceeded (RFC 792 type 11,
+    # sent by ip_forward): without an answer walk this test would not compare answers
+    assert [r.index for r in results if r.answers] == [6]
     render = {"trace": report.as_trace, "text": report.as_text, "json": report.as_json_lines}
     expected = render[form](results)
     assert main(["replay", str(saved), "--headless", "--format", form]) == 0
-    got = capsys.readouterr().out
-    if form == "json":  # `answers` lists what left the box: empty without answer walks
-        def own(text):
-            return [{k: v for k, v in json.loads(line).items()
-                     if k not in ("answers", "answer_walks")} for line in text.splitlines()]
-
-        got, expected = own(got), own(expected)
-    assert got == expected
+    assert capsys.readouterr().out == expected
 
 
 def test_a_diverging_replay_exits_1_and_shows_the_first_differing_event(saved, tmp_path,
                                                                          capsys):
     session = load(saved)
-    # a changed scenario: packet 3's web server rule now accepts port 80 instead of 443
+    # a changed scenario: packet 3's web server rule (FORWARD rule 3, after the ESTABLISHED
+    # rule and the LAN-to-uplink rule) now accepts port 80 instead of 443
     session.scenario_text = session.scenario_text.replace(
         "--dport 443 -j ACCEPT", "--dport 80 -j ACCEPT")
     path = tmp_path / "changed.kpt"
@@ -192,8 +219,8 @@ def test_a_diverging_replay_exits_1_and_shows_the_first_differing_event(saved, t
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "diverges from the recording: event " in err
-    assert "recorded rule: 'filter FORWARD rule 2 matched" in err
-    assert "replayed rule: 'filter FORWARD rule 2 no match" in err
+    assert "recorded rule: 'filter FORWARD rule 3 matched" in err
+    assert "replayed rule: 'filter FORWARD rule 3 no match" in err
 
 
 def test_pcap_export_has_each_packet_before_and_after_the_stages_that_changed_it(saved,
@@ -206,11 +233,22 @@ def test_pcap_export_has_each_packet_before_and_after_the_stages_that_changed_it
     by_walk = {}
     for rec, pkt in zip(records, packets, strict=True):
         by_walk.setdefault(rec.seconds, []).append(pkt)
-    # packet 0 is forwarded: as it arrived (ttl 64), then after the forward stage (ttl 63,
-    # ip_forward decrements it: RFC 1812 5.3.1)
-    assert [p.ip.ttl for p in by_walk[0]] == [64, 63]
+    # packet 0 is forwarded: as it arrived (ttl 64), after the forward stage (ttl 63,
+    # ip_forward decrements it: RFC 1812 5.3.1), then after nat POSTROUTING, where
+    # MASQUERADE gives it eth1's address (iptables-extensions(8) MASQUERADE)
+    assert [(p.ip.ttl, str(p.ip.src)) for p in by_walk[0]] == [
+        (64, "192.0.2.10"), (63, "192.0.2.10"), (63, "203.0.113.2")]
     # packet 2 is dropped in INPUT, unchanged: it appears once
     assert len(by_walk[2]) == 1
+    # packet 6 (ttl 1) is not forwarded: ip_forward drops it before decrementing and
+    # answers with ICMP time exceeded in transit (RFC 792: type 11 code 0), quoting it;
+    # the answer is a record of packet 6, after it
+    assert by_walk[6][0].ip.ttl == 1
+    answer = by_walk[6][1]
+    assert (answer.l4.type, answer.l4.code) == (11, 0)
+    assert answer.l4.inner.ip.dst == by_walk[6][0].ip.dst
+    assert str(answer.ip.dst) == "192.0.2.10"
+    assert [rec.micros for rec in records if rec.seconds == 6] == [0, 1]
     # packet 8's source is chosen by output routing (0.0.0.0 -> 203.0.113.2)
     assert [str(p.ip.src) for p in by_walk[8]] == ["0.0.0.0", "203.0.113.2"]
     dbg = replay(load(saved)).debugger
@@ -249,6 +287,12 @@ def test_a_replay_of_an_unfinished_walk_says_so(tmp_path, capsys):
 def test_walk_events_stay_between_walk_start_and_fate(saved):
     events = replay(load(saved)).debugger.events
     starts = [i for i, e in enumerate(events) if isinstance(e, WalkStart)]
-    assert len(starts) == len(SCENARIO.packets)
+    # one walk per scenario packet, plus one per answer the box sent (each answer is walked
+    # as a locally generated packet; the demo's answers send no answers of their own)
+    answers = [e for e in events if isinstance(e, AnswerSent)]
+    assert len(answers) == 1  # packet 6's ICMP time exceeded
+    assert len(starts) == len(SCENARIO.packets) + len(answers)
+    # the answer walk follows the walk that caused it, with the same packet index
+    assert [events[i].index for i in starts] == [0, 1, 2, 3, 4, 5, 6, 6, 7, 8, 9]
     assert all(isinstance(events[i - 1], Fate) for i in starts[1:])
     assert any(isinstance(e, StageLeave) for e in events)

@@ -3,7 +3,9 @@
 The link type is LINKTYPE_RAW (101): each record is a bare IPv4 datagram, as
 ``Packet.to_bytes()`` gives it, with no link-layer header (the box has none to
 show: kptui models IP). Timestamps are synthetic and only order the records:
-packet N of the session is at second N, its k-th record at microsecond k.
+packet N of the session is at second N, its k-th record at microsecond k; the
+walks of the box's answers to packet N (REJECT's ICMP/RST, ICMP errors) follow
+its own records in second N, the microseconds counting on.
 Format: https://www.tcpdump.org/manpages/pcap-savefile.5.txt (microsecond magic
 0xa1b2c3d4, version 2.4) and https://www.tcpdump.org/linktypes.html.
 """

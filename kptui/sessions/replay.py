@@ -19,7 +19,7 @@ from typing import Any
 from kptui import __version__
 from kptui.engine.debugger import Debugger
 from kptui.engine.errors import KptuiError
-from kptui.engine.events import Event, Fate, StageLeave, WalkStart
+from kptui.engine.events import AnswerSent, Event, Fate, StageLeave, WalkStart
 from kptui.sessions import pcap
 from kptui.sessions.format import EVENT_DIGEST_BYTES, MAX_TEXT, Session, SessionError
 
@@ -158,23 +158,43 @@ def _breakpoints_differ(session: Session, dbg: Debugger) -> str:
 
 @dataclass(slots=True)
 class WalkResult:
-    """One packet's walk in a session (maybe unfinished: the session ended mid-walk)."""
+    """One walk in a session (maybe unfinished: the session ended mid-walk): a scenario
+    packet's, or, nested in ``answers``, the walk of an answer the box sent (REJECT's
+    ICMP/RST, ICMP errors), shaped like kptui.engine.run.PacketResult so that the
+    report renderers print a replay exactly as `kptui trace` prints the run."""
 
     index: int
     events: list[Event]
     packet: Any
-    # The box's answers (ICMP errors, REJECT's replies) are walked by `kptui trace`, not
-    # by the debugger yet: a session's walks have none. The report renderers ask.
-    answers: list[Any] = field(default_factory=list)
-    why: str = ""
+    answers: list[WalkResult] = field(default_factory=list)
+    why: str = ""  # for an answer walk: what sent it (its AnswerSent's ``why``)
 
-    def all_answers(self) -> Iterator[Any]:
-        return iter(self.answers)
+    def all_answers(self) -> Iterator[WalkResult]:
+        """Every answer walk, depth first (an answer's answers follow it)."""
+        for answer in self.answers:
+            yield answer
+            yield from answer.all_answers()
+
+    def last_walk(self) -> WalkResult:
+        """The walk that ran last: this one, or its last answer's last walk."""
+        return self.answers[-1].last_walk() if self.answers else self
 
     @property
     def fate(self) -> Fate | None:
         last = self.events[-1] if self.events else None
         return last if isinstance(last, Fate) else None
+
+    def wire_answers(self) -> list[dict[str, Any]]:
+        """--json's ``answers``: answer_out of every answer walk that left the box (as
+        PacketResult.wire_answers; an unfinished answer walk has not left it yet)."""
+        from kptui.engine.answers import answer_out
+
+        out = []
+        for answer in self.all_answers():
+            fate = answer.fate
+            if fate is not None and fate.action == "transmit":
+                out.append(answer_out(answer.packet, fate.iface))
+        return out
 
     def to_json(self) -> dict[str, Any]:
         from kptui.engine.events import trace_lines
@@ -182,35 +202,69 @@ class WalkResult:
         fate = self.fate
         return {"packet": self.index, "fate": fate.to_json() if fate else None,
                 "out": self.packet.out_dict(), "trace": trace_lines(self.events),
-                "answers": [],  # the debugger walks no answers yet
+                "answers": self.wire_answers(),
                 "events": [ev.to_dict() for ev in self.events]}
 
 
+def _answers_of(walk: WalkResult, depth: int) -> list[tuple[WalkResult, str, int]]:
+    """The answer walks ``walk`` (at answer depth ``depth``) makes the debugger queue, as
+    (parent, why, depth): one per AnswerSent carrying a packet, none past
+    MAX_ANSWER_DEPTH (Debugger._queue_answers, run.walk_answers)."""
+    from kptui.engine.run import MAX_ANSWER_DEPTH
+
+    if depth >= MAX_ANSWER_DEPTH:
+        return []
+    return [(walk, ev.why, depth + 1) for ev in walk.events
+            if isinstance(ev, AnswerSent) and ev.answer is not None]
+
+
 def walks(dbg: Debugger) -> list[WalkResult]:
-    """The session's walks, each with its packet as it was at its last event."""
+    """The session's scenario packets' walks, each with its packet as it was at its last
+    event and its answer walks nested in ``answers``.
+
+    The debugger walks a fate's answers right after it, depth first, with the same
+    packet index, before the next packet: the walks that start while answers are
+    queued are those answers, in queue order (the queue is rebuilt from the
+    AnswerSent events, as the debugger builds it)."""
     out: list[WalkResult] = []
+    queued: list[tuple[WalkResult, str, int]] = []  # (parent, why, depth), next first
+    current: WalkResult | None = None
+    depth = 0
     for event, packet in dbg.rerun():
         if isinstance(event, WalkStart):
-            out.append(WalkResult(event.index, [], None))
-        if out:
-            out[-1].events.append(event)
-            if isinstance(event, Fate):
-                out[-1].packet = packet.copy()
-    if out and out[-1].packet is None:
-        out[-1].packet = dbg.packet.copy()
+            current = WalkResult(event.index, [], None)
+            if queued:
+                parent, current.why, depth = queued.pop(0)
+                parent.answers.append(current)
+            else:
+                depth = 0
+                out.append(current)
+        if current is None:
+            continue
+        current.events.append(event)
+        if isinstance(event, Fate):
+            current.packet = packet.copy()
+            queued[:0] = _answers_of(current, depth)
+    if current is not None and current.packet is None:
+        current.packet = dbg.packet.copy()
     return out
 
 
 def pcap_records(dbg: Debugger) -> list[pcap.Record]:
     """Each walked packet as it arrives, then again after each stage that changed its
-    bytes (and after a change outside stages, such as an edit at the fate)."""
+    bytes (and after a change outside stages, such as an edit at the fate). An answer
+    walk's packets are records of the packet that caused it: the same second, the
+    microseconds going on from its records (pcap.py's timestamps)."""
     records: list[pcap.Record] = []
     last = b""
     count = 0
-    index = 0
+    index = -1
     for event, packet in dbg.rerun():
         if isinstance(event, WalkStart):
-            index, count, last = event.index, 0, b""
+            # an answer walk has the index of the packet that caused it (Debugger)
+            if event.index != index:
+                index, count = event.index, 0
+            last = b""
         if not isinstance(event, (WalkStart, StageLeave, Fate)):
             continue
         data = packet.to_bytes()
@@ -235,6 +289,6 @@ def as_text(results: Sequence[WalkResult]) -> str:
     from kptui import report
 
     text = report.as_text(results)  # type: ignore[arg-type]
-    if results and results[-1].fate is None:
+    if results and results[-1].last_walk().fate is None:
         text += "  .. in flight: the session ends here\n"
     return text
