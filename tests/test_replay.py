@@ -284,6 +284,27 @@ def test_a_replay_of_an_unfinished_walk_says_so(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["fate"] is None
 
 
+def test_a_session_ending_in_an_answer_walk_prints_it_in_flight_under_its_packet(tmp_path,
+                                                                                capsys):
+    dbg = demo()
+    while not (isinstance(dbg.current, WalkStart) and dbg.answer_depth == 1):
+        assert dbg.step().reason != "end"
+    dbg.step()  # one event into the walk of packet 6's ICMP time exceeded
+    path = tmp_path / "mid-answer.kpt"
+    save(record(dbg, DEMO, "demo.toml"), path)
+    capsys.readouterr()
+    assert main(["replay", str(path), "--headless"]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith("  .. in flight: the session ends here\n")
+    # the answer walk is printed as trace prints answers: indented under packet 6's fate
+    assert "  answer (ICMP time exceeded" in out.split("packet 6 arrives")[1]
+    assert "packet 7 " not in out
+    assert main(["replay", str(path), "--headless", "--json"]) == 0
+    last = json.loads(capsys.readouterr().out.splitlines()[-1])
+    # packet 6 has its fate; its answer has not left the box yet, so --json lists none
+    assert (last["packet"], last["fate"]["action"], last["answers"]) == (6, "drop", [])
+
+
 def test_walk_events_stay_between_walk_start_and_fate(saved):
     events = replay(load(saved)).debugger.events
     starts = [i for i, e in enumerate(events) if isinstance(e, WalkStart)]
@@ -294,5 +315,6 @@ def test_walk_events_stay_between_walk_start_and_fate(saved):
     assert len(starts) == len(SCENARIO.packets) + len(answers)
     # the answer walk follows the walk that caused it, with the same packet index
     assert [events[i].index for i in starts] == [0, 1, 2, 3, 4, 5, 6, 6, 7, 8, 9]
+    assert events[starts[7]].origin == "local"  # the router itself sends the ICMP error
     assert all(isinstance(events[i - 1], Fate) for i in starts[1:])
     assert any(isinstance(e, StageLeave) for e in events)

@@ -382,13 +382,13 @@ class Classifier:
 
     def run(self, block: Any, owner_handle: int) -> Generator[Event, None, Result]:
         filters = sorted(self.dev.filters.get(block, []), key=lambda f: f.prio)
-        data = self.pkt.to_bytes()
         label = block if isinstance(block, str) else format_classid(block)
         loops = 0
         while True:
             restart = False
             for f in filters:
-                matched, why = filter_matches(f, self.pkt, data)
+                # the bytes as they are now: a debugger edit between two filters counts
+                matched, why = filter_matches(f, self.pkt, self.pkt.to_bytes())
                 classid = f.classid
                 if matched and f.kind == "fw" and not f.handle:
                     classid = fw_old_classid(f, self.pkt, owner_handle)

@@ -172,22 +172,19 @@ class Walk:
         if state is None or not state.configured(dev):
             return GO_ON
         run = qos.ingress if ingress else qos.egress
+        # Enter the stage before tc looks at the packet, so that an edit made at the
+        # StageEnter pause is what the first filter sees.
+        yield StageEnter(stage=stage.id, hook="", title=stage.title)
         gen = run(state, self.pkt, self.box.clock, stage.id)
-        entered = False
         chosen = ""
         try:
             while True:
                 event = next(gen)
-                if not entered:
-                    entered = True
-                    yield StageEnter(stage=stage.id, hook="", title=stage.title)
                 if isinstance(event, QosClassify) and ":" in event.target:
                     chosen = event.target
                 yield event
         except StopIteration as stop:
             verdict = stop.value
-        if not entered:
-            return GO_ON
         if chosen:  # meta.classid: the class tc chose (tcf_result's classid), for watches
             yield from self.change(stage, "meta.classid", parse_classid(chosen), stage.id)
         if verdict.action == "drop":
