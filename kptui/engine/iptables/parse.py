@@ -42,6 +42,9 @@ _NO_OUT = frozenset({"PREROUTING", "INPUT"})
 ChainLookup = Callable[[str], str | None]
 
 
+_PROTO_MATCH = {6: "tcp", 17: "udp", 1: "icmp"}  # the match -p loads for port options
+
+
 class RuleParser:
     """One use per rule; collects errors with the position of the offending token."""
 
@@ -183,7 +186,7 @@ class RuleParser:
             if opt in m.options:
                 return m
         # load the match named after -p, once, when -p is not inverted
-        pname = {6: "tcp", 17: "udp", 1: "icmp"}.get(ip.proto)
+        pname = _PROTO_MATCH.get(ip.proto)
         if pname and not ip.proto_inv and not any(m.name == pname for m, _ in matches):
             cls = MATCHES[pname]
             if opt in cls.options:

@@ -10,7 +10,9 @@ mangle, CLASSIFY only at FORWARD/OUTPUT/POSTROUTING, and TRACE anywhere
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address
 from typing import Any, ClassVar
 
 from kptui.engine.errors import UnsupportedError
@@ -23,7 +25,13 @@ from kptui.engine.iptables.logline import (
     log_line,
 )
 from kptui.engine.iptables.matches import TOS_NAMES, Opt, parse_dscp
-from kptui.engine.iptables.values import BadValue, parse_uint, parse_value_mask, save_string
+from kptui.engine.iptables.values import (
+    BadValue,
+    _dotted,
+    parse_uint,
+    parse_value_mask,
+    save_string,
+)
 
 
 @dataclass
@@ -527,16 +535,24 @@ _PORT_PROTOS = {6: "tcp", 17: "udp", 132: "sctp", 33: "dccp"}
 
 def _parse_ports(text: str, what: str) -> tuple[int, int]:
     lo, sep, hi = text.partition("-")
-    a = parse_uint(lo, 0, 65535, f'{what}: Port "{text}" not valid')
-    b = parse_uint(hi, 0, 65535, f'{what}: Port "{text}" not valid') if sep else a
+    if lo.isdigit() and (not sep or hi.isdigit()):  # the common case, no messages built
+        a = int(lo)
+        b = int(hi) if sep else a
+    else:
+        bad = f'{what}: Port "{text}" not valid'
+        a = parse_uint(lo, 0, 65535, bad)
+        b = parse_uint(hi, 0, 65535, bad) if sep else a
+    if a > 65535 or b > 65535:
+        raise BadValue(f'{what}: Port "{text}" not valid')
     if a > b:
         raise BadValue(f'{what}: Port range "{text}" is invalid')
     return a, b
 
 
 def _parse_addr(text: str, what: str) -> Any:
-    from ipaddress import IPv4Address
-
+    value = _dotted(text)  # a dotted quad, as the -s/-d parser reads it (faster than
+    if value is not None:  # ipaddress's text parser, which big kube-proxy dumps feel)
+        return IPv4Address(value)
     try:
         return IPv4Address(text)
     except ValueError:
@@ -585,6 +601,17 @@ class _NatTarget(_Opaque):
         return TargetResult(verdict, detail=detail)
 
 
+_ANY = IPv4Address(0)
+
+
+@functools.cache
+def _nat_range() -> Any:
+    """kptui.engine.nat.NatRange, imported on first use (nat imports this package)."""
+    from kptui.engine.nat import NatRange
+
+    return NatRange
+
+
 class _ToRange(_NatTarget):
     """SNAT --to-source / DNAT --to-destination [ipaddr[-ipaddr]][:port[-port]]."""
 
@@ -614,12 +641,8 @@ class _ToRange(_NatTarget):
         if self._addr is None and not self.has_ports:
             raise BadValue(f"{self.name}: You must specify {self.to_option}")
         super().finish(proto, proto_inv)
-        from ipaddress import IPv4Address
-
-        from kptui.engine.nat import NatRange
-
-        lo, hi = self._addr or (IPv4Address(0), IPv4Address(0))
-        self.range = NatRange(self.flags, lo, hi, *self.ports)
+        lo, hi = self._addr or (_ANY, _ANY)
+        self.range = _nat_range()(self.flags, lo, hi, *self.ports)
 
     to_option: ClassVar[str] = ""
 
