@@ -498,7 +498,8 @@ class ConntrackTable:
             conn = meta.ct
             return Lookup("kept", meta.ctinfo, conn, DIR_NAMES[direction_of(meta.ctinfo)],
                           "the packet already carries its conntrack entry (it looped back "
-                          "through lo): no second lookup")
+                          "through lo, or is the box's answer, which gets the entry of the "
+                          "packet it answers: nf_ct_attach): no second lookup")
         if pkt.ip.frag_offset or pkt.ip.mf:
             raise UnsupportedError("IP fragments with connection tracking (the kernel "
                                    "reassembles them before conntrack)")
