@@ -72,6 +72,19 @@ def _execute(ruleset: Ruleset, table: Table, cmd: Token, pos: list[Token], spec:
              counters: Counters | None, c: _Ctx) -> None:
     """Run one command (-A/-I/-D/-R/-N/-X/-P/-F/-Z) against ``table``."""
     op = _CMDS[cmd[0]]
+    if op == "-A" and pos:  # the usual case (every rule of a restore): the general path below
+        name = pos[0][0]
+        chain = table.chains.get(name)
+        if chain is not None:
+            if chain.builtin:
+                chain.present = True
+            rule = RuleParser(spec, table=table.name, chain=name, file=c.file,
+                              line=c.line, lookup=_lookup(table)).parse()
+            if counters is not None:
+                rule.counters = counters
+            chain.rules.append(rule)
+            chain.changed()
+            return
     needs_chain = op in ("-A", "-I", "-D", "-R", "-N", "-P")
     if needs_chain and not pos:
         raise c.err(f"option \"{cmd[0]}\" requires an argument", cmd)

@@ -23,8 +23,16 @@ def split_restore(line: str, *, file: str, lineno: int) -> list[Token]:
     """
     if '"' not in line:
         out: list[Token] = []
+        words = line.split()
+        body = line.lstrip()
+        if " ".join(words) == body.rstrip():  # single spaces: columns add up
+            pos = len(line) - len(body) + 1
+            for part in words:
+                out.append((part, pos))
+                pos += len(part) + 1
+            return out
         pos = 0
-        for part in line.split():
+        for part in words:
             pos = line.index(part, pos)
             out.append((part, pos + 1))
             pos += len(part)
@@ -61,11 +69,19 @@ def _split_balanced(segs: list[str]) -> list[Token]:
         if quoted:
             tokens.append((seg, pos - 1))  # the column of its opening quote
         elif seg:
-            p = 0
-            for word in seg.split():
-                p = seg.index(word, p)
-                tokens.append((word, pos + p))
-                p += len(word)
+            words = seg.split()
+            body = seg.lstrip()
+            if " ".join(words) == body.rstrip():  # single spaces: columns add up
+                p = pos + len(seg) - len(body)
+                for word in words:
+                    tokens.append((word, p))
+                    p += len(word) + 1
+            else:
+                p = 0
+                for word in words:
+                    p = seg.index(word, p)
+                    tokens.append((word, pos + p))
+                    p += len(word)
         pos += len(seg) + 1
         quoted = not quoted
     return tokens

@@ -61,13 +61,17 @@ class RuleParser:
         return ParseError(msg, file=self.file, line=self.line, column=tok[1], token=tok[0])
 
     def parse(self) -> Rule:
+        # The hot loop of a restore (once per rule): module tables and methods are
+        # bound to locals, and the set of IP options seen is a string of kinds.
         toks = self.toks
         ip = IPMatch()
         matches: list[tuple[Match, Token]] = []
         target: Target | None = None
         target_tok: Token | None = None
-        seen_ip: set[str] = set()
+        seen_ip: list[str] = []
         inv_tok: Token | None = None
+        ip_kind = _IP_OPTS.get
+        match_cls = MATCHES.get
         i, n = 0, len(toks)
         while i < n:
             tok = toks[i]
@@ -79,12 +83,28 @@ class RuleParser:
                 i += 1
                 continue
             inv = inv_tok is not None
-            kind = _IP_OPTS.get(t)
+            kind = ip_kind(t)
             if kind is not None:
-                if kind != "match":  # each IP option and -j/-g at most once
-                    if kind in seen_ip or (kind in _TARGET_KINDS and target is not None):
-                        raise self.err(f"multiple {_FLAG_OF[kind]} flags not allowed", tok)
-                    seen_ip.add(kind)
+                if kind == "match":
+                    if i + 1 >= n:
+                        raise self.err(f'option "{t}" requires an argument', tok)
+                    arg = toks[i + 1]
+                    i += 2
+                    if inv:
+                        raise self.err(f"unexpected ! flag before {t}", inv_tok)
+                    cls = match_cls(arg[0])
+                    if cls is None:
+                        raise self.err(f"Couldn't load match `{arg[0]}':No such file or "
+                                       "directory", arg)
+                    try:
+                        matches.append((cls(), arg))
+                    except BadValue as e:
+                        raise self.err(str(e), arg) from None
+                    continue
+                # each IP option and -j/-g at most once
+                if kind in seen_ip or (kind in _TARGET_KINDS and target is not None):
+                    raise self.err(f"multiple {_FLAG_OF[kind]} flags not allowed", tok)
+                seen_ip.append(kind)
                 if kind != "frag":
                     if i + 1 >= n:
                         raise self.err(f'option "{t}" requires an argument', tok)
@@ -93,16 +113,10 @@ class RuleParser:
                 else:
                     arg = tok
                     i += 1
-                if inv and (kind == "match" or kind in _TARGET_KINDS):
-                    raise self.err(f"unexpected ! flag before {t}", inv_tok)
                 try:
-                    if kind == "match":
-                        cls = MATCHES.get(arg[0])
-                        if cls is None:
-                            raise self.err(f"Couldn't load match `{arg[0]}':No such file or "
-                                           "directory", arg)
-                        matches.append((cls(), arg))
-                    elif kind in _TARGET_KINDS:
+                    if kind in _TARGET_KINDS:
+                        if inv:
+                            raise self.err(f"unexpected ! flag before {t}", inv_tok)
                         target, target_tok = self._target(arg, kind == "goto"), arg
                     else:
                         self._ip(ip, kind, arg, inv)
@@ -112,7 +126,15 @@ class RuleParser:
                 continue
             if not t.startswith("-") or t == "-":
                 raise self.err(f"Bad argument `{t}'", tok)
-            owner = self._owner(t, target, matches, ip)
+            if target is not None and t in target.options:
+                owner = target
+            else:
+                for m, _ in reversed(matches):
+                    if t in m.options:
+                        owner = m
+                        break
+                else:
+                    owner = self._owner(t, None, matches, ip)
             if owner is None:
                 hint = ""
                 if t in ("--dport", "--sport", "--destination-port", "--source-port"):
@@ -121,8 +143,7 @@ class RuleParser:
             nargs, invertible = owner.options[t]
             if inv and not invertible:
                 raise self.err(f'{owner.name}: option "{t}" cannot be inverted.', inv_tok)
-            args = toks[i + 1:i + 1 + nargs]
-            if len(args) < nargs:
+            if i + nargs >= n:
                 if t == "--tcp-flags":
                     raise self.err("--tcp-flags requires two args.", tok)
                 raise self.err(f'option "{t}" requires an argument', tok)
@@ -130,9 +151,12 @@ class RuleParser:
             if t in seen and t != "--mark":
                 raise self.err(f'{owner.name}: "{t}" option may only be specified once', tok)
             try:
-                owner.option(t, [args[0][0]] if nargs == 1 else [a[0] for a in args], inv)
+                if nargs == 1:
+                    owner.option(t, [toks[i + 1][0]], inv)
+                else:
+                    owner.option(t, [a[0] for a in toks[i + 1:i + 1 + nargs]], inv)
             except BadValue as e:
-                raise self.err(str(e), args[0] if args else tok) from None
+                raise self.err(str(e), toks[i + 1] if nargs else tok) from None
             seen.add(t)
             inv_tok = None
             i += 1 + nargs
@@ -197,39 +221,50 @@ class RuleParser:
 
     def _finish(self, ip: IPMatch, matches: list[tuple[Match, Token]], target: Target | None,
                 target_tok: Token | None) -> Rule:
-        builtin = self.lookup(self.chain) == "builtin"
+        chain = self.chain
+        builtin = self.lookup(chain) == "builtin"
+        proto, proto_inv = ip.proto, ip.proto_inv
+        mods = [ip]
         for m, tok in matches:
-            tok = tok if tok[1] else (self.toks[0] if self.toks else tok)
+            mods.append(m)
             try:
                 m.finish()
             except BadValue as e:
-                raise self.err(str(e), tok) from None
-            if m.protos is not None and (ip.proto not in m.protos or ip.proto_inv):
-                raise self.err(m.proto_error, tok)
-            allowed = m.allowed_chains()
-            if builtin and allowed is not None and self.chain not in allowed:
-                raise self.err(f"-m {m.name} is not allowed in {self.chain} (the kernel refuses "
-                               "it: Invalid argument)", tok)
-        if target is not None and not isinstance(target, (Standard, ChainTarget)):
-            try:
-                target.finish(ip.proto, ip.proto_inv)
-            except BadValue as e:
-                raise self.err(str(e), target_tok) from None
-            where = self._target_place_error(target)
-            if where:
-                raise self.err(where, target_tok)
-        goto = isinstance(target, ChainTarget) and target.goto
+                raise self.err(str(e), self._match_tok(tok)) from None
+            protos = m.protos
+            if protos is not None and (proto not in protos or proto_inv):
+                raise self.err(m.proto_error, self._match_tok(tok))
+            if builtin:
+                allowed = m.allowed_chains()
+                if allowed is not None and chain not in allowed:
+                    raise self.err(f"-m {m.name} is not allowed in {chain} (the kernel "
+                                   "refuses it: Invalid argument)", self._match_tok(tok))
+        goto = False
+        if target is not None:
+            if type(target) is ChainTarget:
+                goto = target.goto
+            elif not isinstance(target, (Standard, ChainTarget)):
+                try:
+                    target.finish(proto, proto_inv)
+                except BadValue as e:
+                    raise self.err(str(e), target_tok) from None
+                where = self._target_place_error(target, builtin)
+                if where:
+                    raise self.err(where, target_tok)
+            else:
+                goto = isinstance(target, ChainTarget) and target.goto
         # the canonical text is built on first use (Rule.text)
-        rule = Rule([ip] + [m for m, _ in matches], target, file=self.file, line=self.line,
-                    goto=goto)
-        return rule
+        return Rule(mods, target, file=self.file, line=self.line, goto=goto)
 
-    def _target_place_error(self, target: Target) -> str:
+    def _match_tok(self, tok: Token) -> Token:
+        """The token an error about a match points at (-p's match has no token of its own)."""
+        return tok if tok[1] else (self.toks[0] if self.toks else tok)
+
+    def _target_place_error(self, target: Target, builtin: bool) -> str:
         if target.tables is not None and self.table not in target.tables:
             return (f"the {target.name} target is only valid in the "
                     f"{'/'.join(sorted(target.tables))} table (the kernel refuses it: "
                     "Invalid argument)")
-        builtin = self.lookup(self.chain) == "builtin"
         if builtin and target.chains is not None and self.chain not in target.chains:
             return (f"the {target.name} target is not allowed in {self.table} {self.chain}; "
                     f"only in {', '.join(sorted(target.chains))} (the kernel refuses it: "
