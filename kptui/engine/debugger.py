@@ -175,7 +175,7 @@ class _Checkpoint:
     index: int
     packet: Any
     walk_start: int
-    answers: tuple[tuple[Any, int], ...] = ()  # answer packets still to walk, with depth
+    answers: tuple[tuple[Any, int, str], ...] = ()  # answers still to walk: depth, why
     walked: tuple[tuple[Any, Any], ...] = ()  # scenario packets at their fates (reply_to)
 
 
@@ -289,8 +289,11 @@ class Debugger:
         # The box's answers (REJECT's ICMP/RST, ICMP errors) are walks of their own, stepped
         # after the walk that caused them and before the next packet, depth first like
         # run.walk_answers; ``answer_depth`` is 0 for a scenario packet's own walk.
-        self._answers: list[tuple[Any, int]] = []
+        self._answers: list[tuple[Any, int, str]] = []  # (packet, depth, why), next first
         self.answer_depth = 0
+        # Where each walk begins in ``events`` -> (its answer depth, why it was sent): how
+        # exports nest answer walks under the packet that caused them.
+        self.walk_info: dict[int, tuple[int, str]] = {}
         self._walked: list[tuple[Any, Any]] = []  # scenario packets at their fates
         with contextlib.suppress(AttributeError):  # a box without state for `statistic`
             self.box.rng = random.Random(self.seed)  # what `-m statistic` draws from
@@ -324,15 +327,16 @@ class Debugger:
 
     # -- driving walks -------------------------------------------------------------------
 
-    def _start_packet(self, index: int, answer: tuple[Any, int] | None = None) -> None:
+    def _start_packet(self, index: int, answer: tuple[Any, int, str] | None = None) -> None:
         """Start packet ``index``'s walk, or the walk of an ``answer`` it caused."""
         self.index = index
         if answer is None:
             self.packet = _fresh_packet(self._packets[index], self._walked)
-            self.answer_depth = 0
+            self.answer_depth, why = 0, ""
         else:
-            self.packet, self.answer_depth = answer
+            self.packet, self.answer_depth, why = answer
         self.walk_start = len(self.events)
+        self.walk_info[self.walk_start] = (self.answer_depth, why)
         linear = self._linear.get(self.walk_start) if not self._recording else None
         if linear is None:  # live: from the breakpoints; re-executing: as it was then
             linear = self._needs_every_rule()
@@ -382,7 +386,7 @@ class Debugger:
             self._walked.append((copy.deepcopy(self.packet), self.events[-1]))
         if self.answer_depth + 1 >= MAX_ANSWER_DEPTH + 1:
             return
-        new = [(ev.answer.copy(), self.answer_depth + 1) for ev in self.walk_events
+        new = [(ev.answer.copy(), self.answer_depth + 1, ev.why) for ev in self.walk_events
                if isinstance(ev, AnswerSent) and ev.answer is not None]
         self._answers[:0] = new
 

@@ -449,17 +449,27 @@ def _nexthops(cmd: Cmd, args: list[Tok]) -> list[Nexthop]:
     return hops
 
 
+def _verb(cmd: Cmd, args: list[Tok], verbs: tuple[str, ...], obj: str,
+          modelled: tuple[str, ...]) -> str | None:
+    """The `ip route`/`ip rule` verb (abbreviations as iproute2 takes them); None for a
+    listing, which changes nothing; a verb kptui does not model is unsupported."""
+    if not args:
+        return None
+    verb = _match(args[0].text, verbs)
+    if verb is None:
+        raise cmd.error(f'Command "{args[0].text}" is unknown, try "ip {obj} help".', args[0])
+    if verb in ("list", "show", "lst"):
+        return None
+    if verb not in modelled:
+        raise cmd.unsupported()
+    return verb
+
+
 def ip_route(box: Box, cmd: Cmd, args: list[Tok], *, pasted: bool = False) -> bool:
     """`ip route add|replace|append|delete`; True when `pasted` and the route is there."""
-    if not args:
-        return False
-    verb = _match(args[0].text, ROUTE_VERBS)
+    verb = _verb(cmd, args, ROUTE_VERBS, "route", ("add", "replace", "append", "delete"))
     if verb is None:
-        raise cmd.error(f'Command "{args[0].text}" is unknown, try "ip route help".', args[0])
-    if verb in ("list", "show", "lst"):
         return False
-    if verb not in ("add", "replace", "append", "delete"):
-        raise cmd.unsupported()
     rtype = ""
     prefix: IPv4Network | None = None
     fields: dict[str, object] = {}
@@ -618,15 +628,9 @@ def _port_range(cmd: Cmd, tok: Tok, what: str) -> tuple[int, int]:
 
 def ip_rule(box: Box, cmd: Cmd, args: list[Tok], *, pasted: bool = False) -> bool:
     """`ip rule add|delete` (iproute2 6.1 iprule_modify); True when `pasted` and present."""
-    if not args:
-        return False
-    verb = _match(args[0].text, RULE_VERBS)
+    verb = _verb(cmd, args, RULE_VERBS, "rule", ("add", "delete"))
     if verb is None:
-        raise cmd.error(f'Command "{args[0].text}" is unknown, try "ip rule help".', args[0])
-    if verb in ("list", "show", "lst"):
         return False
-    if verb not in ("add", "delete"):
-        raise cmd.unsupported()
     rule = Rule(pref=0, action="", table="")
     given: set[str] = set()
     i = 1

@@ -19,7 +19,7 @@ from typing import Any
 from kptui import __version__
 from kptui.engine.debugger import Debugger
 from kptui.engine.errors import KptuiError
-from kptui.engine.events import AnswerSent, Event, Fate, StageLeave, WalkStart
+from kptui.engine.events import Event, Fate, StageLeave, WalkStart
 from kptui.sessions import pcap
 from kptui.sessions.format import EVENT_DIGEST_BYTES, MAX_TEXT, Session, SessionError
 
@@ -206,45 +206,31 @@ class WalkResult:
                 "events": [ev.to_dict() for ev in self.events]}
 
 
-def _answers_of(walk: WalkResult, depth: int) -> list[tuple[WalkResult, str, int]]:
-    """The answer walks ``walk`` (at answer depth ``depth``) makes the debugger queue, as
-    (parent, why, depth): one per AnswerSent carrying a packet, none past
-    MAX_ANSWER_DEPTH (Debugger._queue_answers, run.walk_answers)."""
-    from kptui.engine.run import MAX_ANSWER_DEPTH
-
-    if depth >= MAX_ANSWER_DEPTH:
-        return []
-    return [(walk, ev.why, depth + 1) for ev in walk.events
-            if isinstance(ev, AnswerSent) and ev.answer is not None]
-
-
 def walks(dbg: Debugger) -> list[WalkResult]:
     """The session's scenario packets' walks, each with its packet as it was at its last
     event and its answer walks nested in ``answers``.
 
     The debugger walks a fate's answers right after it, depth first, with the same
-    packet index, before the next packet: the walks that start while answers are
-    queued are those answers, in queue order (the queue is rebuilt from the
-    AnswerSent events, as the debugger builds it)."""
+    packet index, and records each walk's answer depth and why (Debugger.walk_info):
+    an answer walk at depth d belongs to the last walk started at depth d - 1."""
     out: list[WalkResult] = []
-    queued: list[tuple[WalkResult, str, int]] = []  # (parent, why, depth), next first
+    open_walks: list[WalkResult] = []  # the latest walk at each answer depth
     current: WalkResult | None = None
-    depth = 0
-    for event, packet in dbg.rerun():
+    for position, (event, packet) in enumerate(dbg.rerun()):
         if isinstance(event, WalkStart):
-            current = WalkResult(event.index, [], None)
-            if queued:
-                parent, current.why, depth = queued.pop(0)
-                parent.answers.append(current)
+            depth, why = dbg.walk_info.get(position, (0, ""))
+            current = WalkResult(event.index, [], None, why=why)
+            del open_walks[depth:]
+            if depth:
+                open_walks[depth - 1].answers.append(current)
             else:
-                depth = 0
                 out.append(current)
+            open_walks.append(current)
         if current is None:
             continue
         current.events.append(event)
         if isinstance(event, Fate):
             current.packet = packet.copy()
-            queued[:0] = _answers_of(current, depth)
     if current is not None and current.packet is None:
         current.packet = dbg.packet.copy()
     return out
