@@ -6,16 +6,21 @@ Two layers:
   simulated and compared with the recording; known disagreements are
   strict expected failures naming the missing engine feature;
 - as root with iproute2/nftables/iptables: `verify` runs live against this
-  machine's kernel. Under CI=true a missing prerequisite fails the test
-  instead of skipping it, so CI cannot silently stop checking.
+  machine's kernel, except the scenarios with a NAME.vm file beside them
+  (they need tc modules this kernel lacks: act_police, cls_fw, sch_prio...),
+  which run live on Debian's stock kernel in a qemu VM (tests/kernel/vmkernel.py).
+  Under CI=true a missing prerequisite fails the test instead of skipping it,
+  so CI cannot silently stop checking.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,7 +34,11 @@ from kptui.verify.wire import ip_out
 SCENARIOS = Path(__file__).parent / "kernel" / "scenarios"
 ALL = sorted(SCENARIOS.glob("*.toml"))
 RECORDED = [p for p in ALL if kernel_answers_path(p).exists()]
+IN_VM = [p for p in ALL if p.with_suffix(".vm").exists()]  # need Debian's kernel, in qemu
+ON_HOST = [p for p in ALL if p not in IN_VM]
 
+sys.path.insert(0, str(Path(__file__).parent / "kernel"))
+import vmkernel  # noqa: E402 - tests/kernel is not a package
 
 
 def known_disagreement(path: Path) -> str:
@@ -103,6 +112,48 @@ def test_monitor_lines_become_design_trace_labels():
     assert parser.unparsed == []
 
 
+# Debian's 6.1 kernel (the VM's), same scenario shape: the packet is printed once per
+# trace, and each chain's end is a `return:` line with no verdict.
+MONITOR_61 = """\
+PACKET: 2 c5c45580 IN=eth0 MACSRC=12:9d:4c:82:3b:f2 MACDST=fa:a:bd:ac:c2:46 MACPROTO=0800 \
+SRC=192.0.2.10 DST=198.51.100.10 LEN=400 TOS=0x0 TTL=64 ID=4096 DF SPORT=1000 DPORT=5000
+ TRACE: 2 c5c45580 kptui_trace:pre:rule:0x5:CONTINUE  -4 -t kptui_trace -A pre -j TRACE
+ TRACE: 2 c5c45580 kptui_trace:pre:return:
+ TRACE: 2 c5c45580 kptui_trace:pre:policy:ACCEPT
+ TRACE: 2 c5c45580 kptui_trace:postdone:return:
+ TRACE: 2 c5c45580 kptui_trace:postdone:policy:ACCEPT
+"""
+
+
+def test_older_kernels_chain_end_lines_are_understood_and_left_out():
+    parser = TraceParser()
+    for line in MONITOR_61.splitlines():
+        parser.feed(line)
+    trace = parser.by_ident[4096]
+    assert parser.unparsed == []
+    assert [(s.chain, s.kind, s.verdict) for s in trace.own] == [
+        ("pre", "rule", "CONTINUE"), ("pre", "policy", "ACCEPT"), ("postdone", "policy", "ACCEPT")]
+
+
+def test_police_drops_are_read_from_tc_actions():
+    from kptui.verify import tc as tcv
+
+    # `tc -s -j actions ls action police` on the VM's 6.1 kernel after three 500-byte
+    # datagrams through a 1000-byte bucket: one conformed, two were dropped.
+    text = ('[{"total acts":1},{"actions":[{"order":0,"kind":"police","index":1,'
+            '"control_action":{"type":"drop"},"overhead":0,"ref":1,"bind":1,"installed":1,'
+            '"stats":{"bytes":1626,"packets":3,"drops":2,"overlimits":2,"requeues":0,'
+            '"backlog":0,"qlen":0}}]}]')
+    after = tcv.parse_police(text)
+    assert after == {tcv.POLICE: (3, 2, 0)}
+    assert tcv.police_dropped(tcv.parse_police(text.replace('"drops":2', '"drops":1')), after)
+    assert not tcv.police_dropped(after, after)
+    assert tcv.delta({}, after) == []  # a fate, never a qos entry
+    assert tcv.has_police("tc filter add dev eth0 parent ffff: u32 match u32 0 0 police "
+                          "rate 1mbit burst 10k drop")
+    assert not tcv.has_police("tc qdisc add dev eth0 root handle 1: htb default 10")
+
+
 def test_wire_reader_gives_the_out_shape():
     # RFC 791/793 layout: a TCP SYN+ACK, ttl 63, tos 0x10, from 192.0.2.10:40000 to :443
     data = bytes.fromhex("4510002812340000" "3f060000" "c000020a" "c6336407"
@@ -156,7 +207,7 @@ def _our_namespaces() -> list[str]:
             if line.startswith(f"kpv{os.getpid()}")]
 
 
-@pytest.mark.parametrize("path", [_param(p) for p in ALL])
+@pytest.mark.parametrize("path", [_param(p) for p in ON_HOST])
 def test_live_kernel_agrees_with_kptui(path: Path, capsys):
     _live_or_skip()
     status = verify_main([str(path)], record=False)
@@ -176,3 +227,31 @@ def test_live_bad_setup_line_is_one_error_and_leaves_nothing(tmp_path, capsys):
     assert f"{bad}:2: the kernel refused setup line `ip route add 198.51.100.0/24 via " \
            "192.0.2.99`: Error: Nexthop has invalid gateway." in err
     assert _our_namespaces() == []
+
+
+# -- live, on Debian's kernel in a VM, for what this kernel lacks ---------------------------
+
+
+@pytest.fixture(scope="module")
+def vm_run() -> vmkernel.VmRun:
+    """One VM boot verifies every NAME.vm scenario (about 10 s each under emulation)."""
+    _live_or_skip()
+    missing = vmkernel.missing_tools()
+    why = f"missing {', '.join(missing)}" if missing else ""
+    if not why:
+        try:
+            return vmkernel.verify_in_vm([str(p.relative_to(vmkernel.PROJECT)) for p in IN_VM])
+        except (vmkernel.VmUnavailable, subprocess.CalledProcessError) as exc:
+            why = str(exc)
+    message = f"the VM kernel comparison is impossible here: {why}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.mark.parametrize("path", [_param(p) for p in IN_VM])
+def test_vm_kernel_agrees_with_kptui(path: Path, vm_run: vmkernel.VmRun):
+    name = re.escape(str(path.relative_to(vmkernel.PROJECT)))
+    summary = re.search(rf"^-- {name}: (\d+)/(\d+) packet\(s\) agree$", vm_run.stdout, re.M)
+    assert summary, f"no verdict for {path.name}:\n{vm_run.stdout}\n{vm_run.stderr}"
+    assert summary.group(1) == summary.group(2), vm_run.stdout

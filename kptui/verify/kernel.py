@@ -251,6 +251,7 @@ class KernelBox:
         self.positions: dict[tuple[str, str, int], int] = {}
         self.box_macs: dict[str, bytes] = {}
         self.tc = tcv.has_tc(plan.setup)  # read tc counters around every packet (verify/tc.py)
+        self.police = tcv.has_police(plan.setup)
 
     # -- building ------------------------------------------------------------------
 
@@ -334,6 +335,9 @@ class KernelBox:
         for dev in sorted({key[0] for key in snap}):
             snap.update(tcv.parse_classes(dev, self.lab.run(
                 self.box, ["tc", "-s", "class", "show", "dev", dev])))
+        if self.police:
+            snap.update(tcv.parse_police(self.lab.run(
+                self.box, ["tc", "-s", "-j", "actions", "ls", "action", "police"])))
         return snap
 
     def _build_peer(self, peer: Peer) -> None:
@@ -531,6 +535,11 @@ class KernelBox:
             if trace.headers:  # where the kernel last printed the packet
                 seen = wire.trace_out(trace.headers[-1])
                 out.update({k: v for k, v in seen.items() if k != "proto"})
+                if post and spec.origin != "local" and "OUT" not in trace.headers[-1]:
+                    # Older kernels (6.1) print the packet once per trace, at PREROUTING:
+                    # having reached POSTROUTING from outside it was forwarded, and
+                    # ip_forward took one off the TTL (ip_decrease_ttl) on the way.
+                    out["ttl"] -= 1
             else:
                 out["mark"] = spec.mark
             if delivered:
@@ -543,6 +552,8 @@ class KernelBox:
             elif post and self.held(tc):  # queued behind a shaper: it leaves later
                 fate = {"action": "transmit", "iface": self.held(tc)[0],
                         "by": by_rule if last and last.verdict == "ACCEPT" else "routing"}
+            elif tcv.police_dropped(*tc):
+                fate = {"action": "drop", "by": "qos:police"}
             elif any(entry["drops"] for entry in tcv.delta(*tc)):
                 fate = {"action": "drop", "by": "qos:queue-full"}
             else:

@@ -11,6 +11,10 @@ Left out on both sides: qdiscs with an automatic handle (8001: and up; the
 kernel numbers them from a counter shared by all devices) and htb classes
 with children (they count only at dequeue).
 
+A drop is told apart by who made it: when a policer's drop counter moved
+(`tc -s -j actions ls action police`, read only for a setup that has
+`police`), the fate is `qos:police`, else `qos:queue-full`.
+
 So no other packet pollutes the counters, verify switches IPv6 off in a tc
 scenario's box (no router solicitations or MLD reports through the
 qdiscs) and gives the box permanent neighbour entries for the peers and
@@ -27,6 +31,8 @@ from typing import Any
 NodeKey = tuple[str, str]  # (dev, "qdisc 1:" | "class 1:10")
 Snapshot = dict[NodeKey, tuple[int, int, int]]  # packets+backlog, drops, backlog
 
+POLICE: NodeKey = ("*", "police")  # all policers' drops: tells a fate, not a qos entry
+
 CLASS_HEAD = re.compile(r"^class (\S+) (\S+) (?:parent (\S+)|root)")
 CLASS_SENT = re.compile(r"Sent \d+ bytes (\d+) pkt \(dropped (\d+),")
 CLASS_BACKLOG = re.compile(r"backlog \S+ (\d+)p")
@@ -35,6 +41,28 @@ CLASS_BACKLOG = re.compile(r"backlog \S+ (\d+)p")
 def has_tc(setup: str) -> bool:
     """True when a scenario's setup has tc lines (verify then reads tc counters)."""
     return any(line.split()[:1] == ["tc"] for line in setup.splitlines())
+
+
+def has_police(setup: str) -> bool:
+    """True when a tc setup line uses a policer (verify then reads the police actions)."""
+    return any(line.split()[:1] == ["tc"] and "police" in line.split()
+               for line in setup.splitlines())
+
+
+def parse_police(text: str) -> Snapshot:
+    """`tc -s -j actions ls action police` -> {POLICE: (packets, drops, 0)}, summed."""
+    packets = drops = 0
+    for block in json.loads(text or "[]"):
+        for action in block.get("actions", []):
+            stats = action.get("stats", {})
+            packets += int(stats.get("packets", 0))
+            drops += int(stats.get("drops", 0))
+    return {POLICE: (packets, drops, 0)}
+
+
+def police_dropped(before: Snapshot, after: Snapshot) -> bool:
+    """A policer's exceed action dropped the packet between the two snapshots."""
+    return after.get(POLICE, (0, 0, 0))[1] > before.get(POLICE, (0, 0, 0))[1]
 
 
 def counted_handle(handle: str) -> bool:
@@ -86,6 +114,8 @@ def delta(before: Snapshot, after: Snapshot) -> list[dict[str, Any]]:
     """The packet's `qos` entry: the nodes whose counts moved, and by how much."""
     out = []
     for key in sorted(after):
+        if key == POLICE:
+            continue
         old = before.get(key, (0, 0, 0))
         new = after[key]
         packets, drops = new[0] - old[0], new[1] - old[1]

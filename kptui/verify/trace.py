@@ -14,7 +14,10 @@ through lo, so lines are grouped by the IP header's ID= instead (verify gives
 every packet it sends a distinct one). A rule's verdict is ACCEPT, DROP
 (also for REJECT, whose rule text says `-j REJECT`), CONTINUE (non-terminating
 targets), JUMP:X, GOTO:X or RETURN; a user chain that runs out of rules is
-not printed at all.
+not printed at all. Older kernels (Debian's 6.1, used for the NAME.vm
+scenarios) print that end as `table:chain:return:` with no verdict, and a
+base chain's end the same way before its policy line: those lines are
+skipped, so both kernels give the same trace.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from dataclasses import dataclass, field
 OWN_TABLE = "kptui_trace"  # verify's own nft table: its lines are never shown
 
 _PACKET = re.compile(r"^PACKET: \d+ ([0-9a-f]+) (.*)$")
-_TRACE = re.compile(r"^TRACE: \d+ ([0-9a-f]+) ([^:\s]+):([^:\s]+):(rule|policy|return):(\S+?)"
+_TRACE = re.compile(r"^TRACE: \d+ ([0-9a-f]+) ([^:\s]+):([^:\s]+):(rule|policy|return):(\S*?)"
                     r"(?:\s+(.*))?$")
 DECIDING = {"ACCEPT", "DROP", "QUEUE", "STOLEN"}
 
@@ -92,6 +95,8 @@ class TraceParser:
             self.unparsed.append(line)
             return
         trace_id, table, chain, kind, rest, text = m.groups()
+        if kind == "return" and not rest:
+            return  # a chain ran out of rules: the kernel goes on where it was
         fields = self._current.get(trace_id, {})
         ident = _ident(fields)
         if ident is None:
