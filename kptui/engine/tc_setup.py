@@ -109,38 +109,92 @@ def _tc_dev(box: Box, cmd: Cmd, tok: Tok) -> str:
     return tok.text
 
 
+# -- the words before a tc object's kind ------------------------------------------------------
+# Each command's table: word -> (field, how to read its value). A reader takes the next
+# token; a plain value sets the field from the word alone; UNSUPPORTED words are tc's
+# but not modelled. The first word not in the table is the kind; the rest are its options.
+UNSUPPORTED = object()
+_TAKES_KIND = "kind"  # a head word that is its own kind as well (qdisc ingress / clsact)
+
+
+def _read_head(cmd: Cmd, args: list[Tok], words: dict[str, Any]
+               ) -> tuple[dict[str, Any], str, list[Tok]]:
+    """Split `dev X parent P ... KIND OPTS` by a command's table of head words."""
+    got: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        tok = args[i]
+        spec = words.get(tok.text)
+        if spec is None:
+            return got, tok.text, args[i + 1:]
+        if spec is UNSUPPORTED:
+            raise cmd.unsupported()
+        field, read = spec
+        if callable(read):
+            got[field] = read(cmd, _need(cmd, args, i + 1, tok.text))
+            i += 2
+            continue
+        got[field] = read
+        if field == _TAKES_KIND:
+            return got, tok.text, args[i + 1:]
+        i += 1
+    return got, "", []
+
+
+def _handle_reader(what: str) -> Any:
+    return lambda cmd, tok: tc_handle(cmd, tok, what)
+
+
+def _keep(_cmd: Cmd, tok: Tok) -> Tok:
+    return tok
+
+
+def _filter_protocol(cmd: Cmd, tok: Tok) -> str:
+    protocol = tok.text.lower()
+    if protocol not in ("ip", "all", "ipv6", "arp", "802.1q", "802_1q", "0x0800"):
+        raise cmd.error('Illegal "protocol"', tok)
+    return "ip" if protocol == "0x0800" else protocol
+
+
+def _filter_prio(cmd: Cmd, tok: Tok) -> int:
+    prio = _tc_int(cmd, tok, "priority")
+    if not 0 < prio <= 0xFFFF:
+        raise cmd.error('Illegal "priority"', tok)
+    return prio
+
+
+def _head_words() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The head-word tables of tc qdisc, tc class and tc filter (tc_qdisc_modify,
+    tc_class_modify, tc_filter_modify in iproute2's tc/)."""
+    from kptui.engine.qos import TC_H_INGRESS, TC_H_ROOT
+
+    common = {"dev": ("dev", _keep), "parent": ("parent", _handle_reader("parent")),
+              "root": ("parent", TC_H_ROOT)}
+    qdisc = {**common, "handle": ("handle", _handle_reader("handle")),
+             "ingress": (_TAKES_KIND, TC_H_INGRESS), "clsact": (_TAKES_KIND, TC_H_INGRESS),
+             **dict.fromkeys(("estimator", "stab", "ingress_block", "egress_block"),
+                             UNSUPPORTED)}
+    klass = {**common, "classid": ("classid", _handle_reader("classid")),
+             "handle": ("classid", _handle_reader("classid"))}
+    filt = {**common, "ingress": ("parent", 0xFFFFFFF2), "egress": ("parent", 0xFFFFFFF3),
+            "protocol": ("protocol", _filter_protocol), "handle": ("handle", _keep),
+            **dict.fromkeys(("prio", "pref", "priority", "preference"),
+                            ("prio", _filter_prio)),
+            **dict.fromkeys(("chain", "block", "estimator"), UNSUPPORTED)}
+    return qdisc, klass, filt
+
+
+QDISC_WORDS, CLASS_WORDS, FILTER_WORDS = _head_words()
+
+
 def tc_qdisc(box: Box, cmd: Cmd, verb: str, args: list[Tok]) -> None:
     """tc_qdisc_modify: dev, handle, root|parent|ingress|clsact, then the kind's options."""
     from kptui.engine import qos
 
-    dev_tok: Tok | None = None
-    handle: int | None = None
-    parent: int | None = None
-    kind = ""
-    opts: list[Tok] = []
-    i = 0
-    while i < len(args):
-        word = args[i].text
-        if kind:
-            opts.append(args[i])
-        elif word == "dev":
-            dev_tok = _need(cmd, args, i + 1, "dev")
-            i += 1
-        elif word == "handle":
-            handle = tc_handle(cmd, _need(cmd, args, i + 1, "handle"), "handle")
-            i += 1
-        elif word == "root":
-            parent = qos.TC_H_ROOT
-        elif word == "parent":
-            parent = tc_handle(cmd, _need(cmd, args, i + 1, "parent"), "parent")
-            i += 1
-        elif word in ("ingress", "clsact"):
-            parent, kind = qos.TC_H_INGRESS, word
-        elif word in ("estimator", "stab", "ingress_block", "egress_block"):
-            raise cmd.unsupported()
-        else:
-            kind = word
-        i += 1
+    head, kind, opts = _read_head(cmd, args, QDISC_WORDS)
+    dev_tok: Tok | None = head.get("dev")
+    handle: int | None = head.get("handle")
+    parent: int | None = head.get(_TAKES_KIND, head.get("parent"))
     if kind in UNSUPPORTED_QDISCS:
         raise UnsupportedError(f"qdisc {kind}")
     if dev_tok is None:
@@ -363,32 +417,12 @@ def tc_class(box: Box, cmd: Cmd, verb: str, args: list[Tok]) -> None:
     """`tc class add|change|replace|del dev X parent P classid C htb rate R ...`."""
     from kptui.engine import qos
 
-    dev = ""
-    parent: int | None = None
-    classid: int | None = None
-    kind = ""
-    opts: list[Tok] = []
-    i = 0
-    while i < len(args):
-        word = args[i].text
-        if kind:
-            opts.append(args[i])
-        elif word == "dev":
-            dev = _tc_dev(box, cmd, _need(cmd, args, i + 1, "dev"))
-            i += 1
-        elif word in ("classid", "handle"):
-            classid = tc_handle(cmd, _need(cmd, args, i + 1, word), "classid")
-            i += 1
-        elif word == "parent":
-            parent = tc_handle(cmd, _need(cmd, args, i + 1, "parent"), "parent")
-            i += 1
-        elif word == "root":
-            parent = qos.TC_H_ROOT
-        else:
-            kind = word
-        i += 1
-    if not dev:
+    head, kind, opts = _read_head(cmd, args, CLASS_WORDS)
+    if "dev" not in head:
         raise cmd.error('Not enough information: "dev" argument is required.')
+    dev = _tc_dev(box, cmd, head["dev"])
+    parent: int | None = head.get("parent")
+    classid: int | None = head.get("classid")
     d = box.tc.dev(dev)
     root = d.root
     if verb == "delete":
@@ -485,51 +519,15 @@ def tc_filter(box: Box, cmd: Cmd, verb: str, args: list[Tok]) -> None:
     [handle H] KIND ...`: u32, fw, matchall, basic with flowid/classid and actions."""
     from kptui.engine import qos
 
-    dev = ""
-    parent: int | None = None
-    protocol = "all"  # iproute2: no protocol given means ETH_P_ALL (checked: `protocol all`)
-    prio = 0
-    handle_tok: Tok | None = None
-    kind = ""
-    opts: list[Tok] = []
-    i = 0
-    while i < len(args):
-        word = args[i].text
-        if kind:
-            opts.append(args[i])
-        elif word == "dev":
-            dev = _tc_dev(box, cmd, _need(cmd, args, i + 1, "dev"))
-            i += 1
-        elif word == "parent":
-            parent = tc_handle(cmd, _need(cmd, args, i + 1, "parent"), "parent")
-            i += 1
-        elif word == "root":
-            parent = qos.TC_H_ROOT
-        elif word == "ingress":
-            parent = 0xFFFFFFF2
-        elif word == "egress":
-            parent = 0xFFFFFFF3
-        elif word == "protocol":
-            protocol = _need(cmd, args, i + 1, "protocol").text.lower()
-            if protocol not in ("ip", "all", "ipv6", "arp", "802.1q", "802_1q", "0x0800"):
-                raise cmd.error('Illegal "protocol"', args[i + 1])
-            protocol = "ip" if protocol == "0x0800" else protocol
-            i += 1
-        elif word in ("prio", "pref", "priority", "preference"):
-            prio = _tc_int(cmd, _need(cmd, args, i + 1, "prio"), "priority")
-            if not 0 < prio <= 0xFFFF:
-                raise cmd.error('Illegal "priority"', args[i + 1])
-            i += 1
-        elif word == "handle":
-            handle_tok = _need(cmd, args, i + 1, "handle")
-            i += 1
-        elif word in ("chain", "block", "estimator"):
-            raise cmd.unsupported()
-        else:
-            kind = word
-        i += 1
-    if not dev:
+    head, kind, opts = _read_head(cmd, args, FILTER_WORDS)
+    if "dev" not in head:
         raise cmd.error('Not enough information: "dev" argument is required.')
+    dev = _tc_dev(box, cmd, head["dev"])
+    parent: int | None = head.get("parent")
+    # iproute2: no protocol given means ETH_P_ALL (checked: `protocol all`)
+    protocol: str = head.get("protocol", "all")
+    prio: int = head.get("prio", 0)
+    handle_tok: Tok | None = head.get("handle")
     d = box.tc.dev(dev)
     block = _tc_block(cmd, d, parent, None)
     filters = d.filters.setdefault(block, [])
