@@ -25,13 +25,27 @@ Apply = Callable[..., "str | None"]
 
 
 class Dialog(ModalScreen[bool]):
-    """Base: Escape cancels; the error line shows why a value was refused."""
+    """Base: Escape cancels; `apply` takes the values and returns why it refused them
+    (shown on the error line, the dialog stays) or None (the dialog closes)."""
 
     BINDINGS = [Binding("escape", "cancel", "cancel", id="dialog.cancel",
                         tooltip="Close without changing anything")]
+    FOCUS = ""  # the input focused when the dialog opens
+    apply: Apply
+
+    def on_mount(self) -> None:
+        self.show_error("")
+        self.query_one(self.FOCUS, Input).focus()
 
     def action_cancel(self) -> None:
         self.dismiss(False)
+
+    def submit(self, *values: Any) -> None:
+        error = self.apply(*values)
+        if error:
+            self.show_error(error)
+        else:
+            self.dismiss(True)
 
     def show_error(self, message: str) -> None:
         error = self.query_one("#error", Static)
@@ -61,10 +75,10 @@ class EditFieldScreen(Dialog):
             yield Static("Enter applies · Escape cancels · u undoes an edit afterwards",
                          classes="dialog-help")
 
+    FOCUS = "#value"
+
     def on_mount(self) -> None:
-        self.show_error("")
         self._describe(self.path)
-        self.query_one("#value", Input).focus()
 
     def _value(self, path: str) -> str:
         spec = FIELDS.get(path)
@@ -93,12 +107,7 @@ class EditFieldScreen(Dialog):
 
     @on(Input.Submitted, "#value")
     def value_submitted(self, event: Input.Submitted) -> None:
-        path = self.query_one("#path", Input).value.strip()
-        error = self.apply(path, event.value.strip())
-        if error:
-            self.show_error(error)
-        else:
-            self.dismiss(True)
+        self.submit(self.query_one("#path", Input).value.strip(), event.value.strip())
 
 
 class BreakpointScreen(Dialog):
@@ -122,17 +131,11 @@ class BreakpointScreen(Dialog):
             yield Static("", id="error", classes="dialog-error")
             yield Static("Enter adds · Escape cancels", classes="dialog-help")
 
-    def on_mount(self) -> None:
-        self.show_error("")
-        self.query_one("#spec", Input).focus()
+    FOCUS = "#spec"
 
     @on(Input.Submitted, "#spec")
     def submitted(self, event: Input.Submitted) -> None:
-        error = self.apply(event.value.strip())
-        if error:
-            self.show_error(error)
-        else:
-            self.dismiss(True)
+        self.submit(event.value.strip())
 
 
 COMPOSE_FIELDS = (
@@ -166,18 +169,11 @@ class ComposeScreen(Dialog):
             yield Static("", id="error", classes="dialog-error")
             yield Static("Enter injects · Tab moves · Escape cancels", classes="dialog-help")
 
-    def on_mount(self) -> None:
-        self.show_error("")
-        self.query_one("#c-origin", Input).focus()
+    FOCUS = "#c-origin"
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        values = {name: self.query_one(f"#c-{name}", Input).value.strip()
-                  for name, _hint in COMPOSE_FIELDS}
-        error = self.apply(values)
-        if error:
-            self.show_error(error)
-        else:
-            self.dismiss(True)
+        self.submit({name: self.query_one(f"#c-{name}", Input).value.strip()
+                     for name, _hint in COMPOSE_FIELDS})
 
 
 class SaveSessionScreen(Dialog):
@@ -197,18 +193,15 @@ class SaveSessionScreen(Dialog):
             yield Static("Enter saves (an existing file is replaced atomically) · Escape "
                          "cancels", classes="dialog-help")
 
-    def on_mount(self) -> None:
-        self.show_error("")
-        self.query_one("#session-path", Input).focus()
+    FOCUS = "#session-path"
 
     @on(Input.Submitted, "#session-path")
     def submitted(self, event: Input.Submitted) -> None:
         path = event.value.strip()
-        error = self.apply(path) if path else "type a file name, e.g. session.kpt"
-        if error:
-            self.show_error(error)
+        if path:
+            self.submit(path)
         else:
-            self.dismiss(True)
+            self.show_error("type a file name, e.g. session.kpt")
 
 
 class JumpScreen(Dialog):
@@ -227,14 +220,8 @@ class JumpScreen(Dialog):
             yield Static("", id="error", classes="dialog-error")
             yield Static("Enter jumps · Escape cancels", classes="dialog-help")
 
-    def on_mount(self) -> None:
-        self.show_error("")
-        self.query_one("#jump-to", Input).focus()
+    FOCUS = "#jump-to"
 
     @on(Input.Submitted, "#jump-to")
     def submitted(self, event: Input.Submitted) -> None:
-        error = self.apply(event.value.strip())
-        if error:
-            self.show_error(error)
-        else:
-            self.dismiss(True)
+        self.submit(event.value.strip())
