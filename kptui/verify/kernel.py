@@ -13,6 +13,11 @@ priority -350 in prerouting and output (before raw, so the scenario's tables
 keep exactly the chains it declared), and has two empty base chains at
 priority 10000 in input and postrouting, so the trace shows a packet that
 got through every netfilter table to local delivery or to the output device.
+A third one, `prenat` at postrouting priority 99, just before the nat hook
+(srcnat, 100): a packet seen there but not at `postdone`, with no rule
+verdict to drop it, was dropped by the nat hook itself (nf_nat_oif_changed
+when a masqueraded connection changes its out device; no free source
+tuple), and its header printed there is the one after forwarding.
 Its lines are removed from the trace. Between packets verify sends a
 sentinel (IP proto 253 to 127.255.255.254) that its own output chain drops
 before any scenario table sees it: once the sentinel's trace is read, every
@@ -69,6 +74,9 @@ OWN_TABLE_NFT = f"""table ip {OWN_TABLE} {{
     }}
     chain indone {{
         type filter hook input priority 10000; policy accept;
+    }}
+    chain prenat {{
+        type filter hook postrouting priority 99; policy accept;
     }}
     chain postdone {{
         type filter hook postrouting priority 10000; policy accept;
@@ -549,6 +557,8 @@ class KernelBox:
             elif last is not None and last.verdict == "DROP":
                 action = "reject" if "-j REJECT" in last.rule_text else "drop"
                 fate = {"action": action, "by": by_rule}
+            elif any(s.chain == "prenat" for s in trace.own) and not post:
+                fate = {"action": "drop", "by": "nat:POSTROUTING"}  # see the module doc
             elif post and self.held(tc):  # queued behind a shaper: it leaves later
                 fate = {"action": "transmit", "iface": self.held(tc)[0],
                         "by": by_rule if last and last.verdict == "ACCEPT" else "routing"}
