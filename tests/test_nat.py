@@ -277,8 +277,8 @@ def test_masquerade_of_a_zero_source_is_left_to_the_null_binding():
 
 
 def test_masquerade_oif_change_kills_the_connection():
-    # nf_nat_oif_changed; kernel 6.18 drops packet 1 and packet 2 is NEW (see the .xfail:
-    # verify cannot label that drop)
+    # nf_nat_oif_changed; kernel 6.18 drops packet 1 in the nat hook (verify sees it pass
+    # its prenat chain and never reach postdone) and packet 2 is NEW again
     first, changed, again = scenario_run("nat-masquerade-oif-change")
     assert (changed.fate.action, changed.fate.by) == ("drop", "nat:POSTROUTING")
     assert "nf_nat_oif_changed" in changed.fate.message
