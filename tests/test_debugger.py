@@ -521,6 +521,56 @@ def test_edit_changes_the_live_packet_and_what_happens_next():
     assert dbg.packet.get("ip.dst") == IPv4Address("203.0.113.2")  # never DNATed
 
 
+ROUTER = """
+iptables = \"\"\"
+*filter
+:FORWARD ACCEPT [0:0]
+-A FORWARD -p tcp -j ACCEPT
+COMMIT
+\"\"\"
+[sysctl]
+"net.ipv4.ip_forward" = 1
+[[interfaces]]
+name = "eth0"
+addresses = ["192.0.2.1/24"]
+[[interfaces]]
+name = "eth1"
+addresses = ["198.51.100.1/24"]
+[[interfaces]]
+name = "eth2"
+addresses = ["203.0.113.1/24"]
+[[packets]]
+iif = "eth0"
+proto = "tcp"
+src = "192.0.2.10"
+dst = "198.51.100.7"
+sport = 40000
+dport = 80
+"""
+
+
+def test_a_routing_key_edited_after_routing_says_the_route_stays():
+    # The kernel routes a forwarded packet once, after PREROUTING (ip_rcv_finish); FORWARD
+    # and POSTROUTING never look it up again (only mangle/nat OUTPUT reroute,
+    # ip_route_me_harder). An edit of ip.dst there changes the header, not the way out.
+    from kptui.engine.scenario import load_scenario
+
+    dbg = Debugger.for_scenario(load_scenario(ROUTER, file="router.toml"))
+    step_until(dbg, at_enter("filter:FORWARD"))
+    assert dbg.packet.meta.oif == "eth1"
+    ev = dbg.edit("ip.dst", "203.0.113.9").event
+    assert "does not route a forwarded packet again; it still leaves via eth1" in ev.caveat
+    assert ev.caveat in ev.describe()
+    assert dbg.edit("tcp.dport", "81").event.caveat == ""  # not a routing key
+    fate = dbg.run_to_fate().event
+    assert (fate.action, fate.iface) == ("transmit", "eth1")
+
+    before = Debugger.for_scenario(load_scenario(ROUTER, file="router.toml"))
+    before.step()
+    assert before.edit("ip.dst", "203.0.113.9").event.caveat == ""  # routing still to come
+    assert before.run_to_fate().event.iface == "eth2"
+
+
 def test_edit_at_depth_keeps_the_chain_depth():
     dbg = make()
     step_until(dbg, at_rule("filter", "web", 1))

@@ -237,6 +237,19 @@ class ReplySpec:
         return f"reply to packet {self.of}"
 
 
+# The fields a route lookup reads (flowi4: daddr, saddr, tos, mark), and the hooks after
+# the last lookup a packet gets: an edit there rewrites the header, not the route.
+ROUTING_KEYS = ("ip.dst", "ip.src", "ip.tos", "meta.mark")
+NO_ROUTING_AFTER = {
+    "INPUT": "after routing: the packet is being delivered locally; the kernel does not "
+             "route it again",
+    "FORWARD": "after routing: the kernel does not route a forwarded packet again; it still "
+               "leaves via {oif}",
+    "POSTROUTING": "after routing: the kernel does not route again in POSTROUTING; it still "
+                   "leaves via {oif}",
+}
+
+
 class Debugger:
     """Drives the walks of a scenario's packets, pausing where the user asked.
 
@@ -552,10 +565,18 @@ class Debugger:
         cur = self.current
         assert cur is not None
         event = UserEdit(stage=cur.stage, hook=cur.hook, depth=cur.depth, path=path,
-                         old=old, new=new)
+                         old=old, new=new, caveat=self._routing_caveat(path, cur.hook))
         self._edits[len(self.events)] = (path, text)
         self.events.append(event)
         return event
+
+    def _routing_caveat(self, path: str, hook: str) -> str:
+        """Why a routing key edited here changes no route: after routing, the kernel only
+        routes again in mangle/nat OUTPUT (ip_route_me_harder), never in these hooks."""
+        if path not in ROUTING_KEYS or hook not in NO_ROUTING_AFTER:
+            return ""
+        oif = self.packet.get("meta.oif")
+        return NO_ROUTING_AFTER[hook].format(oif=oif or "the chosen device")
 
     # -- session set-up --------------------------------------------------------------------
 

@@ -352,6 +352,7 @@ class UserEdit(Event):
     path: str
     old: Any
     new: Any
+    caveat: str = ""  # e.g. a routing key edited where the kernel never routes again
     kind: ClassVar[str] = "edit"
 
     def to_dict(self) -> dict[str, Any]:
@@ -360,7 +361,8 @@ class UserEdit(Event):
         return d
 
     def describe(self) -> str:
-        return f"edited {self.path}: {_show(self.path, self.old)} -> {_show(self.path, self.new)}"
+        text = f"edited {self.path}: {_show(self.path, self.old)} -> {_show(self.path, self.new)}"
+        return f"{text} ({self.caveat})" if self.caveat else text
 
 
 def trace_lines(events: list[Event]) -> list[str]:
