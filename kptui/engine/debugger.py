@@ -79,6 +79,7 @@ from kptui.engine.events import (
     StageLeave,
     UserEdit,
 )
+from kptui.engine.packet import ROUTING_KEYS
 
 if TYPE_CHECKING:
     from kptui.engine.box import Box
@@ -237,9 +238,8 @@ class ReplySpec:
         return f"reply to packet {self.of}"
 
 
-# The fields a route lookup reads (flowi4: daddr, saddr, tos, mark), and the hooks after
-# the last lookup a packet gets: an edit there rewrites the header, not the route.
-ROUTING_KEYS = ("ip.dst", "ip.src", "ip.tos", "meta.mark")
+# The hooks after the last route lookup a packet gets: an edit of a routing key
+# (packet.ROUTING_KEYS) there rewrites the header, not the route.
 NO_ROUTING_AFTER = {
     "INPUT": "after routing: the packet is being delivered locally; the kernel does not "
              "route it again",

@@ -31,6 +31,7 @@ from kptui.engine.events import (
     TargetApplied,
     WalkStart,
 )
+from kptui.engine.packet import ROUTING_KEYS
 from kptui.engine.profile import Profile, Stage, get_profile
 
 if TYPE_CHECKING:
@@ -682,9 +683,7 @@ class Walk:
 
     def routing_keys(self) -> dict[str, Any]:
         """What ipt_mangle_out compares to decide on a reroute (KERNEL-NOTES 6)."""
-        ip = self.pkt.ip
-        return {"meta.mark": self.pkt.meta.mark, "ip.src": ip.src, "ip.dst": ip.dst,
-                "ip.tos": ip.tos}
+        return {key: self.pkt.get(key) for key in ROUTING_KEYS}
 
     def pkttype(self) -> str:
         """skb->pkt_type as the arrival link's frame sets it (eth_type_trans).

@@ -56,6 +56,8 @@ class Dialog(ModalScreen[bool]):
 class EditFieldScreen(Dialog):
     """Change one field of the packet in flight."""
 
+    FOCUS = "#value"
+
     def __init__(self, path: str, packet: Any, apply: Apply) -> None:
         super().__init__()
         self.path = path
@@ -74,8 +76,6 @@ class EditFieldScreen(Dialog):
             yield Static("", id="error", classes="dialog-error")
             yield Static("Enter applies · Escape cancels · u undoes an edit afterwards",
                          classes="dialog-help")
-
-    FOCUS = "#value"
 
     def on_mount(self) -> None:
         self._describe(self.path)
@@ -113,6 +113,8 @@ class EditFieldScreen(Dialog):
 class BreakpointScreen(Dialog):
     """Add a breakpoint by its spec, as the debugger's breakpoint syntax writes it."""
 
+    FOCUS = "#spec"
+
     EXAMPLES = ("stage nat:POSTROUTING", "hook FORWARD", "chain filter:FORWARD",
                 "rule filter:FORWARD:2", "watch meta.mark", "if tcp.dport == 22",
                 "rule filter:INPUT:1 if ip.src == 192.0.2.10")
@@ -130,8 +132,6 @@ class BreakpointScreen(Dialog):
             yield Static("\n".join(f"  {e}" for e in self.EXAMPLES), classes="dialog-help")
             yield Static("", id="error", classes="dialog-error")
             yield Static("Enter adds · Escape cancels", classes="dialog-help")
-
-    FOCUS = "#spec"
 
     @on(Input.Submitted, "#spec")
     def submitted(self, event: Input.Submitted) -> None:
@@ -154,6 +154,8 @@ COMPOSE_FIELDS = (
 class ComposeScreen(Dialog):
     """Compose a packet and queue it after the scenario's packets."""
 
+    FOCUS = "#c-origin"
+
     def __init__(self, initial: dict[str, str], apply: Apply) -> None:
         super().__init__()
         self.initial = initial
@@ -169,8 +171,6 @@ class ComposeScreen(Dialog):
             yield Static("", id="error", classes="dialog-error")
             yield Static("Enter injects · Tab moves · Escape cancels", classes="dialog-help")
 
-    FOCUS = "#c-origin"
-
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.submit({name: self.query_one(f"#c-{name}", Input).value.strip()
                      for name, _hint in COMPOSE_FIELDS})
@@ -178,6 +178,8 @@ class ComposeScreen(Dialog):
 
 class SaveSessionScreen(Dialog):
     """Save the session: a file name (a default is offered), Enter saves."""
+
+    FOCUS = "#session-path"
 
     def __init__(self, default: str, apply: Apply) -> None:
         super().__init__()
@@ -193,8 +195,6 @@ class SaveSessionScreen(Dialog):
             yield Static("Enter saves (an existing file is replaced atomically) · Escape "
                          "cancels", classes="dialog-help")
 
-    FOCUS = "#session-path"
-
     @on(Input.Submitted, "#session-path")
     def submitted(self, event: Input.Submitted) -> None:
         path = event.value.strip()
@@ -206,6 +206,8 @@ class SaveSessionScreen(Dialog):
 
 class JumpScreen(Dialog):
     """Jump along a replay's timeline: an event number, or `p` and a packet number."""
+
+    FOCUS = "#jump-to"
 
     def __init__(self, apply: Apply, hint: str) -> None:
         super().__init__()
@@ -219,8 +221,6 @@ class JumpScreen(Dialog):
             yield Static(self.hint, classes="dialog-help")
             yield Static("", id="error", classes="dialog-error")
             yield Static("Enter jumps · Escape cancels", classes="dialog-help")
-
-    FOCUS = "#jump-to"
 
     @on(Input.Submitted, "#jump-to")
     def submitted(self, event: Input.Submitted) -> None:

@@ -137,11 +137,9 @@ def _initramfs(kernel: Kernel, work: Path) -> Path:
     for d in ("bin", "proc", "sys", "dev", "modules.d"):
         (tree / d).mkdir(parents=True)
     shutil.copy(shutil.which("busybox"), tree / "bin" / "busybox")
-    order = _run(["modprobe", "-d", str(kernel.root), "-S", kernel.release,
-                  "--show-depends", *BOOT_MODULES[:1]]).stdout.splitlines()
-    for name in BOOT_MODULES[1:]:
-        order += _run(["modprobe", "-d", str(kernel.root), "-S", kernel.release,
-                       "--show-depends", name]).stdout.splitlines()
+    order = [line for name in BOOT_MODULES  # each with what it needs first
+             for line in _run(["modprobe", "-d", str(kernel.root), "-S", kernel.release,
+                               "--show-depends", name]).stdout.splitlines()]
     inside = []
     for line in order:
         words = line.split()
