@@ -130,8 +130,9 @@ def imq_tour(dbg: Debugger) -> dict[str, str]:
     """classic-2.4 with IMQ: the upload (packet 0) reaches imq1 at the very end of
     POSTROUTING, already masqueraded; the server's answer (packet 1) goes through imq0
     right after mangle PREROUTING, before nat PREROUTING de-masquerades it (a watchpoint
-    on ip.dst); a stranger's SYN (packet 2) is queued in imq0 too, before INPUT's policy
-    drops it."""
+    on ip.dst), classified by its source port 80 into imq0's class 1:10; a stranger's
+    SYN (packet 2) goes through imq0 too (the default class 1:20), before INPUT's
+    policy drops it."""
     dbg.add_breakpoint("stage imq:POSTROUTING")
     cont_to_hit(dbg)  # packet 0 enters IMQ (POSTROUTING)
     dbg.step()  # through imq1: its source is 203.0.113.2 already

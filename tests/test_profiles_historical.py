@@ -128,13 +128,72 @@ def test_classic_masquerade_and_its_reply_through_imq():
     assert stranger.fate.action == "drop" and stranger.fate.by == "filter:INPUT:policy"
 
 
-def test_imq_without_a_qdisc_says_so_and_the_packet_continues():
-    sc = scenario("classic-2.4", iptables="*mangle\n:PREROUTING ACCEPT [0:0]\n"
-                  "-A PREROUTING -j IMQ --todev 3\nCOMMIT\n")
+IMQ_MANGLE = "*mangle\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j IMQ --todev {n}\nCOMMIT\n"
+
+
+def imq_events(res) -> list[ImqPass]:
+    return [ev for ev in res.events if isinstance(ev, ImqPass)]
+
+
+def test_imq_device_down_hands_the_packet_back():
+    # linuximq imq.c imq_nf_queue: a device that is not up hands the packet straight back.
+    sc = scenario("classic-2.4", iptables=IMQ_MANGLE.format(n=1))
     (res,) = results(sc)
-    (imq,) = [ev for ev in res.events if isinstance(ev, ImqPass)]
-    assert imq.device == "imq3" and imq.verdict == "no qdisc"
+    (imq,) = imq_events(res)
+    assert (imq.device, imq.verdict) == ("imq1", "passed") and "down" in imq.detail
     assert res.fate.action == "transmit"
+
+
+def test_imq_beyond_the_modules_devices_drops():
+    # linuximq imq.c: numdevs (default 2) devices; imq_nf_queue fails for a higher index
+    # and nf_queue drops the packet. `modprobe imq numdevs=4` makes imq0..imq3.
+    sc = scenario("classic-2.4", iptables=IMQ_MANGLE.format(n=3))
+    (res,) = results(sc)
+    (imq,) = imq_events(res)
+    assert (imq.device, imq.verdict) == ("imq3", "dropped")
+    assert res.fate.action == "drop" and res.fate.stage == "imq:PREROUTING"
+    more = scenario("classic-2.4", setup="modprobe imq numdevs=4\nip link set imq3 up\n",
+                    iptables=IMQ_MANGLE.format(n=3))
+    (res,) = results(more)
+    assert [ev.verdict for ev in imq_events(res)] == ["passed"]
+    assert res.fate.action == "transmit"
+
+
+IMQ_HTB = """ip link set imq0 up
+tc qdisc add dev imq0 root handle 1: htb default 20
+tc class add dev imq0 parent 1: classid 1:1 htb rate 1mbit
+tc class add dev imq0 parent 1:1 classid 1:10 htb rate 500kbit ceil 1mbit
+tc class add dev imq0 parent 1:1 classid 1:20 htb rate 500kbit ceil 1mbit
+tc qdisc add dev imq0 parent 1:20 handle 20: bfifo limit 10
+tc filter add dev imq0 parent 1: protocol ip u32 match ip dport 80 0xffff flowid 1:10
+"""
+
+
+def test_imq_shapes_with_the_devices_qdisc():
+    # LARTC's IMQ example: an htb tree on imq0, packets sent there by the mangle table.
+    # The qdisc classifies as on any device: dport 80 -> 1:10; the rest go to the default
+    # class, whose 10-byte bfifo cannot take a 40-byte SYN: a drop counted on imq0.
+    packets = OUT_SYN + OUT_SYN.replace("dport = 80", "dport = 22")
+    sc = scenario("classic-2.4", setup=IMQ_HTB, iptables=IMQ_MANGLE.format(n=0),
+                  packets=packets)
+    web, ssh = results(sc)
+    classified = [ev for ev in web.events if type(ev).__name__ == "QosClassify"]
+    assert [(ev.dev, ev.target) for ev in classified][-1] == ("imq0", "1:10")
+    assert [ev.verdict for ev in imq_events(web)] == ["passed"]
+    assert web.fate.action == "transmit" and web.fate.iface == "eth1"
+    assert [ev.verdict for ev in imq_events(ssh)] == ["dropped"]
+    assert ssh.fate.action == "drop" and ssh.fate.stage == "imq:PREROUTING"
+    assert ssh.fate.by == "qos:queue-full"
+    box_tc = sc.build_box().tc
+    assert box_tc.link_kinds == {"imq0": "imq", "imq1": "imq"}
+
+
+def test_modprobe_imq_belongs_to_classic_2_4():
+    with pytest.raises(ParseError, match="unsupported in profile modern: the imq module"):
+        scenario("modern", setup="modprobe imq\n").build_box()
+    with pytest.raises(ParseError, match="numdevs must be 1..16") as exc:
+        scenario("classic-2.4", setup="modprobe imq numdevs=17\n").build_box()
+    assert exc.value.line == 4
 
 
 def test_classic_nat_table_alone_means_connection_tracking():
@@ -366,8 +425,8 @@ async def test_palette_command_switches_profile_and_redraws():
         # classic-2.4's IMQ target does not exist in the modern kernel: refused, unchanged
         assert app.screen is screen and screen.debugger.profile == "classic-2.4"
         # a scenario without IMQ switches and redraws
-        text = sc.text.replace("-A PREROUTING -i eth1 -j IMQ --todev 0\n", "").replace(
-            "-A POSTROUTING -o eth1 -j IMQ --todev 1\n", "")
+        text = "".join(line for line in sc.text.splitlines(keepends=True)
+                       if "imq" not in line.lower() or "[[packets]]" in line)
         screen.scenario = load_scenario(text, file="x.toml")
         dict((t, c) for t, c, _ in commands(screen))["Profile: modern"]()
         await pilot.pause()

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 LOOPBACK_NET = IPv4Network("127.0.0.0/8")
 LBCAST = IPv4Address("255.255.255.255")
 MTU_MIN, MTU_MAX = 68, 65535  # veth's limits: scenarios run on veth peers
+IMQ_MTU = 16000  # imq.c imq_setup: dev->mtu = 16000
 
 
 def is_zeronet(addr: IPv4Address) -> bool:
@@ -193,6 +194,14 @@ class Box:
         self.interfaces[name] = iface
         self._conf[name] = dict(self._conf["default"])
         self._conf_set[name] = set()
+        return iface
+
+    def add_imq(self, name: str) -> Interface:
+        """An imq device of the classic-2.4 profile's imq module (imq.c imq_setup):
+        down, no addresses, IMQ_MTU; the IMQ target queues packets to its qdisc."""
+        iface = self.add_link(name)
+        iface.mtu = IMQ_MTU
+        self.tc.link_kinds[name] = "imq"
         return iface
 
     def iface(self, name: str) -> Interface:

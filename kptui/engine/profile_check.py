@@ -18,7 +18,7 @@ Kernel facts relied on:
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from kptui.engine.errors import ParseError
 
@@ -26,6 +26,9 @@ MIX_ERROR = ("iptables and ipchains cannot be mixed in one scenario: on a 2.4 ke
              "ipchains and ip_tables modules exclude each other (\"Once the IPCHAINS module "
              "is loaded, you CANNOT use any IPTABLES commands or modules\", "
              "IP-Masquerade-HOWTO 7.40)")
+
+IMQ_DEFAULT_DEVS = 2  # imq.c: module parameter numdevs, imq0 and imq1 unless given
+IMQ_MAX_DEVS = 16  # imq.h: IMQ_MAX_DEVS
 
 CLASSIC_TABLES = {"filter": "", "nat": "", "mangle": "",
                   "raw": "the raw table (Linux 2.6)",
@@ -60,17 +63,30 @@ def first_word(line: str) -> str:
     return words[0] if words else ""
 
 
-def split_setup(setup: str, profile: str, *, file: str,
-                first_line: int) -> tuple[str, list[tuple[int, str]]]:
-    """(setup without its ipchains lines, [(line, ipchains command)]).
+class SplitSetup(NamedTuple):
+    """The setup text as the profile's box runs it, and what the profile takes out."""
 
-    ipchains lines are for the ipchains profile only, and it takes no iptables lines:
-    the line numbers of the rest are kept (the ipchains lines become blank).
+    setup: str  # the rest, line numbers kept (taken lines are blank)
+    chains: list[tuple[int, str]]  # [(line, ipchains command)]
+    imq_devs: int  # classic-2.4: imq0 .. imq(N-1) exist (0 in the other profiles)
+
+
+def split_setup(setup: str, profile: str, *, file: str, first_line: int) -> SplitSetup:
+    """Take out the lines only a historical profile runs.
+
+    ipchains lines are for the ipchains profile only, and it takes no iptables lines.
+    ``modprobe imq [numdevs=N]`` (classic-2.4 only) sets how many imq devices the
+    module makes: imq.c's ``numdevs`` parameter, 2 unless given, at most 16.
     """
     kept: list[str] = []
     chains: list[tuple[int, str]] = []
+    imq_devs = IMQ_DEFAULT_DEVS if profile == "classic-2.4" else 0
     for n, raw in enumerate(setup.splitlines()):
         word, line = first_word(raw), first_line + n
+        if word == "modprobe" and raw.split("#", 1)[0].split()[1:2] == ["imq"]:
+            imq_devs = _modprobe_imq(raw, profile, file=file, line=line)
+            kept.append("")
+            continue
         if word == "ipchains":
             if profile == "modern":
                 raise unsupported(profile, "ipchains (Linux 2.2; kernels since 2.6 no longer "
@@ -84,9 +100,29 @@ def split_setup(setup: str, profile: str, *, file: str,
         if profile == "ipchains" and word.startswith("iptables"):
             raise ParseError(MIX_ERROR, file=file, line=line, token=word)
         kept.append(raw)
-    if not chains:
-        return setup, chains
-    return "\n".join(kept) + ("\n" if setup.endswith("\n") else ""), chains
+    if kept == setup.splitlines():  # nothing taken out: the text as it was
+        return SplitSetup(setup, chains, imq_devs)
+    rest = "\n".join(kept) + ("\n" if setup.endswith("\n") else "")
+    return SplitSetup(rest, chains, imq_devs)
+
+
+def _modprobe_imq(raw: str, profile: str, *, file: str, line: int) -> int:
+    """``modprobe imq [numdevs=N]``: the number of imq devices (imq.c module_param)."""
+    if profile != "classic-2.4":
+        raise unsupported(profile, "the imq module (the IMQ patch for 2.4/2.6, never merged; "
+                          "today: an ifb device)", file=file, line=line, token="imq")
+    words = raw.split("#", 1)[0].split()[2:]
+    numdevs = IMQ_DEFAULT_DEVS
+    for word in words:
+        key, _, value = word.partition("=")
+        if key != "numdevs":
+            raise unsupported(profile, f"modprobe imq option {word!r} (kptui models numdevs)",
+                              file=file, line=line, token=word)
+        if not value.isdigit() or not 1 <= int(value) <= IMQ_MAX_DEVS:
+            raise ParseError(f"imq: numdevs must be 1..{IMQ_MAX_DEVS} (IMQ_MAX_DEVS)",
+                             file=file, line=line, token=word)
+        numdevs = int(value)
+    return numdevs
 
 
 def _text_line(text: str, pattern: str) -> int:
@@ -164,4 +200,4 @@ def _check_conntrack(match: Any, profile: str, where: dict[str, Any]) -> None:
                                       f"{', '.join(sorted(allowed))})", token=word, **where)
 
 
-__all__ = ["MIX_ERROR", "ProfileError", "check_ruleset", "split_setup"]
+__all__ = ["MIX_ERROR", "ProfileError", "SplitSetup", "check_ruleset", "split_setup"]

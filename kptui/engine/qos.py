@@ -57,7 +57,9 @@ PRIO2BAND = (1, 2, 2, 2, 1, 2, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)
 TC_PRIO_MAX = 15
 MAX_RECLASSIFY_LOOP = 16  # net/sched/cls_api.c __tcf_classify (4 before Linux 5.13)
 POLICE_MTU = 2040  # tc m_police: no mtu given -> 255 << cell_log (3 for the default 2047)
-TXQUEUELEN = {"ifb": 32}  # dev->tx_queue_len: ifb's TX_Q_LIMIT; veth, lo and others 1000
+# dev->tx_queue_len: ifb's TX_Q_LIMIT, imq.c's imq_setup (classic-2.4); veth, lo and
+# others 1000
+TXQUEUELEN = {"ifb": 32, "imq": 11000}
 DEFAULT_TXQUEUELEN = 1000
 DEFAULT_MTU = 1500
 # Leaves that queue packets (what a class's or tbf's child can be).
@@ -802,6 +804,20 @@ def ingress(state: TcState, pkt: Packet, now: float, stage: str
     yield QosEnqueue(stage=stage, hook="", dev=dev.name, qdisc=q.name, verdict="passed",
                      reason="no filter action stopped it", length=length, counters=counters)
     return Verdict("pass")
+
+
+def imq(state: TcState, pkt: Packet, now: float, stage: str, device: str
+        ) -> Generator[Event, None, Verdict]:
+    """The classic-2.4 IMQ hook: imqN's root qdisc takes the packet as its egress does.
+
+    The imq hooks run at the IP layer, so the qdisc sees the IP packet without a
+    link-layer header (an imq device has none). Without a qdisc of its own the device
+    has the default one, which lets every packet through.
+    """
+    dev = state.devs.get(device)
+    if dev is None or dev.root is None:
+        return Verdict("pass")
+    return (yield from Enqueue(state, dev, pkt, pkt.length, now, stage).run(dev.root))
 
 
 def egress(state: TcState, pkt: Packet, now: float, stage: str

@@ -214,8 +214,10 @@ class Scenario:
                 raise ParseError(str(exc), file=self.file, line=line, token=name) from None
         from kptui.engine.profile_check import check_ruleset, split_setup
 
-        setup, chains = split_setup(self.setup, self.profile, file=self.file,
-                                    first_line=self.setup_line)
+        setup, chains, imq_devs = split_setup(self.setup, self.profile, file=self.file,
+                                              first_line=self.setup_line)
+        for n in range(imq_devs):  # the imq module's devices: down until `ip link set up`
+            box.add_imq(f"imq{n}")
         kernel = setup
         if setup.strip():
             kernel = apply_setup(box, setup, file=self.file, first_line=self.setup_line)

@@ -48,7 +48,7 @@ class ImqPass(Event):
     """The packet went through an imq device's egress qdisc (or found none) and came back."""
 
     device: str
-    verdict: str  # "passed" | "dropped" | "no qdisc"
+    verdict: str  # "passed" | "dropped"
     detail: str = ""
     kind: ClassVar[str] = "imq"
 
@@ -83,34 +83,54 @@ class ClassicWalk(Walk):
             return stop.value
 
     def imq_stage(self, stage: Stage) -> EventGen:
-        """imq_nf_queue: a flagged packet is shaped by imqN's egress qdisc, then reinjected."""
+        """imq_nf_queue: a flagged packet is shaped by imqN's root qdisc, then reinjected.
+
+        imq.c: an index beyond the module's devices is an error, and nf_queue drops the
+        packet; a device that is down hands the packet straight back (NF_ACCEPT).
+        """
         if self.imq_dev is None:
             return GO_ON
         device = f"imq{self.imq_dev}"
         self.imq_dev = None  # the flag is cleared once the device has the packet
         yield StageEnter(stage=stage.id, hook=stage.hook, title=stage.title)
-        outcome = yield from self.imq_qdisc(stage, device)
+        iface = self.box.interfaces.get(device)
+        if iface is None or self.box.tc.link_kinds.get(device) != "imq":
+            count = sum(kind == "imq" for kind in self.box.tc.link_kinds.values())
+            yield ImqPass(stage=stage.id, hook=stage.hook, device=device, verdict="dropped",
+                          detail=f"the imq module made imq0..imq{count - 1} (numdevs={count}):"
+                                 f" no {device}, so imq_nf_queue fails and nf_queue drops "
+                                 "the packet")
+            return (yield from self.imq_leave(stage, "drop", "imq: no such device"))
+        if not iface.up:
+            yield ImqPass(stage=stage.id, hook=stage.hook, device=device, verdict="passed",
+                          detail=f"{device} is down: imq_nf_queue hands the packet back at "
+                                 f"once (ip link set {device} up to shape)")
+            return (yield from self.imq_leave(stage, "", ""))
+        from kptui.engine import qos
+
+        verdict = yield from qos.imq(self.box.tc, self.pkt, self.box.clock, stage.id, device)
+        if verdict.action == "drop":
+            yield ImqPass(stage=stage.id, hook=stage.hook, device=device, verdict="dropped",
+                          detail=verdict.message)
+            return (yield from self.imq_leave(stage, "drop", verdict.message,
+                                              by=verdict.by))
+        if not self.box.tc.configured(device):
+            detail = f"{device} has the default qdisc (pfifo_fast), which queues it at once"
+        elif verdict.delay > 0:
+            detail = (f"{device}'s qdisc holds it {verdict.delay:.3f} s; kptui walks it on now "
+                      "(the clock does not advance; see kptui.engine.qos)")
+        else:
+            detail = f"{device}'s qdisc sends it at once"
+        yield ImqPass(stage=stage.id, hook=stage.hook, device=device, verdict="passed",
+                      detail=detail + "; imq's xmit reinjects it into the hook (NF_ACCEPT)")
+        return (yield from self.imq_leave(stage, "", ""))
+
+    def imq_leave(self, stage: Stage, action: str, message: str, by: str = "") -> EventGen:
         yield StageLeave(stage=stage.id, hook=stage.hook, title=stage.title,
-                         verdict="" if outcome.fate is None else "DROP")
-        return outcome
-
-    def imq_qdisc(self, stage: Stage, device: str) -> EventGen:
-        qos = _qos_api()
-        if qos is not None:
-            return (yield from qos(self, stage, device))
-        yield ImqPass(stage=stage.id, hook=stage.hook, device=device, verdict="no qdisc",
-                      detail=f"{device} has no qdisc configured (tc on imq devices is not "
-                             "modelled yet): the packet passes and continues")
+                         verdict="DROP" if action else "")
+        if action:
+            return self.fate(stage, action, by=by or stage.id, message=message)
         return GO_ON
-
-
-def _qos_api() -> Any:
-    """Helper Q's qos.py hook for shaping on a device, when it exists (else None)."""
-    try:
-        from kptui.engine import qos  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return getattr(qos, "imq_walk", None)
 
 
 class IpchainsWalk(Walk):
