@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 LOOPBACK_NET = IPv4Network("127.0.0.0/8")
 LBCAST = IPv4Address("255.255.255.255")
 MTU_MIN, MTU_MAX = 68, 65535  # veth's limits: scenarios run on veth peers
-IMQ_MTU = 16000  # imq.c imq_setup: dev->mtu = 16000
+IMQ_MTU = 1500  # linuximq 2.4 imq.c: "dev->mtu = 1500; dev->tx_queue_len = 30;"
 
 
 def is_zeronet(addr: IPv4Address) -> bool:

@@ -1,7 +1,10 @@
 """ipchains (Linux 2.2): the rule model, the `ipchains` command parser and chain traversal.
 
-The syntax and meaning follow the IPCHAINS-HOWTO (Rusty Russell, v1.0.8) section 4
-and Linux 2.2's net/ipv4/ip_fw.c: three built-in chains (input, forward, output)
+The syntax and meaning follow the IPCHAINS-HOWTO (Rusty Russell, v1.0.8, July 2000,
+http://tldp.docs.sk/howto/linux-ipchains/IPCHAINS-HOWTO.html) section 4, the error
+messages ipchains 1.3.9's ipchains.c and libipfwc (word for word), and the kernel's
+ip_fw.c (as kept in Linux 2.4.0's net/ipv4/netfilter/ipchains_core.c, "heavily based
+on the code on the old ip_fw.c"): three built-in chains (input, forward, output)
 with policies ACCEPT, DENY, REJECT (MASQ for forward), user chains of up to 8
 characters, targets ACCEPT, DENY, REJECT, MASQ, REDIRECT [port], RETURN or a
 user chain. Inversion is written after the option (`-s ! 10.0.0.1`, `-p ! tcp`,
@@ -36,7 +39,7 @@ TABLE = "ipchains"
 BUILTIN = ("input", "forward", "output")
 VERDICTS = ("ACCEPT", "DENY", "REJECT", "MASQ", "REDIRECT", "RETURN")
 POLICIES = ("ACCEPT", "DENY", "REJECT", "MASQ")
-MAX_CHAIN_NAME = 8  # IPCHAINS-HOWTO 4.1.5.6: "a name of 8 characters or less"
+MAX_CHAIN_NAME = 8  # IP_FW_MAX_LABEL_LENGTH; HOWTO 4.1.5.5: "can be up to 8 characters long"
 PROTOS = {"all": 0, "icmp": 1, "tcp": 6, "udp": 17}
 SERVICES = {"ftp-data": 20, "ftp": 21, "ssh": 22, "telnet": 23, "smtp": 25, "domain": 53,
             "www": 80, "http": 80, "pop3": 110, "auth": 113, "nntp": 119, "https": 443}
@@ -47,7 +50,7 @@ ICMP_NAMES = {"echo-reply": 0, "pong": 0, "destination-unreachable": 3, "source-
               "router-solicitation": 10, "time-exceeded": 11, "parameter-problem": 12,
               "timestamp-request": 13, "timestamp-reply": 14, "address-mask-request": 17,
               "address-mask-reply": 18}
-TCP_SYN, TCP_FIN, TCP_ACK = 2, 1, 16
+TCP_SYN, TCP_RST, TCP_ACK = 2, 4, 16
 
 
 @dataclass(slots=True)
@@ -102,7 +105,9 @@ class IpcRule:
                         return f"{name} {value}"
             if self.syn is not None:
                 flags = pkt.l4.flags if ip.proto == 6 else 0
-                syn = bool(flags & TCP_SYN) and not flags & (TCP_ACK | TCP_FIN)
+                # ip_fw_check: "if(tcp->syn && !(tcp->ack || tcp->rst)) tcpsyn=1;" (the
+                # HOWTO and man page say ACK and FIN; the kernel tests ACK and RST)
+                syn = bool(flags & TCP_SYN) and not flags & (TCP_ACK | TCP_RST)
                 if syn != self.syn:
                     return "not a SYN-only TCP packet" if self.syn else "a SYN-only TCP packet"
         return None
@@ -156,7 +161,7 @@ class _Command:
             raise self.err("the command needs a chain name")
         ch = self.rs.chains.get(name)
         if ch is None:
-            raise self.err(f"No chain by that name ({name})", name)
+            raise self.err("No chain by that name", name)
         return ch
 
     def run(self) -> None:
@@ -199,7 +204,7 @@ class _Command:
                         del ch.rules[i]
                         break
                 else:
-                    raise self.err("Bad rule (does a matching rule exist in that chain?)")
+                    raise self.err("bad rule (does a matching rule exist in that chain?)")
         elif cmd in ("-F", "-Z"):
             chains = [self.chain(rest[0])] if rest else list(self.rs.chains.values())
             for ch in chains:
@@ -213,21 +218,21 @@ class _Command:
                 raise self.err("-P needs a chain and a policy")
             ch = self.chain(rest[0])
             if not ch.builtin:
-                raise self.err(f"{ch.name} is a user chain: only built-in chains have a policy",
-                               rest[0])
-            if rest[1] not in POLICIES or (rest[1] == "MASQ" and ch.name != "forward"):
-                raise self.err(f"Bad policy name {rest[1]!r} for {ch.name} (ACCEPT, DENY, "
-                               "REJECT; MASQ only for forward)", rest[1])
+                raise self.err("Can only set policy in built-in chains.", rest[0])
+            if rest[1] == "MASQ" and ch.name != "forward":
+                raise self.err("`-P MASQ' only valid for `forward' chain.", rest[1])
+            if rest[1] not in POLICIES:
+                raise self.err(f"Invalid policy `{rest[1]}' for -P", rest[1])
             ch.policy = rest[1]
         elif cmd == "-N":
             if len(rest) != 1:
                 raise self.err("-N needs one chain name")
             name = rest[0]
             if len(name) > MAX_CHAIN_NAME:
-                raise self.err(f"chain name {name!r} is longer than {MAX_CHAIN_NAME} "
-                               "characters", name)
+                raise self.err(f"chain name `{name}' too long (must be under "
+                               f"{MAX_CHAIN_NAME} chars)", name)
             if name in self.rs.chains or name in VERDICTS or name.startswith("-"):
-                raise self.err(f"Chain {name!r} already exists or is a target name", name)
+                raise self.err("Chain already exists", name)
             self.rs.chains[name] = Chain(name, False, "-", present=True)
         elif cmd == "-X":
             names = [rest[0]] if rest else [n for n, c in self.rs.chains.items()
@@ -238,8 +243,7 @@ class _Command:
                     raise self.err(f"can't delete built-in chain {name}", name)
                 if ch.rules or any(r.target == name for c in self.rs.chains.values()
                                    for r in c.rules):
-                    raise self.err(f"Device or resource busy: chain {name} is not empty or "
-                                   "is referenced", name)
+                    raise self.err("Chain is not empty", name)
                 del self.rs.chains[name]
         else:
             raise self.err(f"unsupported yet: ipchains {cmd} (modelled: -A -I -R -D -F -Z "
@@ -267,7 +271,7 @@ class _Command:
             if w in ("-p", "--protocol"):
                 val, inv, used = self.inverted(words, i + 1)
                 if val not in PROTOS and not val.isdigit():
-                    raise self.err(f"unknown protocol {val!r}", val)
+                    raise self.err(f"unknown protocol `{val}' specified", val)
                 r.proto, r.proto_inv = (PROTOS[val] if val in PROTOS else int(val)), inv
                 i += 1 + used
             elif w in ("-s", "--source", "--src", "-d", "--destination", "--dst"):
@@ -328,9 +332,10 @@ class _Command:
             raise self.err("! must be followed by -y or -f")
         for side, ports in port_words.items():
             if ports:
-                if r.proto not in (1, 6, 17) or r.proto_inv:
-                    raise self.err("can only specify ports for TCP, UDP or ICMP "
-                                   "(use -p before -s/-d)", ports[-1])
+                if r.proto == 0 or r.proto_inv:
+                    raise self.err("no ports allowed without specific protocol", ports[-1])
+                if r.proto not in (1, 6, 17):
+                    raise self.err("can only specify ports for icmp, tcp or udp", ports[-1])
                 inv = ports[0] == "!"
                 lo, hi = self.port_range(ports[-1], r.proto, side)
                 if side == "s":
@@ -338,7 +343,7 @@ class _Command:
                 else:
                     r.dports = (lo, hi, inv)
         if r.syn is not None and (r.proto != 6 or r.proto_inv):
-            raise self.err("-y needs -p tcp", "-y")
+            raise self.err("-y only allowed with TCP protocol", "-y")
         self.check_target(r, chain)
         r.text = self.text(r, words)
         return r
@@ -401,20 +406,18 @@ class _Command:
             return
         if t == "MASQ":
             if chain.builtin and chain.name != "forward":
-                raise self.err("MASQ is only valid in the forward chain (or chains called "
-                               "from it)", t)
+                raise self.err("masquerading not allowed for input and output chains", t)
             return
         if t == "REDIRECT":
             if chain.builtin and chain.name != "input":
-                raise self.err("REDIRECT is only valid in the input chain (or chains called "
-                               "from it)", t)
+                raise self.err("redirect not allowed for output and forward chains", t)
             if r.proto not in (6, 17) or r.proto_inv:
-                raise self.err("REDIRECT needs -p tcp or -p udp", t)
+                raise self.err("redirecting only allowed with TCP or UDP", t)
             return
         if t in BUILTIN:
             raise self.err(f"can't jump to built-in chain {t}", t)
         if t not in self.rs.chains:
-            raise self.err(f"No chain by that name ({t}): create it with -N first", t)
+            raise self.err("No target by that name", t)
 
     def text(self, r: IpcRule, words: list[str]) -> str:
         """The rule's options as written, without -A CHAIN (canonical enough for -D)."""

@@ -141,13 +141,21 @@ MODERN = Profile(
 
 # -- classic-2.4: the seed Kernel Packet Traveling Diagram (LARTC, 2002) -----------------
 #
-# A 2.4 kernel with the IMQ patch, drawn as the seed diagram draws it: no raw table (2.6),
-# no nat INPUT chain (2.6.36), no security table (2.6.18); the ingress qdisc sits after
-# PREROUTING (in 2.4 sch_ingress registered a netfilter hook at PREROUTING, after the nat
-# table); IMQ after mangle in PREROUTING and last in POSTROUTING (the linuximq hooks).
-# Connection tracking confirms a new entry at the end of INPUT and POSTROUTING
-# (ip_conntrack_confirm at NF_IP_PRI_LAST); the seed diagram does not draw that step, so
-# the profile lists it in ``hidden``: walked, not drawn.
+# A 2.4 kernel with the IMQ patch, drawn as the seed diagram draws it
+# (https://www.docum.org/docum.org/kptd/, a LARTC post by Leonardo Balliache): no raw
+# table (2.6), no nat INPUT chain (2.6.36), no security table (2.6.25). The 2.4 hook
+# priorities (include/linux/netfilter_ipv4.h) give each hook's order: conntrack -200,
+# mangle -150, nat DNAT -100, filter 0, nat SNAT 100. The ingress qdisc sits after
+# PREROUTING: 2.4's sch_ingress hooks PRE_ROUTING at "NF_IP_PRI_FILTER + 1", after
+# mangle and nat. IMQ hooks PRE_ROUTING at "NF_IP_PRI_MANGLE + 1" and POST_ROUTING at
+# "NF_IP_PRI_LAST" (linuximq's 2.4 patches). Connection tracking confirms a new entry
+# at the end of INPUT (ip_confirm, NF_IP_PRI_LAST-1) and POSTROUTING (ip_refrag,
+# NF_IP_PRI_LAST too: equal priorities run in the order the modules registered them;
+# kptui assumes imq was loaded first, as the seed diagram's IMQ-last picture suggests,
+# so a packet IMQ drops leaves no confirmed entry). The seed diagram does not draw the
+# confirm step, so the profile lists it in ``hidden``: walked, not drawn.
+# Not modelled: the chainless nat LOCAL_IN hook of CONFIG_IP_NF_NAT_LOCAL (late 2.4),
+# which only de-NATs replies of locally DNATed connections.
 
 
 def _c24(table: str, hook: str) -> Stage:

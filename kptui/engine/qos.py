@@ -57,9 +57,9 @@ PRIO2BAND = (1, 2, 2, 2, 1, 2, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)
 TC_PRIO_MAX = 15
 MAX_RECLASSIFY_LOOP = 16  # net/sched/cls_api.c __tcf_classify (4 before Linux 5.13)
 POLICE_MTU = 2040  # tc m_police: no mtu given -> 255 << cell_log (3 for the default 2047)
-# dev->tx_queue_len: ifb's TX_Q_LIMIT, imq.c's imq_setup (classic-2.4); veth, lo and
+# dev->tx_queue_len: ifb's TX_Q_LIMIT, linuximq's 2.4 imq.c (classic-2.4); veth, lo and
 # others 1000
-TXQUEUELEN = {"ifb": 32, "imq": 11000}
+TXQUEUELEN = {"ifb": 32, "imq": 30}
 DEFAULT_TXQUEUELEN = 1000
 DEFAULT_MTU = 1500
 # Leaves that queue packets (what a class's or tbf's child can be).

@@ -714,15 +714,15 @@ class ImqTarget(Target):
     name = "IMQ"
     options = {"--todev": Opt(1, False)}
     tables = frozenset({"mangle"})
-    MAX_DEVS = 16  # IMQ_MAX_DEVS
+    MAX_DEVS = 16  # IMQ_MAX_DEVS; checkentry tests "todev > IMQ_MAX_DEVS": 16 passes
 
     def __init__(self) -> None:
         super().__init__()
         self.todev = 0
 
     def option(self, opt: str, args: list[str], inv: bool) -> None:
-        self.todev = parse_uint(args[0], 0, self.MAX_DEVS - 1,
-                                f"IMQ: --todev must be 0..{self.MAX_DEVS - 1}")
+        self.todev = parse_uint(args[0], 0, self.MAX_DEVS,
+                                f"IMQ: invalid device specified, highest is {self.MAX_DEVS}")
 
     def save(self) -> str:
         return f"--todev {self.todev}"
