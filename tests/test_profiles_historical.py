@@ -480,6 +480,18 @@ def test_local_packets_only_meet_the_output_chain():
     assert res.fate.action == "drop"
 
 
+def test_local_to_local_goes_out_through_output_and_back_in_through_input_on_lo():
+    # IPCHAINS-HOWTO 4.1: "If packets from a local process are destined for a local
+    # process, they will go through the output chain with interface set to `lo', then
+    # return through the input chain with interface also `lo'."
+    sc = scenario("ipchains", setup="ipchains -A input -i lo -p udp -j DENY\n",
+                  packets='[[packets]]\niif = "local"\nproto = "udp"\nsrc = "192.168.1.1"\n'
+                          'dst = "192.168.1.1"\nsport = 1\ndport = 2\n')
+    (res,) = results(sc)
+    assert res.to_json()["trace"] == ["ipchains:output:policy:ACCEPT", "ipchains:input:rule:1"]
+    assert res.fate.action == "drop"
+
+
 # -- the diagram and the TUI ----------------------------------------------------------
 
 @pytest.mark.parametrize(("profile", "labels", "absent"), [
