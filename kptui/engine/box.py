@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 LOOPBACK_NET = IPv4Network("127.0.0.0/8")
 LBCAST = IPv4Address("255.255.255.255")
 MTU_MIN, MTU_MAX = 68, 65535  # veth's limits: scenarios run on veth peers
-IMQ_MTU = 1500  # linuximq 2.4 imq.c: "dev->mtu = 1500; dev->tx_queue_len = 30;"
 
 
 def is_zeronet(addr: IPv4Address) -> bool:
@@ -197,10 +196,10 @@ class Box:
         return iface
 
     def add_imq(self, name: str) -> Interface:
-        """An imq device of the classic-2.4 profile's imq module (imq.c imq_setup):
-        down, no addresses, IMQ_MTU; the IMQ target queues packets to its qdisc."""
+        """An imq device of the classic-2.4 profile's imq module: down, no addresses,
+        mtu 1500 (linuximq 2.4 imq.c: "dev->mtu = 1500; dev->tx_queue_len = 30;", the
+        queue length in qos.TXQUEUELEN); the IMQ target queues packets to its qdisc."""
         iface = self.add_link(name)
-        iface.mtu = IMQ_MTU
         self.tc.link_kinds[name] = "imq"
         return iface
 

@@ -29,11 +29,11 @@ from typing import Any
 
 from kptui.engine.errors import FieldError, UnsupportedError
 
-# include/net/tcp.h (TCPHDR_*)
 # The fields an IPv4 route lookup reads (flowi4: daddr, saddr, tos, mark): ipt_mangle_out
 # routes again when one changes; after routing, an edit of one changes no route.
 ROUTING_KEYS = ("meta.mark", "ip.src", "ip.dst", "ip.tos")
 
+# include/net/tcp.h (TCPHDR_*)
 TCP_FIN = 0x01
 TCP_SYN = 0x02
 TCP_RST = 0x04

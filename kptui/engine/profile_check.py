@@ -21,6 +21,7 @@ import re
 from typing import Any, NamedTuple
 
 from kptui.engine.errors import ParseError
+from kptui.engine.iptables.targets import IMQ_MAX_DEVS
 
 MIX_ERROR = ("iptables and ipchains cannot be mixed in one scenario: on a 2.4 kernel the "
              "ipchains and ip_tables modules exclude each other (\"Once the IPCHAINS module "
@@ -28,7 +29,6 @@ MIX_ERROR = ("iptables and ipchains cannot be mixed in one scenario: on a 2.4 ke
              "IP-Masquerade-HOWTO 7.40)")
 
 IMQ_DEFAULT_DEVS = 2  # imq.c: module parameter numdevs, imq0 and imq1 unless given
-IMQ_MAX_DEVS = 16  # imq.h: IMQ_MAX_DEVS
 
 CLASSIC_TABLES = {"filter": "", "nat": "", "mangle": "",
                   "raw": "the raw table (Linux 2.6)",
@@ -58,11 +58,6 @@ def unsupported(profile: str, what: str, *, file: str, line: int = 0,
                         token=token)
 
 
-def first_word(line: str) -> str:
-    words = line.split("#", 1)[0].split()
-    return words[0] if words else ""
-
-
 class SplitSetup(NamedTuple):
     """The setup text as the profile's box runs it, and what the profile takes out."""
 
@@ -81,11 +76,14 @@ def split_setup(setup: str, profile: str, *, file: str, first_line: int) -> Spli
     kept: list[str] = []
     chains: list[tuple[int, str]] = []
     imq_devs = IMQ_DEFAULT_DEVS if profile == "classic-2.4" else 0
+    taken = False
     for n, raw in enumerate(setup.splitlines()):
-        word, line = first_word(raw), first_line + n
-        if word == "modprobe" and raw.split("#", 1)[0].split()[1:2] == ["imq"]:
-            imq_devs = _modprobe_imq(raw, profile, file=file, line=line)
+        words, line = raw.split("#", 1)[0].split(), first_line + n
+        word = words[0] if words else ""
+        if words[:2] == ["modprobe", "imq"]:
+            imq_devs = _modprobe_imq(words[2:], profile, file=file, line=line)
             kept.append("")
+            taken = True
             continue
         if word == "ipchains":
             if profile == "modern":
@@ -96,22 +94,22 @@ def split_setup(setup: str, profile: str, *, file: str, first_line: int) -> Spli
                 raise ParseError(MIX_ERROR, file=file, line=line, token="ipchains")
             chains.append((line, raw))
             kept.append("")
+            taken = True
             continue
         if profile == "ipchains" and word.startswith("iptables"):
             raise ParseError(MIX_ERROR, file=file, line=line, token=word)
         kept.append(raw)
-    if kept == setup.splitlines():  # nothing taken out: the text as it was
+    if not taken:
         return SplitSetup(setup, chains, imq_devs)
     rest = "\n".join(kept) + ("\n" if setup.endswith("\n") else "")
     return SplitSetup(rest, chains, imq_devs)
 
 
-def _modprobe_imq(raw: str, profile: str, *, file: str, line: int) -> int:
+def _modprobe_imq(words: list[str], profile: str, *, file: str, line: int) -> int:
     """``modprobe imq [numdevs=N]``: the number of imq devices (imq.c module_param)."""
     if profile != "classic-2.4":
         raise unsupported(profile, "the imq module (the IMQ patch for 2.4/2.6, never merged; "
                           "today: an ifb device)", file=file, line=line, token="imq")
-    words = raw.split("#", 1)[0].split()[2:]
     numdevs = IMQ_DEFAULT_DEVS
     for word in words:
         key, _, value = word.partition("=")

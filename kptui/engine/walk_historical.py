@@ -100,20 +100,19 @@ class ClassicWalk(Walk):
                           detail=f"the imq module made imq0..imq{count - 1} (numdevs={count}):"
                                  f" no {device}, so imq_nf_queue fails and nf_queue drops "
                                  "the packet")
-            return (yield from self.imq_leave(stage, "drop", "imq: no such device"))
+            return (yield from self.imq_leave(stage, dropped="imq: no such device"))
         if not iface.up:
             yield ImqPass(stage=stage.id, hook=stage.hook, device=device, verdict="passed",
                           detail=f"{device} is down: imq_nf_queue hands the packet back at "
                                  f"once (ip link set {device} up to shape)")
-            return (yield from self.imq_leave(stage, "", ""))
+            return (yield from self.imq_leave(stage))
         from kptui.engine import qos
 
         verdict = yield from qos.imq(self.box.tc, self.pkt, self.box.clock, stage.id, device)
         if verdict.action == "drop":
             yield ImqPass(stage=stage.id, hook=stage.hook, device=device, verdict="dropped",
                           detail=verdict.message)
-            return (yield from self.imq_leave(stage, "drop", verdict.message,
-                                              by=verdict.by))
+            return (yield from self.imq_leave(stage, dropped=verdict.message, by=verdict.by))
         if not self.box.tc.configured(device):
             detail = f"{device} has the default qdisc (pfifo_fast), which queues it at once"
         elif verdict.delay > 0:
@@ -123,13 +122,14 @@ class ClassicWalk(Walk):
             detail = f"{device}'s qdisc sends it at once"
         yield ImqPass(stage=stage.id, hook=stage.hook, device=device, verdict="passed",
                       detail=detail + "; imq's xmit reinjects it into the hook (NF_ACCEPT)")
-        return (yield from self.imq_leave(stage, "", ""))
+        return (yield from self.imq_leave(stage))
 
-    def imq_leave(self, stage: Stage, action: str, message: str, by: str = "") -> EventGen:
+    def imq_leave(self, stage: Stage, *, dropped: str = "", by: str = "") -> EventGen:
+        """Leave the IMQ stage: on to the next hook, or a drop (``dropped`` says why)."""
         yield StageLeave(stage=stage.id, hook=stage.hook, title=stage.title,
-                         verdict="DROP" if action else "")
-        if action:
-            return self.fate(stage, action, by=by or stage.id, message=message)
+                         verdict="DROP" if dropped else "")
+        if dropped:
+            return self.fate(stage, "drop", by=by or stage.id, message=dropped)
         return GO_ON
 
 

@@ -702,6 +702,9 @@ class NetmapTarget(_NatTarget):
         return f"--to {self.network}"  # iptables-save prints the network (checked, 1.8.9)
 
 
+IMQ_MAX_DEVS = 16  # linuximq imq.h
+
+
 class ImqTarget(Target):
     """IMQ (the linuximq patch for 2.4, never merged; the classic-2.4 profile only).
 
@@ -714,7 +717,7 @@ class ImqTarget(Target):
     name = "IMQ"
     options = {"--todev": Opt(1, False)}
     tables = frozenset({"mangle"})
-    MAX_DEVS = 16  # IMQ_MAX_DEVS; checkentry tests "todev > IMQ_MAX_DEVS": 16 passes
+    MAX_DEVS = IMQ_MAX_DEVS  # checkentry tests "todev > IMQ_MAX_DEVS": 16 passes
 
     def __init__(self) -> None:
         super().__init__()
