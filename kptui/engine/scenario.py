@@ -7,6 +7,7 @@ the raw text, because tomllib does not keep them.
 
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from kptui.engine.box import Box, SysctlError
 from kptui.engine.errors import KptuiError, ParseError, UnsupportedError
+from kptui.engine.numbers import is_uint, scan_uint
 from kptui.engine.routing import RouteError
 from kptui.engine.setup import apply_setup, parse_addr
 
@@ -235,33 +237,54 @@ class Scenario:
         return box, kernel
 
 
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\[\]]*?)\s*\]\]?\s*(#.*)?$")
+
+
 class _Lines:
-    """Finds where keys and headers are in the raw TOML text (1-based line numbers)."""
+    """Finds where keys and headers are in the raw TOML text (1-based line numbers).
+
+    tomllib keeps no line numbers, so they are recovered from the text. One pass
+    indexes every table header and where each block ends; a lookup then reads only
+    its own block, so loading stays linear in the number of [[packets]] blocks.
+    """
 
     def __init__(self, text: str) -> None:
         self.lines = text.splitlines()
+        self.headers: dict[str, list[int]] = {}
+        self.block_end: dict[int, int] = {}  # header line -> the last line of its block
+        self.first_header = len(self.lines) + 1
+        previous = 0
+        for i, line in enumerate(self.lines):
+            if not line.lstrip().startswith("["):
+                continue
+            if previous:
+                self.block_end[previous] = i
+            else:
+                self.first_header = i + 1
+            previous = i + 1
+            m = _HEADER.match(line)
+            if m:
+                self.headers.setdefault(m.group(1), []).append(i + 1)
+        if previous:
+            self.block_end[previous] = len(self.lines)
 
     def header(self, name: str, nth: int = 0) -> int:
-        pat = re.compile(r"^\s*\[\[?\s*" + re.escape(name) + r"\s*\]\]?\s*(#.*)?$")
-        hits = [i + 1 for i, line in enumerate(self.lines) if pat.match(line)]
+        hits = self.headers.get(name, ())
         return hits[nth] if nth < len(hits) else 0
 
     def key(self, key: str, after: int = 0) -> int:
-        """The first line at or after `after` whose key is `key` (bare or quoted)."""
-        pat = re.compile(r"^\s*(" + re.escape(key) + r"|\"" + re.escape(key) + r"\"|'"
-                         + re.escape(key) + r"')\s*=")
-        for i in range(max(after, 1) - 1, len(self.lines)):
-            if i >= after and self.lines[i].lstrip().startswith("[") and after:
-                break
-            if pat.match(self.lines[i]):
-                return i + 1
-        return 0
+        """The first line of the block that starts at ``after`` (a header line; 0: the
+        top of the file) whose key is `key` (bare or quoted)."""
+        pat = _key_pattern(key)
+        if not after:
+            return next((i + 1 for i, line in enumerate(self.lines) if pat.match(line)), 0)
+        end = self.block_end.get(after, len(self.lines))
+        return next((i + 1 for i in range(after - 1, end) if pat.match(self.lines[i])), 0)
 
     def top_key(self, key: str) -> int:
-        end = next((i for i, line in enumerate(self.lines) if line.lstrip().startswith("[")),
-                   len(self.lines))
-        pat = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
-        return next((i + 1 for i in range(end) if pat.match(self.lines[i])), 0)
+        pat = _key_pattern(key, quoted=False)
+        return next((i + 1 for i in range(min(self.first_header - 1, len(self.lines)))
+                     if pat.match(self.lines[i])), 0)
 
     def string_start(self, key: str) -> int:
         """The line where the value of top-level `key` begins (after a multi-line opener)."""
@@ -274,15 +297,62 @@ class _Lines:
         return line
 
 
+@functools.lru_cache(maxsize=256)
+def _key_pattern(key: str, *, quoted: bool = True) -> re.Pattern[str]:
+    k = re.escape(key)
+    return re.compile(rf"^\s*({k}|\"{k}\"|'{k}')\s*=" if quoted else rf"^\s*{k}\s*=")
+
+
+# Arrays and inline tables nested deeper than this are refused before tomllib recurses
+# into them (a scenario needs two levels: packets.inner is the deepest).
+MAX_NESTING = 32
+# Python refuses to convert integer strings longer than this (sys.get_int_max_str_digits).
+MAX_INT_DIGITS = 4300
+# What the nesting scan skips (strings, comments) and what it counts (brackets, braces).
+_NESTING_TOKENS = re.compile(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\''
+                             r"|#[^\n]*|[\[\]{}]")
+_TOML_WHERE = re.compile(r"\s*\(at line ([0-9]+), column ([0-9]+)\)")
+
+
+def _read_toml(text: str, file: str) -> dict[str, Any]:
+    """tomllib.loads, with every failure a ParseError naming the line: its own decode
+    errors, integers too long for Python (a bare ValueError from tomllib) and nesting
+    deep enough to exhaust the stack (RecursionError), which are checked first."""
+    _check_nesting(text, file)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = _TOML_WHERE.search(str(exc))
+        msg = _TOML_WHERE.sub("", str(exc))
+        line, col = (scan_uint(m.group(1)) or 0, scan_uint(m.group(2)) or 0) if m else (0, 0)
+        raise ParseError(f"TOML: {msg}", file=file, line=line, column=col) from None
+    except ValueError:  # int(): "Exceeds the limit (4300 digits) for integer string conversion"
+        long = re.search(r"[0-9_]{%d,}" % (MAX_INT_DIGITS + 1), text)
+        line = text.count("\n", 0, long.start()) + 1 if long else 0
+        raise ParseError(f"TOML: an integer of more than {MAX_INT_DIGITS} digits",
+                         file=file, line=line) from None
+
+
+def _check_nesting(text: str, file: str) -> None:
+    if text.count("[") + text.count("{") <= MAX_NESTING:
+        return
+    depth = 0
+    for m in _NESTING_TOKENS.finditer(text):
+        c = m.group()
+        if c in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                line = text.count("\n", 0, m.start()) + 1
+                column = m.start() - text.rfind("\n", 0, m.start())
+                raise ParseError(f"TOML: arrays or tables nested more than {MAX_NESTING} "
+                                 "deep", file=file, line=line, column=column, token=c)
+        elif c in "]}":
+            depth = max(depth - 1, 0)
+
+
 def load_scenario(text: str, *, file: str) -> Scenario:
     """Parse and validate a scenario; every problem is a ParseError naming file and line."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
-        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
-        line, col = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
-        raise ParseError(f"TOML: {msg}", file=file, line=line, column=col) from None
+    data = _read_toml(text, file)
     where = _Lines(text)
 
     def err(message: str, line: int = 0, token: str = "") -> ParseError:
@@ -339,7 +409,7 @@ def load_scenario(text: str, *, file: str) -> Scenario:
             spec.time = clock  # the previous packet's time
         clock = spec.time
         sc.packets.append(spec)
-        for _copy in range(int(entry.get("repeat", 1)) - 1):
+        for _copy in range(entry.get("repeat", 1) - 1):
             sc.packets.append(replace(spec))
     return sc
 
@@ -355,15 +425,17 @@ def _rt_tables(value: dict | str, line: int, err) -> dict[str, int]:  # noqa: AN
                 continue
             if len(words) != 2:
                 raise err("rt_tables lines are `NUMBER NAME`", line + n, raw.strip())
-            pairs[words[1]] = int(words[0], 0) if words[0].isdigit() or \
-                words[0].startswith("0x") else words[0]
+            # iproute2's rtnl_tab_initialize: sscanf "0x%x" or "%d" (010 is ten)
+            hexa = words[0].startswith("0x")
+            number = scan_uint(words[0][2:] if hexa else words[0], 16 if hexa else 10)
+            pairs[words[1]] = words[0] if number is None else number
         value = pairs
     out: dict[str, int] = {}
     for name, number in value.items():
         if isinstance(number, bool) or not isinstance(number, int) or \
                 not 1 <= number <= 0xFFFFFFFF:
             raise err(f"rt_tables: table {name!r} needs a number in 1..4294967295", line, name)
-        if not name or not all(c.isalnum() or c in "_-." for c in name) or name.isdigit():
+        if not name or not all(c.isalnum() or c in "_-." for c in name) or is_uint(name):
             raise err(f"rt_tables: {name!r} is not a table name", line, name)
         if name in ("local", "main", "default", "unspec") and \
                 {"local": 255, "main": 254, "default": 253, "unspec": 0}[name] != number:
@@ -382,12 +454,12 @@ def _interface(entry: dict, at: int, where: _Lines, names: set[str], err) -> Ifa
     from kptui.engine.box import valid_ifname
 
     for key, value in entry.items():
-        line = where.key(key, at) or at
         if key not in IFACE_KEYS:
-            raise err(f"unknown key {key!r} in [[interfaces]] (known: name, addresses)", line,
-                      key)
+            raise err(f"unknown key {key!r} in [[interfaces]] (known: name, addresses)",
+                      where.key(key, at) or at, key)
         if not isinstance(value, IFACE_KEYS[key]):
-            raise err(f"interfaces.{key} must be a {_tname(IFACE_KEYS[key])}", line, key)
+            raise err(f"interfaces.{key} must be a {_tname(IFACE_KEYS[key])}",
+                      where.key(key, at) or at, key)
     if "name" not in entry:
         raise err("[[interfaces]] needs a name", at)
     name = entry["name"]
@@ -408,20 +480,20 @@ def _interface(entry: dict, at: int, where: _Lines, names: set[str], err) -> Ifa
 
 def _packet(entry: dict, at: int, where: _Lines, names: set[str], err) -> PacketSpec:  # noqa: ANN001
     for key, value in entry.items():
-        line = where.key(key, at) or at
         if key not in PACKET_KEYS:
             raise err(f"unknown key {key!r} in [[packets]] (known: {', '.join(PACKET_KEYS)})",
-                      line, key)
+                      where.key(key, at) or at, key)
         typ, lo, hi = PACKET_KEYS[key]
         if typ is float:  # time: seconds, integer or not
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 \
                     or value != value or value == float("inf"):
-                raise err(f"packets.{key} must be a number of seconds >= 0", line, key)
+                raise err(f"packets.{key} must be a number of seconds >= 0",
+                          where.key(key, at) or at, key)
             continue
         if isinstance(value, bool) != (typ is bool) or not isinstance(value, typ):
-            raise err(f"packets.{key} must be a {_tname(typ)}", line, key)
+            raise err(f"packets.{key} must be a {_tname(typ)}", where.key(key, at) or at, key)
         if typ is int and not lo <= value <= hi:
-            raise err(f"packets.{key} must be in {lo}..{hi}", line, str(value))
+            raise err(f"packets.{key} must be in {lo}..{hi}", where.key(key, at) or at, str(value))
 
     def line_of(key: str) -> int:
         return where.key(key, at) or at
