@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import msgpack
 import pytest
@@ -132,6 +133,27 @@ def test_a_killed_save_leaves_the_old_file_intact(tmp_path):
     assert proc.returncode == -9
     assert path.read_bytes() == before
     assert fmt.load(path) == session()
+    left = [p for p in tmp_path.iterdir() if p.name != "s.kpt"]
+    assert len(left) == 1 and left[0].name.startswith(".s.kpt.")  # the killed save's temp
+
+
+def test_the_next_save_removes_temps_of_killed_saves(tmp_path):
+    # Issue 13: 200 killed saves left 141 MB of .NAME.kpt.*.tmp behind. The next save to the
+    # same place removes its own old temps (over a minute old), and nothing else.
+    path = tmp_path / "s.kpt"
+    stale = tmp_path / ".s.kpt.abcd_123.tmp"
+    fresh = tmp_path / ".s.kpt.zzzz9999.tmp"  # a save in progress right now
+    other = [tmp_path / ".t.kpt.abcd_123.tmp", tmp_path / ".s.kpt.abcd_123.tmp.keep",
+             tmp_path / "s.kpt.abcd_123.tmp", tmp_path / "notes.txt"]
+    for p in [stale, fresh, *other]:
+        p.write_bytes(b"x" * 10)
+    old = time.time() - 120
+    for p in [stale, *other]:
+        os.utime(p, (old, old))
+    fmt.save(session(), path)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert stale.name not in names
+    assert {fresh.name, "s.kpt", *(p.name for p in other)} == names
 
 
 # -- bad files ------------------------------------------------------------------------------

@@ -47,7 +47,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -410,6 +412,36 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, *,
             raise SessionError(f"{target}: not saved: {err.strerror or err}") from None
         raise
     _fsync_dir(directory)
+    remove_stale_temps(target)
+
+
+# mkstemp's names: the prefix and suffix given above around 8 of [a-z0-9_].
+_TEMP_NAME = "^\\.{name}\\.[a-z0-9_]{{8}}\\.tmp$"
+STALE_AFTER = 60.0  # seconds: no save still in progress is that old
+
+
+def remove_stale_temps(target: Path, *, now: float | None = None) -> list[str]:
+    """Remove what killed saves to ``target`` left behind: files named as write_atomic
+    names its temporary files for this target, untouched for over a minute (a save
+    that is still running is younger). Anything else in the directory is left alone.
+    Returns the names removed."""
+    directory = target.parent if str(target.parent) else Path(".")
+    pattern = re.compile(_TEMP_NAME.format(name=re.escape(target.name)))
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not pattern.match(entry.name):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_file(follow_symlinks=False) and \
+                    now - entry.stat(follow_symlinks=False).st_mtime > STALE_AFTER:
+                os.unlink(entry.path)
+                removed.append(entry.name)
+    return removed
 
 
 def _mode_for(target: Path) -> int:
