@@ -113,6 +113,11 @@ def replay(session: Session, *, file: str = "session") -> Replayed:
         except KptuiError as err:
             failure = f"journal action {position} {_entry_text(entry)} fails: {err}"
             break
+        except Exception as err:  # noqa: BLE001 - a session file is untrusted input
+            failure = (f"journal action {position} {_entry_text(entry)} fails with an internal "
+                       f"error ({type(err).__name__}: {err}); this is a kptui bug, please "
+                       "report it with the session file")
+            break
     divergence = first_difference(session.events, dbg.events)
     if not divergence and not failure and stream_digest(dbg.events) != session.digest:
         divergence = "the event digest differs from the recorded one (corrupt session?)"
@@ -123,8 +128,10 @@ def replay(session: Session, *, file: str = "session") -> Replayed:
     return Replayed(scenario, dbg, divergence)
 
 
-def _entry_text(entry: dict[str, Any]) -> str:
-    return json.dumps(entry, sort_keys=False)
+def _entry_text(entry: dict[str, Any], limit: int = 200) -> str:
+    """The entry as JSON, cut to ``limit`` characters (an entry may hold a long text)."""
+    text = json.dumps(entry, sort_keys=False, default=repr)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def first_difference(recorded: Sequence[tuple[bytes, str, str]], events: Sequence[Event]) -> str:
