@@ -12,6 +12,9 @@ tests/test_fuzz_scenario.py -m fuzz -x``.
 
 from __future__ import annotations
 
+import copy
+import json
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -34,9 +37,16 @@ SCENARIO_WORDS = ("[[packets]]", "[[interfaces]]", "[sysctl]", "iif", "=", '"loc
                   "table", "dev", "-A", "-j", "COMMIT", "*filter", "*nat", "-t", "--dport")
 
 
+PARSED = [tomllib.loads(text) for text in CORPUS]
+# Values a mutated key may get instead of its own: wrong types and edges of ranges.
+ODD_VALUES = st.sampled_from([-1, 0, 1, 255, 256, 65535, 65536, 2**32, 2**64, 10**60, 1.5,
+                              float("inf"), float("nan"), True, "", "8\u00b2", "010", "local",
+                              [], ["x"], {}, {"a": 1}])
+
+
 @st.composite
-def mutated_scenario(draw: st.DrawFn) -> str:
-    """One corpus scenario with one to four of its lines mutated."""
+def mutated_lines(draw: st.DrawFn) -> str:
+    """One corpus scenario with one to four of its lines mutated (TOML syntax included)."""
     lines = draw(st.sampled_from(CORPUS)).split("\n")
     for _ in range(draw(st.integers(min_value=1, max_value=4))):
         i = draw(st.integers(min_value=0, max_value=len(lines) - 1))
@@ -44,10 +54,86 @@ def mutated_scenario(draw: st.DrawFn) -> str:
     return "\n".join(lines)
 
 
+@st.composite
+def mutated_values(draw: st.DrawFn) -> str:
+    """One corpus scenario, valid TOML, with values changed: setup or iptables lines
+    mutated, a packet's, an interface's or a sysctl's value replaced or mutated."""
+    data = copy.deepcopy(draw(st.sampled_from(PARSED)))
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        key = draw(st.sampled_from(sorted(data)))
+        value = data[key]
+        if isinstance(value, str) and value.strip():
+            lines = value.split("\n")
+            i = draw(st.integers(min_value=0, max_value=len(lines) - 1))
+            lines[i] = draw(mutated([lines[i]], extra_words=SCENARIO_WORDS))
+            data[key] = "\n".join(lines)
+            continue
+        tables = value if isinstance(value, list) else [value] if isinstance(value, dict) \
+            else []
+        tables = [t for t in tables if isinstance(t, dict) and t]
+        if not tables:
+            data[key] = draw(ODD_VALUES)
+            continue
+        table = draw(st.sampled_from(tables))
+        field = draw(st.sampled_from(sorted(table)))
+        old = table[field]
+        if isinstance(old, str) and draw(st.booleans()):
+            table[field] = draw(mutated([old], extra_words=SCENARIO_WORDS))
+        else:
+            table[field] = draw(ODD_VALUES)
+    return to_toml(data)
+
+
+def to_toml(data: dict) -> str:
+    """The scenario shape (top-level values, tables, arrays of tables) written as TOML."""
+    out, tables = [], []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            tables.append(f"[{_key(key)}]\n" + "".join(f"{_key(k)} = {_value(v)}\n"
+                                                       for k, v in value.items()))
+        elif isinstance(value, list) and value and all(isinstance(t, dict) for t in value):
+            tables.extend(f"[[{_key(key)}]]\n" + "".join(f"{_key(k)} = {_value(v)}\n"
+                                                         for k, v in t.items()) for t in value)
+        else:
+            out.append(f"{_key(key)} = {_value(value)}\n")
+    return "".join(out) + "\n".join(tables)
+
+
+def _key(key: str) -> str:
+    return json.dumps(key)
+
+
+def _value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value != value:
+        return "nan"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        # JSON's escapes are TOML basic-string escapes; DEL must be escaped in TOML
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"no TOML for {value!r}")
+
+
+def mutated_scenario() -> st.SearchStrategy[str]:
+    """Mostly valid TOML with bad values (what reaches the engine), some broken TOML."""
+    return st.one_of(mutated_lines(), mutated_values(), mutated_values(), mutated_values())
+
+
 def trace(text: str) -> str:
     """What `kptui trace` does: load, build, walk every packet, render as JSON."""
     scenario = load_scenario(text, file="fuzz.toml")
     return report.as_json_lines(list(run_scenario(scenario)))
+
+
+def test_the_toml_writer_writes_the_corpus_back():
+    for data in PARSED:
+        assert tomllib.loads(to_toml(data)) == data
 
 
 def test_the_corpus_is_real():
