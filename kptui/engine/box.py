@@ -15,6 +15,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import TYPE_CHECKING, Any
 
 from kptui.engine.errors import KptuiError, UnsupportedError
+from kptui.engine.numbers import scan_uint
 from kptui.engine.routing import (
     NO_NEXTHOP_TYPES,
     PROTO_KERNEL,
@@ -154,6 +155,21 @@ def valid_ifname(name: str) -> bool:
 def scope_of(addr: IPv4Interface) -> int:
     """iproute2 gives 127.0.0.0/8 addresses scope host; the rest are global."""
     return SCOPE_HOST if addr.ip in LOOPBACK_NET else SCOPE_UNIVERSE
+
+
+def _proc_int(text: str) -> int | None:
+    """What proc_dointvec reads from a sysctl write: blanks, an optional "-", then
+    strtoul base 0 ("010" is 8, "0x10" 16, "+1" and "08" refused; the first of
+    several numbers counts; checked with sysctl on kernel 6.18). None: EINVAL."""
+    blanks = " \t\n\v\f\r"
+    body = text.lstrip(blanks)
+    end = next((n for n, c in enumerate(body) if c in blanks), len(body))
+    word = body[:end]
+    negative = word.startswith("-")
+    magnitude = scan_uint(word[1:] if negative else word, 0)
+    if magnitude is None:
+        return None
+    return -magnitude if negative else magnitude
 
 
 class Box:
@@ -322,10 +338,9 @@ class Box:
         """`sysctl -w NAME=VALUE` with the kernel's side effects (devinet_sysctl_forward)."""
         kind, who, key = self._split(name)
         norm = name.replace("/", ".")
-        try:
-            val = int(str(value).strip(), 0) if not isinstance(value, int) else int(value)
-        except ValueError:
-            raise SysctlError(f'sysctl: setting key "{norm}": Invalid argument') from None
+        val = value if isinstance(value, int) else _proc_int(value)
+        if val is None or not -2**31 <= val < 2**31:
+            raise SysctlError(f'sysctl: setting key "{norm}": Invalid argument')
         if kind == "global":
             bounds = GLOBAL_SYSCTLS[who][1]
             if bounds and not bounds[0] <= val <= bounds[1]:

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 from kptui.engine.errors import ParseError
 from kptui.engine.iptables.targets import IMQ_MAX_DEVS
+from kptui.engine.numbers import scan_uint
 
 MIX_ERROR = ("iptables and ipchains cannot be mixed in one scenario: on a 2.4 kernel the "
              "ipchains and ip_tables modules exclude each other (\"Once the IPCHAINS module "
@@ -116,10 +117,12 @@ def _modprobe_imq(words: list[str], profile: str, *, file: str, line: int) -> in
         if key != "numdevs":
             raise unsupported(profile, f"modprobe imq option {word!r} (kptui models numdevs)",
                               file=file, line=line, token=word)
-        if not value.isdigit() or not 1 <= int(value) <= IMQ_MAX_DEVS:
+        # module_param int: kstrtoint base 0 ("numdevs=010" is 8, a "+" is taken)
+        number = scan_uint(value.removeprefix("+"), 0)
+        if number is None or not 1 <= number <= IMQ_MAX_DEVS:
             raise ParseError(f"imq: numdevs must be 1..{IMQ_MAX_DEVS} (IMQ_MAX_DEVS)",
                              file=file, line=line, token=word)
-        numdevs = int(value)
+        numdevs = number
     return numdevs
 
 

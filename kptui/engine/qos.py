@@ -27,6 +27,7 @@ qdisc/class show` report them after the packets (Sent + backlog, dropped).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -102,7 +103,7 @@ class Bucket:
         if have >= need:
             return start
         if self.rate <= 0:
-            return float("inf")
+            return math.inf
         return start + (need - have) / self.rate
 
     def take(self, amount: float, now: float) -> None:
@@ -729,7 +730,7 @@ class Enqueue:
         own = cl.rate.when(0.0, start)
         ceil = cl.ceil.when(0.0, start)
         parent = self.dev.classes.get(cl.parent)
-        lend = self.htb_ready(parent, start) if parent is not None else float("inf")
+        lend = self.htb_ready(parent, start) if parent is not None else math.inf
         return max(ceil, min(own, lend))
 
     def charge(self, s: Any, when: float) -> str:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
 
 from kptui.engine.errors import KptuiError
+from kptui.engine.numbers import U32, scan_uint
 
 # rtnetlink scopes (include/uapi/linux/rtnetlink.h) and the names iproute2 prints.
 SCOPE_UNIVERSE, SCOPE_SITE, SCOPE_LINK, SCOPE_HOST, SCOPE_NOWHERE = 0, 200, 253, 254, 255
@@ -324,17 +325,20 @@ class RouteTables:
         """The canonical name of a table given by name or number (rtnl_rttable_a2n)."""
         if text in self.ids:
             return text
-        try:
-            number = int(text, 0)
-        except ValueError:
-            raise RouteError(f'Error: argument "{text}" is wrong: "table" value is invalid') \
-                from None
-        if not 0 <= number <= 0xFFFFFFFF:
+        # get_unsigned base 0: "table 010" is table 8, "0x10" 16 (checked with ip 6.1)
+        number = scan_uint(text, 0, strtoul=True)
+        if number is None or number > U32:
             raise RouteError(f'Error: argument "{text}" is wrong: "table" value is invalid')
         return self.names.get(number, str(number))
 
     def table_id(self, name: str) -> int:
-        return self.ids[name] if name in self.ids else int(name)
+        """The number of a canonical table name (table_name's answer: a name or digits)."""
+        if name in self.ids:
+            return self.ids[name]
+        number = scan_uint(name)
+        if number is None or number > U32:
+            raise RouteError(f"no routing table {name!r}")
+        return number
 
     # -- changing tables ------------------------------------------------------------
 

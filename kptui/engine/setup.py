@@ -15,6 +15,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from kptui.engine.box import Box, SysctlError
 from kptui.engine.errors import KptuiError, ParseError, UnsupportedError
+from kptui.engine.numbers import U16, U32, NumberError, is_uint, parse_uint, scan_uint
 from kptui.engine.routing import (
     IP_PROTO_NAMES,
     PROTO_BOOT,
@@ -144,7 +145,7 @@ def apply_setup(box: Box, text: str, *, file: str, first_line: int = 1) -> str:
 def pasted_form(toks: list[Tok]) -> str:
     """'route' or 'rule' when the line is `ip route show` / `ip rule show` output."""
     first = toks[0].text
-    if first.endswith(":") and first[:-1].isdigit():
+    if first.endswith(":") and is_uint(first[:-1]):
         return "rule"
     if first in ("default",) + ROUTE_TYPES or parse_addr(first) is not None:
         return "route"
@@ -315,11 +316,7 @@ def ip_link(box: Box, cmd: Cmd, args: list[Tok]) -> None:
             up = word == "up"
             i += 1
         elif word == "mtu":
-            tok = _need(cmd, args, i + 1, "mtu")
-            if not tok.text.isdigit():
-                raise cmd.error(f'Error: argument "{tok.text}" is wrong: Invalid "mtu" value',
-                                tok)
-            mtu = int(tok.text)
+            mtu = _parse_signed(cmd, _need(cmd, args, i + 1, "mtu"), 'Invalid "mtu" value')
             i += 2
         elif not dev:
             dev = word
@@ -339,11 +336,13 @@ def ip_link(box: Box, cmd: Cmd, args: list[Tok]) -> None:
 def parse_addr(text: str) -> IPv4Interface | None:
     """An IPv4 address with optional /len (default /32), dotted quad only."""
     addr, slash, plen = text.partition("/")
+    # get_prefix: the length is get_unsigned base 0 ("/010" is /8, "/0x10" /16; checked
+    # with ip, iproute2 6.1)
+    length = scan_uint(plen, 0, strtoul=True) if slash else 32
+    if length is None or length > 32:
+        return None
     try:
-        IPv4Address(addr)
-        if slash and not (plen.isdigit() and 0 <= int(plen) <= 32):
-            return None
-        return IPv4Interface(f"{addr}/{plen if slash else 32}")
+        return IPv4Interface((IPv4Address(addr), length))
     except ValueError:
         return None
 
@@ -403,14 +402,29 @@ ROUTE_VERBS = ("add", "change", "replace", "prepend", "append", "test", "delete"
                "show", "lst", "get", "flush", "save", "restore", "showdump")
 
 
-def _parse_int(cmd: Cmd, tok: Tok, what: str, limit: int) -> int:
+def _parse_int(cmd: Cmd, tok: Tok, what: str, limit: int, *, base: int = 0,
+               wording: str = "") -> int:
+    """An iproute2 get_u32/get_unsigned field: strtoul in `base` (0 for most: 0x hex, a
+    leading 0 octal, checked with ip, iproute2 6.1), 0..`limit`; the refusal is
+    iproute2's invarg() text, `wording` when that is not '"what" value is invalid'."""
     try:
-        value = int(tok.text, 0)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= limit:
-        raise cmd.error(f'Error: argument "{tok.text}" is wrong: "{what}" value is invalid', tok)
-    return value
+        return parse_uint(tok.text, 0, limit, base=base, strtoul=True, what=what)
+    except NumberError:
+        wrong = wording or f'"{what}" value is invalid'
+        raise cmd.error(f'Error: argument "{tok.text}" is wrong: {wrong}', tok) from None
+
+
+def _parse_signed(cmd: Cmd, tok: Tok, wording: str) -> int:
+    """iproute2 get_integer base 0 (strtol to an int): `ip link set mtu -1` reaches the
+    kernel, which refuses it as below the minimum."""
+    body = tok.text.lstrip(" \t\n\v\f\r")
+    negative = body.startswith("-")
+    try:
+        value = parse_uint(body[1:] if negative else body, 0, 2**31 if negative else 2**31 - 1,
+                           base=0, strtoul=not negative)
+    except NumberError:
+        raise cmd.error(f'Error: argument "{tok.text}" is wrong: {wording}', tok) from None
+    return -value if negative else value
 
 
 def _nexthops(cmd: Cmd, args: list[Tok]) -> list[Nexthop]:
@@ -435,7 +449,8 @@ def _nexthops(cmd: Cmd, args: list[Tok]) -> list[Nexthop]:
             elif word == "dev":
                 hop.dev = value.text
             elif word == "weight":
-                hop.weight = _parse_int(cmd, value, "weight", 256)
+                hop.weight = _parse_int(cmd, value, "weight", 256,
+                                        wording='"weight" is invalid')
                 if hop.weight < 1:
                     raise cmd.error(f'Error: argument "{value.text}" is wrong: "weight" value '
                                     "is invalid", value)
@@ -473,6 +488,7 @@ def ip_route(box: Box, cmd: Cmd, args: list[Tok], *, pasted: bool = False) -> bo
     rtype = ""
     prefix: IPv4Network | None = None
     fields: dict[str, object] = {}
+    nums: dict[str, int] = {}  # metric, proto, scope
     i = 1
     while i < len(args):
         tok = args[i]
@@ -505,19 +521,20 @@ def ip_route(box: Box, cmd: Cmd, args: list[Tok], *, pasted: bool = False) -> bo
         if word in ("metric", "priority", "preference") or (
                 len(word) > 1 and _match(word, ("metric", "priority", "preference"))):
             value = _need(cmd, args, i + 1, "metric")
-            fields["metric"] = _parse_int(cmd, value, "metric", 0xFFFFFFFF)
+            nums["metric"] = _parse_int(cmd, value, "metric", U32)
             i += 2
             continue
         if len(word) > 1 and "protocol".startswith(word):
             value = _need(cmd, args, i + 1, "protocol")
             num = PROTO_NAMES.get(value.text)
-            fields["proto"] = num if num is not None else _parse_int(cmd, value, "protocol", 255)
+            nums["proto"] = num if num is not None else _parse_int(cmd, value, "protocol", 255)
             i += 2
             continue
         if len(word) > 1 and "scope".startswith(word):
             value = _need(cmd, args, i + 1, "scope")
             num = SCOPE_NAMES.get(value.text)
-            fields["scope"] = num if num is not None else _parse_int(cmd, value, "scope", 255)
+            nums["scope"] = num if num is not None else _parse_int(
+                cmd, value, "scope", 255, wording='invalid "scope" value')
             i += 2
             continue
         if word == "type":
@@ -550,8 +567,8 @@ def ip_route(box: Box, cmd: Cmd, args: list[Tok], *, pasted: bool = False) -> bo
     rtype = rtype or "unicast"
     table = str(fields.get("table") or default_table(rtype))
     gateway = fields.get("via")
-    if "scope" in fields:
-        scope = int(fields["scope"])  # type: ignore[arg-type]
+    if "scope" in nums:
+        scope = nums["scope"]
     elif deleting and rtype == "unicast":
         scope = SCOPE_NOWHERE
     else:
@@ -563,16 +580,16 @@ def ip_route(box: Box, cmd: Cmd, args: list[Tok], *, pasted: bool = False) -> bo
     route = Route(prefix=prefix, type=rtype, dev=str(fields.get("dev", "")),
                   gateway=gateway,  # type: ignore[arg-type]
                   src=fields.get("src"),  # type: ignore[arg-type]
-                  metric=int(fields.get("metric", 0)),  # type: ignore[call-overload]
-                  proto=int(fields.get("proto", PROTO_BOOT)),  # type: ignore[call-overload]
+                  metric=nums.get("metric", 0),
+                  proto=nums.get("proto", PROTO_BOOT),
                   scope=scope, table=table, nexthops=nexthops)
-    if "scope" not in fields and nexthops and rtype == "unicast" and not deleting:
+    if "scope" not in nums and nexthops and rtype == "unicast" and not deleting:
         route.scope = SCOPE_UNIVERSE  # iproute2: nexthops count as a gateway
     if deleting:
         if route.dev:
             box.iface(route.dev)
         box.routes.delete(route, match_type=given_type, match_scope=scope != SCOPE_NOWHERE,
-                          match_proto="proto" in fields, match_metric="metric" in fields)
+                          match_proto="proto" in nums, match_metric="metric" in nums)
         return False
     if pasted and _route_present(box, route):
         return True
@@ -616,14 +633,33 @@ RULE_TYPES = {"unicast": "lookup", "blackhole": "blackhole", "unreachable": "unr
 
 
 def _port_range(cmd: Cmd, tok: Tok, what: str) -> tuple[int, int]:
-    lo, dash, hi = tok.text.partition("-")
-    try:
-        a, b = int(lo), int(hi) if dash else int(lo)
-    except ValueError:
-        a = b = -1
-    if not (0 <= a <= 65535 and 0 <= b <= 65535) or a > b:
-        raise cmd.error(f'Error: argument "{tok.text}" is wrong: invalid {what}', tok)
-    return (a, b)
+    """iprule.c reads a range with sscanf("%hu-%hu"): decimal, text after the numbers
+    ignored, no second number meaning one port ("10-abc" is 10; checked with ip,
+    iproute2 6.1). sscanf wraps what is over 65535 or negative ("-10" is 65526); kptui
+    refuses it instead."""
+    def port(text: str) -> int | None:
+        digits, _rest = _split_dec(text.lstrip(" \t\n\v\f\r").removeprefix("+"))
+        value = scan_uint(digits) if digits else None
+        return value if value is None or value <= U16 else -1
+
+    lo = port(tok.text)
+    if lo is None or lo < 0:
+        raise cmd.error(f'Error: argument "{tok.text}" is wrong: invalid port range', tok)
+    after = _split_dec(tok.text.lstrip(" \t\n\v\f\r").removeprefix("+"))[1]
+    hi = port(after[1:]) if after.startswith("-") else None
+    if hi is not None and hi < 0:
+        raise cmd.error(f'Error: argument "{tok.text}" is wrong: invalid port range', tok)
+    hi = lo if hi is None else hi
+    if lo == 0 or lo > hi:  # the kernel's fib_rule_port_range_valid
+        raise cmd.error(f"Error: Invalid {what} range.", tok)
+    return (lo, hi)
+
+
+def _split_dec(text: str) -> tuple[str, str]:
+    n = 0
+    while n < len(text) and text[n] in "0123456789":
+        n += 1
+    return text[:n], text[n:]
 
 
 def ip_rule(box: Box, cmd: Cmd, args: list[Tok], *, pasted: bool = False) -> bool:
@@ -671,18 +707,22 @@ def ip_rule(box: Box, cmd: Cmd, args: list[Tok], *, pasted: bool = False) -> boo
                 setattr(rule, "src" if word == "from" else "dst", net.network)
         elif word in ("preference", "order", "priority") or (
                 len(word) > 1 and _match(word, ("preference", "order", "priority"))):
-            rule.pref = _parse_int(cmd, value, "preference", 0xFFFFFFFF)
+            rule.pref = _parse_int(cmd, value, "preference", U32,
+                                   wording="preference value is invalid")
             given.add("pref")
         elif word in ("tos", "dsfield") or (len(word) > 1 and "dsfield".startswith(word)):
-            tos = _parse_int(cmd, value, "TOS", 255)
+            # rtnl_dsfield_a2n: strtoul base 16 ("tos 10" is 0x10; checked with ip 6.1)
+            tos = _parse_int(cmd, value, "TOS", 255, base=16, wording="TOS value is invalid")
             if tos & ~0x1E:
                 raise cmd.error("Error: Invalid tos.", value)
             rule.tos = tos
         elif word == "fwmark":
             mark, slash, mask = value.text.partition("/")
-            rule.mark = _parse_int(cmd, Tok(mark, value.column), "fwmark", 0xFFFFFFFF)
+            rule.mark = _parse_int(cmd, Tok(mark, value.column), "fwmark", U32,
+                                   wording="fwmark value is invalid")
             if slash:
-                rule.mask = _parse_int(cmd, Tok(mask, value.column), "fwmask", 0xFFFFFFFF)
+                rule.mask = _parse_int(cmd, Tok(mask, value.column), "fwmask", U32,
+                                       wording="fwmask value is invalid")
             elif rule.mark:
                 rule.mask = 0xFFFFFFFF  # a non-zero mark without mask compares all bits
             given.add("mark")
@@ -693,21 +733,27 @@ def ip_rule(box: Box, cmd: Cmd, args: list[Tok], *, pasted: bool = False) -> boo
                 raise cmd.error(str(exc), value) from None
             given.add("table")
         elif word == "suppress_prefixlength":
-            rule.suppress_prefixlen = _parse_int(cmd, value, "suppress_prefixlength", 32)
+            # get_s32 base 0; the kernel takes any length (over 32 suppresses every route)
+            rule.suppress_prefixlen = _parse_int(
+                cmd, value, "suppress_prefixlength", 2**31 - 1,
+                wording="suppress_prefixlength value is invalid")
         elif word == "suppress_ifgroup":
             rule.suppress_ifgroup = 0 if value.text == "default" else _parse_int(
-                cmd, value, "suppress_ifgroup", 0x7FFFFFFF)
+                cmd, value, "suppress_ifgroup", 0x7FFFFFFF,
+                wording='Invalid "suppress_ifgroup" value')
         elif word in ("dev", "iif"):
             rule.iif = value.text
         elif word == "oif":
             rule.oif = value.text
         elif word == "goto":
             rule.action = "goto"
-            rule.target = _parse_int(cmd, value, "goto", 0xFFFFFFFF)
+            rule.target = _parse_int(cmd, value, "goto", U32, wording="invalid target")
             given.add("action")
         elif word == "ipproto":
             num = IP_PROTO_NAMES.get(value.text)
-            rule.ipproto = num if num is not None else _parse_int(cmd, value, "ipproto", 255)
+            # decimal only: "ipproto 0x11" is refused, 010 is 10 (checked with ip 6.1)
+            rule.ipproto = num if num is not None else _parse_int(
+                cmd, value, "ipproto", 255, base=10, wording='Invalid "ipproto" value')
         elif word in ("sport", "dport"):
             setattr(rule, word, _port_range(cmd, value, word))
         elif len(word) > 1 and "protocol".startswith(word):

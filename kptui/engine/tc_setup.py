@@ -9,11 +9,19 @@ kptui.engine.qos.
 
 from __future__ import annotations
 
-import re
+import math
 from typing import Any
 
 from kptui.engine.box import Box
 from kptui.engine.errors import UnsupportedError
+from kptui.engine.numbers import (
+    U32,
+    NumberError,
+    parse_float,
+    parse_uint,
+    split_float,
+    split_uint,
+)
 from kptui.engine.setup import Cmd, Tok, _match, _need, parse_addr
 
 # -- tc (iproute2 6.1 tc: qdisc, class, filter) ------------------------------------------------
@@ -44,24 +52,68 @@ UNSUPPORTED_QDISCS = ("noqueue", "mq", "netem", "cake", "fq", "hfsc", "drr", "qf
 HTB_DEFAULT_BURST = 1600  # q_htb.c: rate / get_hz() + mtu (1600), ~1600 bytes
 
 
-def _unit_number(cmd: Cmd, tok: Tok, units: dict[str, float], what: str) -> float:
-    m = re.fullmatch(r"([0-9]*\.?[0-9]+(?:e[0-9]+)?)([a-zA-Z]*)", tok.text)
-    unit = m.group(2).lower() if m else ""
-    if m is None or unit not in units:
+_BLANKS = " \t\n\v\f\r"  # what strtod skips (C isspace)
+
+
+def _unit_number(cmd: Cmd, tok: Tok, units: dict[str, float], what: str,
+                 text: str | None = None) -> float:
+    """strtod then a unit, as get_rate64/get_size/get_time read it: blanks, a sign,
+    decimal digits with a point and an exponent, or 0x hex ("0x10kbit" is 16kbit, "010"
+    is 10; checked with tc, iproute2 6.1), then a unit (ASCII, any case). A result that
+    is not finite (``1e999``) is refused. ``text``: the part of the token to read."""
+    body = (tok.text if text is None else text).lstrip(_BLANKS)
+    negative = body.startswith("-")
+    if body[:1] in ("+", "-"):
+        body = body[1:]
+    hex_digits, hex_rest = split_uint(body[2:], 16) if body[:2] in ("0x", "0X") else ("", "")
+    try:
+        if hex_digits:
+            value, rest = parse_uint(hex_digits, 0, 2**128, base=16) * 1.0, hex_rest
+        else:
+            number, rest = split_float(body)
+            value = parse_float(number, what=what)
+    except NumberError:
+        raise cmd.error(f'Illegal "{what}"', tok) from None
+    scale = units.get(rest.lower()) if rest.isascii() else None
+    if scale is None or not math.isfinite(value * scale):
         raise cmd.error(f'Illegal "{what}"', tok)
-    return float(m.group(1)) * units[unit]
+    return -value * scale if negative else value * scale
 
 
 def tc_rate(cmd: Cmd, tok: Tok) -> float:
-    """A tc rate in bytes per second."""
-    bits = _unit_number(cmd, tok, RATE_UNITS | {"": 1}, "rate")
-    if bits <= 0:
+    """A tc rate in bytes per second (get_rate64: a u64 of bytes per second; tc wraps
+    a negative or too large rate, kptui refuses it)."""
+    rate = _unit_number(cmd, tok, RATE_UNITS | {"": 1}, "rate") / 8
+    if not 0 < rate < 2**64:
         raise cmd.error('Illegal "rate"', tok)
-    return bits / 8
+    return rate
 
 
-def tc_size(cmd: Cmd, tok: Tok, what: str) -> int:
-    return int(_unit_number(cmd, Tok(tok.text.split("/")[0], tok.column), SIZE_UNITS, what))
+def tc_size(cmd: Cmd, tok: Tok, what: str, *, cell: bool = False) -> int:
+    """A size in bytes as get_size reads it: strtod and a unit, the whole bytes kept,
+    refused unless it fits 32 bits ("burst 4g" is refused, "1.5" is 1; checked with tc
+    6.1). ``cell``: get_size_and_cell, which also takes ``/CELL``, a power of two."""
+    size, slash, cell_text = tok.text.partition("/")
+    value = _unit_number(cmd, tok, SIZE_UNITS, what, size)
+    if not 0 <= value < 2**32 or slash and not cell:
+        raise cmd.error(f'Illegal "{what}"', tok)
+    if slash:
+        try:
+            cells = parse_uint(cell_text, 1, 2**30, base=0, strtoul=True)
+        except NumberError:
+            cells = 3
+        if cells & (cells - 1):
+            raise cmd.error(f'Illegal "{what}"', tok)
+    return math.floor(value)  # the whole bytes, as get_size's cast to unsigned keeps
+
+
+def tc_time(cmd: Cmd, tok: Tok, what: str) -> float:
+    """A time in seconds as get_time reads it; tc keeps it in 32 bits of microseconds
+    (and wraps a longer or negative one: kptui refuses it)."""
+    seconds = _unit_number(cmd, tok, TIME_UNITS, what)
+    if not 0 <= seconds * 1e6 < 2**32:
+        raise cmd.error(f'Illegal "{what}"', tok)
+    return seconds
 
 
 def tc_handle(cmd: Cmd, tok: Tok, what: str) -> int:
@@ -157,10 +209,12 @@ def _filter_protocol(cmd: Cmd, tok: Tok) -> str:
 
 
 def _filter_prio(cmd: Cmd, tok: Tok) -> int:
-    prio = _tc_int(cmd, tok, "priority")
-    if not 0 < prio <= 0xFFFF:
-        raise cmd.error('Illegal "priority"', tok)
-    return prio
+    """get_u32 base 0 ("prio 010" is 8; checked with tc 6.1); 0 lets the kernel pick."""
+    try:
+        return parse_uint(tok.text, 0, 0xFFFF, base=0, strtoul=True)
+    except NumberError:
+        raise cmd.error(f'Error: argument "{tok.text}" is wrong: invalid priority value',
+                        tok) from None
 
 
 def _head_words() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -327,10 +381,14 @@ def _tc_opts(cmd: Cmd, opts: list[Tok], known: dict[str, int]) -> dict[str, Tok 
     return out
 
 
-def _tc_int(cmd: Cmd, tok: Tok, what: str, base: int = 10) -> int:
+def _tc_int(cmd: Cmd, tok: Tok, what: str, base: int) -> int:
+    """get_u32/get_unsigned in the base tc reads that field in: 0 (0x hex, 0 octal) for
+    sfq/fq_codel limit, fw handles, u32 values and offsets; 10 for prio bands and
+    priomap, htb direct_qlen, class prio and quantum; 16 for htb default and u32 masks
+    (each checked with tc, iproute2 6.1)."""
     try:
-        return int(tok.text, base)
-    except ValueError:
+        return parse_uint(tok.text, 0, U32, base=base, strtoul=True)
+    except NumberError:
         raise cmd.error(f'Illegal "{what}"', tok) from None
 
 
@@ -341,8 +399,8 @@ def _tc_new_qdisc(cmd: Cmd, d: Any, kind: str, opts: list[Tok]) -> Any:
     if kind in ("pfifo", "bfifo"):
         o = _tc_opts(cmd, opts, {"limit": 1})
         if "limit" in o:
-            q.opts["limit"] = (tc_size(cmd, o["limit"], "limit") if kind == "bfifo"  # type: ignore[arg-type]
-                               else _tc_int(cmd, o["limit"], "limit"))  # type: ignore[arg-type]
+            # get_size for both: "pfifo limit 1k" is 1024 packets (checked with tc 6.1)
+            q.opts["limit"] = tc_size(cmd, o["limit"], "limit")  # type: ignore[arg-type]
         else:  # fifo_init: tx_queue_len packets, or that many MTU-sized frames
             q.opts["limit"] = max(d.txqueuelen, 1) * (
                 d.mtu + qos.ETH_HLEN if kind == "bfifo" else 1)
@@ -355,19 +413,20 @@ def _tc_new_qdisc(cmd: Cmd, d: Any, kind: str, opts: list[Tok]) -> Any:
                  "ce_threshold": 1, "depth": 1, "headdrop": 0, "redflowlimit": 1}
         o = _tc_opts(cmd, opts, known)
         default = 127 if kind == "sfq" else 10240
-        q.opts["limit"] = _tc_int(cmd, o["limit"], "limit") if "limit" in o else default  # type: ignore[arg-type]
+        q.opts["limit"] = _tc_int(cmd, o["limit"], "limit", 0) if "limit" in o else default  # type: ignore[arg-type]
     elif kind == "prio":
         bands, priomap = 3, list(qos.PRIO2BAND)
         i = 0
         while i < len(opts):
             if opts[i].text == "bands":
-                bands = _tc_int(cmd, _need(cmd, opts, i + 1, "bands"), "bands")
+                bands = _tc_int(cmd, _need(cmd, opts, i + 1, "bands"), "bands", 10)
                 i += 2
             elif opts[i].text == "priomap":
-                vals = opts[i + 1:i + 17]
-                priomap = [_tc_int(cmd, t, "priomap") for t in vals
-                           if t.text.isdigit()]
-                i += 1 + len(priomap)
+                i += 1
+                priomap = []
+                while i < len(opts) and len(priomap) < 16 and opts[i].text != "bands":
+                    priomap.append(_tc_int(cmd, opts[i], "priomap", 10))
+                    i += 1
                 priomap += [priomap[-1] if priomap else 1] * (16 - len(priomap))
             else:
                 raise cmd.error(f'What is "{opts[i].text}"?', opts[i])
@@ -381,7 +440,7 @@ def _tc_new_qdisc(cmd: Cmd, d: Any, kind: str, opts: list[Tok]) -> Any:
     elif kind == "htb":
         o = _tc_opts(cmd, opts, {"default": 1, "r2q": 1, "direct_qlen": 1, "offload": 0})
         q.opts["default"] = _tc_int(cmd, o["default"], "default", 16) if "default" in o else 0  # type: ignore[arg-type]
-        qlen = _tc_int(cmd, o["direct_qlen"], "direct_qlen") if "direct_qlen" in o \
+        qlen = _tc_int(cmd, o["direct_qlen"], "direct_qlen", 10) if "direct_qlen" in o \
             else d.txqueuelen  # type: ignore[arg-type]
         q.opts["direct"] = qos.Qdisc("pfifo", 0, 0, {"limit": max(qlen, 2)})
     elif kind == "tbf":
@@ -397,11 +456,14 @@ def _tc_new_qdisc(cmd: Cmd, d: Any, kind: str, opts: list[Tok]) -> Any:
         if burst_tok is None:
             raise cmd.error("tbf: the \"burst\" parameter is mandatory.")
         rate = tc_rate(cmd, o["rate"])  # type: ignore[arg-type]
-        burst = tc_size(cmd, burst_tok, "burst")  # type: ignore[arg-type]
+        burst = tc_size(cmd, burst_tok, "burst", cell=True)  # type: ignore[arg-type]
         if "limit" in o:
             limit = tc_size(cmd, o["limit"], "limit")  # type: ignore[arg-type]
         elif "latency" in o:  # q_tbf.c: rate * latency + buffer
-            latency = _unit_number(cmd, o["latency"], TIME_UNITS, "latency")  # type: ignore[arg-type]
+            latency = tc_time(cmd, o["latency"], "latency")  # type: ignore[arg-type]
+            if rate * latency + burst >= 2**32:  # tc would wrap it in 32 bits
+                raise cmd.error("tbf: the limit (rate * latency + burst) is over 32 bits",
+                                o["latency"])  # type: ignore[arg-type]
             limit = int(rate * latency + burst)
         else:
             raise cmd.error("tbf: the \"limit\" or \"latency\" parameter is mandatory.")
@@ -460,12 +522,13 @@ def tc_class(box: Box, cmd: Cmd, verb: str, args: list[Tok]) -> None:
     ceil = tc_rate(cmd, o["ceil"]) if "ceil" in o else rate  # type: ignore[arg-type]
     burst_tok = o.get("burst") or o.get("buffer") or o.get("maxburst")
     cburst_tok = o.get("cburst") or o.get("cbuffer") or o.get("minburst")
-    burst = tc_size(cmd, burst_tok, "burst") if burst_tok else HTB_DEFAULT_BURST  # type: ignore[arg-type]
-    cburst = tc_size(cmd, cburst_tok, "cburst") if cburst_tok else HTB_DEFAULT_BURST  # type: ignore[arg-type]
-    prio = _tc_int(cmd, o["prio"], "prio") if "prio" in o else 0  # type: ignore[arg-type]
-    if not 0 <= prio <= 7:
-        raise cmd.error('Illegal "prio"', o["prio"])  # type: ignore[arg-type]
-    quantum = _tc_int(cmd, o["quantum"], "quantum") if "quantum" in o else 0  # type: ignore[arg-type]
+    burst = tc_size(cmd, burst_tok, "burst", cell=True) if burst_tok else HTB_DEFAULT_BURST  # type: ignore[arg-type]
+    cburst = tc_size(cmd, cburst_tok, "cburst", cell=True) if cburst_tok else HTB_DEFAULT_BURST  # type: ignore[arg-type]
+    prio = _tc_int(cmd, o["prio"], "prio", 10) if "prio" in o else 0  # type: ignore[arg-type]
+    # htb_change_class: a prio over TC_HTB_NUMPRIO - 1 becomes 7 (checked: tc class add
+    # ... htb rate 1mbit prio 010 shows "prio 7", kernel 6.18)
+    prio = min(prio, 7)
+    quantum = _tc_int(cmd, o["quantum"], "quantum", 10) if "quantum" in o else 0  # type: ignore[arg-type]
     now = box.clock
     cl = d.classes.get(classid)
     if cl is not None and verb == "add":
@@ -611,7 +674,11 @@ def _u32_match(cmd: Cmd, f: Any, opts: list[Tok], i: int) -> int:
         mask = _tc_int(cmd, _need(cmd, opts, i + 2, "mask"), "match", 16)
         if _need(cmd, opts, i + 3, "at").text != "at":
             raise cmd.error('Illegal "match"', opts[i + 3])
-        off = _tc_int(cmd, _need(cmd, opts, i + 4, "offset"), "offset", 0)
+        off_tok = _need(cmd, opts, i + 4, "offset")
+        if off_tok.text.lstrip(_BLANKS).startswith("-"):  # get_integer: tc takes it
+            _tc_int(cmd, Tok(off_tok.text.lstrip(_BLANKS)[1:], off_tok.column), "offset", 0)
+            raise UnsupportedError("u32 match at a negative offset")
+        off = _tc_int(cmd, off_tok, "offset", 0)
         _u32_field(cmd, f, val, mask, off, width, what)
         return i + 5
     if what.text != "ip":
@@ -662,9 +729,9 @@ def _tc_police(cmd: Cmd, f: Any, opts: list[Tok], i: int) -> int:
         if word == "rate":
             rate = tc_rate(cmd, _need(cmd, opts, i + 1, "rate"))
         elif word in ("burst", "buffer", "maxburst"):
-            burst = tc_size(cmd, _need(cmd, opts, i + 1, "burst"), "burst")
+            burst = tc_size(cmd, _need(cmd, opts, i + 1, "burst"), "burst", cell=True)
         elif word in ("mtu", "minburst"):
-            mtu = tc_size(cmd, _need(cmd, opts, i + 1, "mtu"), "mtu")
+            mtu = tc_size(cmd, _need(cmd, opts, i + 1, "mtu"), "mtu", cell=True)
         elif word == "conform-exceed":
             tok = _need(cmd, opts, i + 1, "conform-exceed")
             ex, _slash, co = tok.text.partition("/")
