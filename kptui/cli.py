@@ -84,6 +84,56 @@ SYNC_LOAD_LIMIT = 200_000
 ROUTE_GET_KEYS = ("from", "iif", "oif", "mark", "tos")
 
 
+# iproute2's /etc/iproute2/rt_dsfield (6.1): the names `ip route get ... tos` takes.
+DSFIELD_NAMES = {
+    "default": 0x00, "AF11": 0x28, "AF12": 0x30, "AF13": 0x38, "AF21": 0x48, "AF22": 0x50,
+    "AF23": 0x58, "AF31": 0x68, "AF32": 0x70, "AF33": 0x78, "AF41": 0x88, "AF42": 0x90,
+    "AF43": 0x98, "CS1": 0x20, "CS2": 0x40, "CS3": 0x60, "CS4": 0x80, "CS5": 0xA0,
+    "CS6": 0xC0, "CS7": 0xE0, "EF": 0xB8,
+}
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def route_get_mark(text: str) -> int:
+    """`mark M` as ip-route(8) reads it: get_unsigned base 0 (strtoul: ``010`` is 8,
+    ``08`` refused; checked with iproute2 6.1 in a netns)."""
+    from kptui.engine.numbers import U32, NumberError, parse_uint
+
+    try:
+        return parse_uint(text, 0, U32, base=0, strtoul=True, what="mark")
+    except NumberError:
+        raise KptuiError(f'route get: argument "{_shown(text)}" is wrong: invalid mark value '
+                         "(decimal, 0x hex or 0-prefixed octal, up to 0xffffffff)") from None
+
+
+def route_get_tos(text: str) -> int:
+    """`tos T` as ip-route(8) reads it: rtnl_dsfield_a2n, a name of rt_dsfield or strtoul
+    base 16, so ``tos 10`` is 0x10 and ``010`` too (checked with iproute2 6.1: a rule
+    `tos 0x10` matches `ip route get ... tos 10`, not `tos 16`)."""
+    from kptui.engine.numbers import NumberError, parse_uint
+
+    if text in DSFIELD_NAMES:
+        return DSFIELD_NAMES[text]
+    try:
+        return parse_uint(text, 0, 0xFF, base=16, strtoul=True, what="tos")
+    except NumberError:
+        raise KptuiError(f'route get: argument "{_shown(text)}" is wrong: TOS value is invalid '
+                         "(hex, like 10 or 0x10, up to ff, or a name like AF11)") from None
+
+
+def packet_number(text: str) -> int:
+    """``--packet N``: a decimal index (ASCII digits; ``010`` is 10, as before)."""
+    from kptui.engine.numbers import NumberError, parse_uint
+
+    try:
+        return parse_uint(text, 0, 2**31 - 1, what="--packet")
+    except NumberError as err:
+        raise argparse.ArgumentTypeError(f"{err} (a packet number, from 0)") from None
+
+
 def cmd_route(args: argparse.Namespace) -> int:
     """`kptui route get ADDR [from X] [iif I] [oif O] [mark M] [tos T] --scenario FILE`."""
     from ipaddress import IPv4Address
@@ -111,12 +161,10 @@ def cmd_route(args: argparse.Namespace) -> int:
     try:
         dst = IPv4Address(addr)
         src = IPv4Address(opts["from"]) if "from" in opts else None
-        mark = int(opts.get("mark", "0"), 0)
-        tos = int(opts.get("tos", "0"), 0)
     except ValueError as err:
         raise KptuiError(f"route get: {err}") from None
-    if not 0 <= mark <= 0xFFFFFFFF or not 0 <= tos <= 255:
-        raise KptuiError("route get: mark is 0..0xffffffff and tos 0..0xff")
+    mark = route_get_mark(opts.get("mark", "0"))
+    tos = route_get_tos(opts.get("tos", "0"))
     box = load(args.scenario).build_box()
     from kptui.engine.routing import RouteError
 
@@ -268,7 +316,7 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     trace.add_argument("--format", choices=("text", "json", "trace"), default="text",
                        help="text for people (default), json (one object per packet), "
                             "or trace (TRACE: lines)")
-    trace.add_argument("--packet", type=int, metavar="N", help="only packet N (from 0)")
+    trace.add_argument("--packet", type=packet_number, metavar="N", help="only packet N (from 0)")
     trace.add_argument("--save", metavar="FILE.kpt",
                        help="also record the run (every packet to its fate) as a session "
                             "file, for `kptui replay` or `kptui FILE.kpt`")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from kptui.cli import route_get_mark, route_get_tos
 from kptui.engine.routing import RouteError
 from kptui.engine.scenario import load_scenario
 
@@ -71,7 +72,8 @@ def _kptui(scenario, words: list[str]) -> str:
             IPv4Address(words[0]),
             src=IPv4Address(opts["from"]) if "from" in opts else None,
             iif=opts.get("iif", ""), oif=opts.get("oif", ""),
-            mark=int(opts.get("mark", "0"), 0), tos=int(opts.get("tos", "0"), 0))
+            mark=route_get_mark(opts.get("mark", "0")),
+            tos=route_get_tos(opts.get("tos", "0")))  # as the CLI reads them (tos is hex)
     except RouteError as err:
         return str(err)
     # rt_tables names exist only in the scenario: the namespace's `ip` prints numbers

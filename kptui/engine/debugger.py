@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kptui.engine import expr
-from kptui.engine.errors import KptuiError, ParseError, UnsupportedError
+from kptui.engine.errors import FieldError, KptuiError, ParseError, UnsupportedError
 from kptui.engine.events import (
     ChainEnter,
     Event,
@@ -79,7 +79,8 @@ from kptui.engine.events import (
     StageLeave,
     UserEdit,
 )
-from kptui.engine.packet import ROUTING_KEYS
+from kptui.engine.numbers import scan_uint
+from kptui.engine.packet import FIELDS, INT_FORMS, ROUTING_KEYS
 
 if TYPE_CHECKING:
     from kptui.engine.box import Box
@@ -189,17 +190,30 @@ def build_packet(fields: dict[str, str]) -> Packet:
         raise KptuiError(f"inject: unknown field {unknown[0]!r} "
                          f"(known: {', '.join(INJECT_FIELDS)})")
     origin = fields.get("origin") or "local"
-    try:
-        numbers = {k: int(fields[k], 0) for k in ("sport", "dport", "icmp_type", "ttl")
-                   if fields.get(k)}
-    except ValueError as err:
-        raise KptuiError(f"not a number: {err}") from None
+    numbers = {}
+    for key, path in _COMPOSE_NUMBERS.items():
+        text = fields.get(key)
+        if text:
+            numbers[key] = _compose_number(key, path, text)
     try:
         return Packet.build(proto=fields.get("proto") or "tcp", src=fields.get("src", ""),
                             dst=fields.get("dst", ""), flags=fields.get("flags") or "S",
                             iif="" if origin == "local" else origin, **numbers)
     except ValueError as err:
         raise KptuiError(str(err)) from None
+
+
+# The compose dialog's numbers, read by the field whose syntax they share (packet.FIELDS:
+# decimal, 0x hex or 0-prefixed octal; icmp_type also takes names like echo-request).
+_COMPOSE_NUMBERS = {"sport": "tcp.sport", "dport": "tcp.dport", "icmp_type": "icmp.type",
+                    "ttl": "ip.ttl"}
+
+
+def _compose_number(key: str, path: str, text: str) -> int:
+    try:
+        return FIELDS[path].parse(text)
+    except FieldError as err:
+        raise FieldError(key + str(err).removeprefix(path)) from None
 
 
 def _fresh_packet(item: Any, walked: Sequence[tuple[Any, Any]] = ()) -> Any:
@@ -919,6 +933,7 @@ _EXAMPLES = {
 
 
 def _spec_error(message: str, column: int, token: str) -> ParseError:
+    token = token if len(token) <= 60 else token[:57] + "..."  # a pasted 1 MB word
     return ParseError(message, file=SPEC_FILE, line=1, column=column, token=token)
 
 
@@ -966,6 +981,9 @@ def _chain_arg(arg: str, col: int, profile: str) -> str:
     return _table_chain(parts, arg, col)
 
 
+_MAX_RULE = 2**31 - 1  # INT_MAX, iptables' bound for a rule number
+
+
 def _rule_arg(arg: str, col: int, profile: str) -> str:
     parts = arg.split(":")
     if len(parts) == 4 and parts[2] == "rule":  # the trace label, table:chain:rule:N
@@ -974,9 +992,16 @@ def _rule_arg(arg: str, col: int, profile: str) -> str:
         raise _spec_error("a rule is written table:chain:N (N counts from 1), like "
                           "filter:FORWARD:3", col, arg)
     number = parts[2]
-    if not number.isdigit() or int(number) < 1:
-        raise _spec_error(f"rule number {number!r} must be 1 or more", col, arg)
-    return f"{_table_chain(parts, arg, col)}:{int(number)}"
+    # read as iptables reads `-D INPUT 010` (xtables_strtoui base 0, 1..INT_MAX: rule 8;
+    # checked with iptables 1.8.9, which refuses 08)
+    value = scan_uint(number, 0)
+    if value is None or not 1 <= value <= _MAX_RULE:
+        shown = number if len(number) <= 40 else number[:37] + "..."
+        too_big = value is not None and value > _MAX_RULE
+        raise _spec_error(f"rule number {shown!r} must be 1 or more"
+                          + (f" and at most {_MAX_RULE}" if too_big else
+                             f" ({INT_FORMS})" if value is None else ""), col, arg)
+    return f"{_table_chain(parts, arg, col)}:{value}"
 
 
 def _watch_arg(arg: str, col: int, profile: str) -> str:

@@ -28,6 +28,7 @@ from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueE
 from typing import Any, Protocol
 
 from kptui.engine.errors import FieldError, ParseError
+from kptui.engine.numbers import scan_uint
 
 FILE = "<condition>"
 
@@ -46,6 +47,10 @@ _KIND_WORDS = {
 }
 _ORDERED_KINDS = ("int", "addr")
 KEYWORDS = ("and", "or", "not", "in")
+# Levels of parentheses and `not` a condition may nest. The parser and the evaluator
+# recurse once per level, so this bound keeps both far from Python's recursion limit
+# (a pasted `((((...` 100,000 deep is a ParseError, never a RecursionError).
+MAX_DEPTH = 64
 
 
 class PacketLike(Protocol):
@@ -246,6 +251,7 @@ class _Parser:
         self.pos = 0
         self.paths = paths
         self.seen: list[str] = []
+        self.depth = 0
 
     # helpers
     @property
@@ -266,7 +272,8 @@ class _Parser:
 
     def error(self, message: str, tok: Token | None = None) -> ParseError:
         tok = tok or self.tok
-        return ParseError(message, file=self.file, line=1, column=tok.column, token=tok.text)
+        text = tok.text if len(tok.text) <= 60 else tok.text[:57] + "..."  # a pasted 1 MB
+        return ParseError(message, file=self.file, line=1, column=tok.column, token=text)
 
     def expect_punct(self, text: str, why: str) -> Token:
         if self.tok.kind == "punct" and self.tok.text == text:
@@ -297,18 +304,31 @@ class _Parser:
             items.append(self.parse_not())
         return items[0] if len(items) == 1 else And(tuple(items))
 
+    def nest(self, tok: Token) -> None:
+        """One level deeper (a `(` or a `not`); refuse past MAX_DEPTH, naming the column."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(f"nested too deeply: at most {MAX_DEPTH} levels of parentheses "
+                             "and `not`", tok)
+
     def parse_not(self) -> Node:
+        tok = self.tok
         if self.is_word("not"):
+            self.nest(tok)
             self.advance()
-            return Not(self.parse_not())
+            node = Not(self.parse_not())
+            self.depth -= 1
+            return node
         return self.parse_primary()
 
     def parse_primary(self) -> Node:
         tok = self.tok
         if tok.kind == "punct" and tok.text == "(":
+            self.nest(tok)
             self.advance()
             node = self.parse_or()
             self.expect_punct(")", f"to close the '(' at column {tok.column}")
+            self.depth -= 1
             return node
         return self.parse_test()
 
@@ -398,23 +418,27 @@ class _Parser:
             raise self.error(str(err), tok) from None
 
 
-_DEC = re.compile(r"[0-9]+")
 _QUAD = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")
 
 
 def _network(text: str) -> IPv4Network | str | None:
-    """A number token read as a network: the network, why it is wrong (str), or None."""
+    """A number token read as a network: the network, why it is wrong (str), or None.
+
+    The prefix length is read as iptables reads ``-s 10.0.0.0/010`` (base 0: /8;
+    checked with iptables 1.8.9, which refuses ``/08``)."""
     addr, slash, prefix = text.partition("/")
     if not slash or not _QUAD.fullmatch(addr):
         return None
-    if not _DEC.fullmatch(prefix) or int(prefix) > 32:
-        return f"bad prefix length /{prefix} (0 to 32)"
+    bits = scan_uint(prefix, 0)
+    if bits is None or bits > 32:
+        shown = prefix if len(prefix) <= 40 else prefix[:37] + "..."
+        return f"bad prefix length /{shown} (0 to 32)"
     try:
-        net = IPv4Network(f"{addr}/{int(prefix)}", strict=False)
+        net = IPv4Network((addr, bits), strict=False)
     except (AddressValueError, NetmaskValueError, ValueError):
         return f"{addr} is not an IPv4 address"
     if net.network_address != IPv4Address(addr):
-        return f"{text} has host bits set; did you mean {net}?"
+        return f"{addr}/{bits} has host bits set; did you mean {net}?"
     return net
 
 

@@ -28,6 +28,7 @@ from ipaddress import AddressValueError, IPv4Address
 from typing import Any
 
 from kptui.engine.errors import FieldError, UnsupportedError
+from kptui.engine.numbers import U64, NumberError, parse_uint, scan_uint
 
 # The fields an IPv4 route lookup reads (flowi4: daddr, saddr, tos, mark): ipt_mangle_out
 # routes again when one changes; after routing, an edit of one changes no route.
@@ -224,14 +225,22 @@ def _rest_from(csum: int, known: int) -> int:
 
 
 def parse_tcp_flags(text: str) -> int:
-    """Parse "SA", "SYN,ACK", "syn ack", "NONE", "ALL" or a number ("0x12") into flag bits."""
+    """Parse "SA", "SYN,ACK", "syn ack", "NONE", "ALL" or a number ("0x12") into flag bits.
+
+    A number is read like every kptui integer (C's strtoul base 0, as Wireshark's
+    ``tcp.flags == 0x12``): decimal, 0x hex, a leading 0 octal; ASCII digits only.
+    """
     t = text.strip()
-    if re.fullmatch(r"0[xX][0-9a-fA-F]+|\d+", t):
-        v = int(t, 0)
-        if v > 0xFF:
-            raise FieldError(f"tcp flags: {t} is out of range 0..255")
-        return v
-    tokens = [tok for tok in re.split(r"[\s,|+]+", t.upper()) if tok]
+    if t[:1] in _ASCII_DIGITS:
+        try:
+            return parse_uint(t, 0, 0xFF, base=0, what="tcp flags")
+        except NumberError as err:
+            if err.out_of_range:
+                shown = t if len(t) <= 40 else t[:37] + "..."
+                raise FieldError(f"tcp flags: {shown} is out of range 0..255") from None
+            raise FieldError(f"tcp flags: {_shown(t)} is not a number ({INT_FORMS})") from None
+    # upper() of ASCII only: "\u00df".upper() is "SS", which must not read as SYN
+    tokens = [tok.upper() if tok.isascii() else tok for tok in re.split(r"[\s,|+]+", t) if tok]
     if not tokens:
         raise FieldError("tcp flags: empty; use letters like SA, names like SYN,ACK, or NONE")
     letters = dict(_FLAG_LETTERS)
@@ -258,24 +267,37 @@ def format_tcp_flags(flags: int) -> str:
 
 def parse_classid(text: str) -> int:
     """A tc handle as tc(8) reads it (iproute2 get_tc_classid): "1:10" (hex), ":10",
-    "1:", a bare hex number, "root" or "none"."""
+    "1:", a bare hex number, "root" or "none".
+
+    Each half is strtoul base 16, as in tc: a 0x prefix, a leading blank or ``+`` are
+    taken, ``01:016`` is 1:16 (checked with tc, iproute2 6.1). Unlike tc, a bare number
+    over 32 bits is refused rather than truncated, and so is a minus sign.
+    """
     t = text.strip().lower()
     if t == "root":
         return 0xFFFFFFFF
     if t == "none":
         return 0
-    m = re.fullmatch(r"([0-9a-f]*)(?::([0-9a-f]*))?", t)
-    if not m or not t or (m.group(2) is None and not m.group(1)) or t == ":":
-        raise FieldError(f"classid: {text!r} is not a tc class id like 1:10 (hex major:minor)")
-    major = int(m.group(1) or "0", 16)
-    if m.group(2) is None:
-        if major > 0xFFFFFFFF:
-            raise FieldError(f"classid: {text!r} is out of range (32 bits)")
-        return major
-    minor = int(m.group(2) or "0", 16)
-    if major > 0xFFFF or minor > 0xFFFF:
-        raise FieldError(f"classid: {text!r}: major and minor must each be at most ffff")
-    return major << 16 | minor
+    major, colon, minor = t.partition(":")
+    bad = FieldError(f"classid: {text!r} is not a tc class id like 1:10 (hex major:minor)")
+    if not colon:
+        value = scan_uint(major, 16, strtoul=True)
+        if value is None:
+            raise bad
+        if value > 0xFFFFFFFF:
+            raise FieldError(f"classid: {_shown(text)} is out of range (32 bits)")
+        return value
+    if not major and not minor:
+        raise bad
+    halves = []
+    for half in (major, minor):
+        value = scan_uint(half, 16, strtoul=True) if half else 0
+        if value is None:
+            raise bad
+        halves.append(value)
+    if halves[0] > 0xFFFF or halves[1] > 0xFFFF:
+        raise FieldError(f"classid: {_shown(text)}: major and minor must each be at most ffff")
+    return halves[0] << 16 | halves[1]
 
 
 def format_classid(value: int) -> str:
@@ -302,11 +324,27 @@ def icmp_type_name(icmp_type: int, code: int) -> str:
 # Field types: parse text, check a value, format a value
 
 
+# How kptui's own syntax (edits, conditions, the compose dialog) reads an integer: as C,
+# iptables and Wireshark display filters do (strtoul base 0).
+INT_FORMS = "decimal, 0x hex or 0-prefixed octal"
+_ASCII_DIGITS = frozenset("0123456789")
+
+
+def _shown(text: str) -> str:
+    """A token in an error: repr, cut when very long (a 5000-digit number)."""
+    return repr(text) if len(text) <= 40 else repr(text[:37] + "...")
+
+
 def _int_parser(path: str, text: str) -> int:
+    """Syntax only (the field's check does the range): ``010`` is 8, ``0x1f`` 31, as in
+    C and iptables; ``08``, ``8²`` or Arabic-Indic digits are refused with the token."""
     t = text.strip()
-    if not re.fullmatch(r"0[xX][0-9a-fA-F]+|\d+", t):
-        raise FieldError(f"{path}: {text!r} is not a number (decimal, or hex like 0x1f)")
-    return int(t, 0)
+    value = scan_uint(t, 0)
+    if value is None:
+        raise FieldError(f"{path}: {_shown(text)} is not a number ({INT_FORMS})")
+    if value > U64:  # beyond every field: say so without printing its 500 digits
+        raise FieldError(f"{path}: {_shown(t)} is out of range (more than 64 bits)")
+    return value
 
 
 def _make_int_check(lo: int, hi: int, parse: Callable[[str, str], int]):
@@ -383,7 +421,11 @@ def _iface_check(path: str, value: Any) -> str:
         raise FieldError(f"{path}: expected an interface name, got {value!r}")
     if value == "":
         return value
-    if len(value.encode()) > 15:
+    try:
+        size = len(value.encode())
+    except UnicodeEncodeError:  # a lone surrogate: no bytes a device name could hold
+        raise FieldError(f"{path}: {value!r} is not a valid interface name") from None
+    if size > 15:
         raise FieldError(f"{path}: {value!r} is longer than 15 characters (IFNAMSIZ)")
     if value in (".", "..") or any(c in value for c in "/:") or any(c.isspace() for c in value):
         raise FieldError(f"{path}: {value!r} is not a valid interface name")
@@ -728,8 +770,9 @@ def _proto_number(proto: str | int) -> int:
         p = proto.strip().lower()
         if p in PROTO_NUMBERS:
             return PROTO_NUMBERS[p]
-        if p.isdigit() and int(p) <= 255:
-            return int(p)
+        number = scan_uint(p, 0)
+        if number is not None and number <= 255:
+            return number
     raise FieldError(f"proto: {proto!r} is not tcp, udp, icmp or a protocol number 0..255")
 
 
