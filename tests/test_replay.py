@@ -318,3 +318,36 @@ def test_walk_events_stay_between_walk_start_and_fate(saved):
     assert events[starts[7]].origin == "local"  # the router itself sends the ICMP error
     assert all(isinstance(events[i - 1], Fate) for i in starts[1:])
     assert any(isinstance(e, StageLeave) for e in events)
+
+
+@pytest.mark.parametrize("spec", [
+    "stage nat:POSTROUTING if tcp.dport == \uff18\uff10",  # full-width digits: not a number
+    "stage nat:POSTROUTING if " + "(" * 1000 + "tcp.dport == 80" + ")" * 1000,
+    "stage nat:POSTROUTING if " + "not " * 900 + "ip.df",
+], ids=["full-width digits", "deep parentheses", "deep not"])
+def test_a_bad_journal_entry_stops_the_replay_there_and_says_which(saved, tmp_path, capsys,
+                                                                   spec):
+    # Issue 13: a session whose journal held such a breakpoint made `replay --headless`
+    # exit 3 with a traceback. Now: one line naming the entry, exit 1, as any divergence.
+    session = load(saved)
+    session.journal.insert(0, {"op": "break", "spec": spec, "id": 1})
+    path = tmp_path / "bad.kpt"
+    save(session, path)
+    capsys.readouterr()
+    assert main(["replay", str(path), "--headless", "--format", "trace"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "journal action 0 " in err and " fails: " in err
+    assert "internal error" not in err
+
+
+def test_an_internal_error_in_a_journal_action_is_reported_not_raised(saved, monkeypatch):
+    # A session file is untrusted input: even a kptui bug in one action ends the replay
+    # at that entry with a message, not with a traceback.
+    def broken(self, entry):  # noqa: ANN001, ANN202
+        raise ValueError("boom")
+
+    monkeypatch.setattr(Debugger, "apply", broken)
+    done = replay(load(saved), file="s.kpt")
+    assert done.divergence.startswith("journal action 0 ")
+    assert "internal error (ValueError: boom)" in done.divergence

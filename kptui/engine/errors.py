@@ -7,6 +7,10 @@ message says what is wrong, where, and (when it helps) what would be right.
 from __future__ import annotations
 
 
+# An error quotes at most this much of its token: a 1 MB word stays a one-line message.
+TOKEN_SHOWN = 60
+
+
 class KptuiError(Exception):
     """Base of every error a user may see."""
 
@@ -36,7 +40,9 @@ class ParseError(KptuiError):
             where += f":{self.line}"
             if self.column:
                 where += f":{self.column}"
-        tok = f" (at {self.token!r})" if self.token else ""
+        shown = self.token if len(self.token) <= TOKEN_SHOWN else \
+            self.token[:TOKEN_SHOWN - 3] + "..."
+        tok = f" (at {shown!r})" if self.token else ""
         return f"{where}: {self.message}{tok}"
 
 
