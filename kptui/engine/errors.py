@@ -6,7 +6,6 @@ message says what is wrong, where, and (when it helps) what would be right.
 
 from __future__ import annotations
 
-
 # An error quotes at most this much of its token: a 1 MB word stays a one-line message.
 TOKEN_SHOWN = 60
 
