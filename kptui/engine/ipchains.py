@@ -19,7 +19,6 @@ from __future__ import annotations
 import shlex
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
 from typing import Any
 
 from kptui.engine.errors import ParseError
@@ -34,6 +33,7 @@ from kptui.engine.events import (
     TargetApplied,
 )
 from kptui.engine.iptables.model import Chain, Counters
+from kptui.engine.numbers import scan_uint
 
 TABLE = "ipchains"
 BUILTIN = ("input", "forward", "output")
@@ -177,10 +177,11 @@ class _Command:
             ch = self.chain(rest[0] if rest else None)
             rest = rest[1:]
             pos = None
-            if cmd in ("-I", "-R") and rest and rest[0].isdigit():
-                pos, rest = int(rest[0]), rest[1:]
+            # ipchains takes any next word not starting with - or ! as the rule number
+            if cmd in ("-I", "-R") and rest and rest[0][:1] not in ("-", "!"):
+                pos, word, rest = self.rule_number(rest[0]), rest[0], rest[1:]
                 if not 1 <= pos <= len(ch.rules) + (1 if cmd == "-I" else 0):
-                    raise self.err(f"rule number {pos} is out of range", str(pos))
+                    raise self.err(f"rule number {pos} is out of range", word)
             if cmd == "-R" and pos is None:
                 raise self.err("-R needs a rule number")
             rule = self.rule(rest, ch)
@@ -192,8 +193,10 @@ class _Command:
                 ch.rules[(pos or 1) - 1] = rule
         elif cmd == "-D":
             ch = self.chain(rest[0] if rest else None)
-            if len(rest) == 2 and rest[1].isdigit():
-                n = int(rest[1])
+            if len(rest) >= 2 and rest[1][:1] not in ("-", "!"):
+                n = self.rule_number(rest[1])
+                if len(rest) > 2:
+                    raise self.err(f"unknown option or argument {rest[2]!r}", rest[2])
                 if not 1 <= n <= len(ch.rules):
                     raise self.err(f"rule number {n} is out of range", rest[1])
                 del ch.rules[n - 1]
@@ -249,6 +252,21 @@ class _Command:
             raise self.err(f"unsupported yet: ipchains {cmd} (modelled: -A -I -R -D -F -Z "
                            "-P -N -X)", cmd)
 
+    # -- numbers: ipchains 1.3.9's string_to_number is strtol(s, &end, 10) over the
+    # whole word, so `010` is 10 and leading blanks and a `+` pass ----------------------
+
+    def number(self, text: str, lo: int, hi: int) -> int | None:
+        """string_to_number(text, lo, hi): base 10, the whole word; None when refused."""
+        value = scan_uint(text, 10, strtoul=True)
+        return value if value is not None and lo <= value <= hi else None
+
+    def rule_number(self, text: str) -> int:
+        """parse_rulenumber: string_to_number(rule, 1, INT_MAX)."""
+        value = self.number(text, 1, 0x7FFFFFFF)
+        if value is None:
+            raise self.err(f"Invalid rule number `{text}'", text)
+        return value
+
     # -- one rule ----------------------------------------------------------------------
 
     def rule(self, words: list[str], chain: Chain) -> IpcRule:
@@ -270,9 +288,13 @@ class _Command:
                 continue
             if w in ("-p", "--protocol"):
                 val, inv, used = self.inverted(words, i + 1)
-                if val not in PROTOS and not val.isdigit():
+                # parse_protocol: string_to_number(s, 0, 65535) first, then a name
+                proto = self.number(val, 0, 65535)
+                if proto is None:
+                    proto = PROTOS.get(val.lower())
+                if proto is None:
                     raise self.err(f"unknown protocol `{val}' specified", val)
-                r.proto, r.proto_inv = (PROTOS[val] if val in PROTOS else int(val)), inv
+                r.proto, r.proto_inv = proto, inv
                 i += 1 + used
             elif w in ("-s", "--source", "--src", "-d", "--destination", "--dst"):
                 val, inv, used = self.inverted(words, i + 1)
@@ -298,8 +320,8 @@ class _Command:
             elif w in ("-j", "--jump"):
                 r.target = arg()
                 i += 2
-                if r.target == "REDIRECT" and i < n and words[i].isdigit():
-                    r.redirect_port = self.port(words[i])
+                if r.target == "REDIRECT" and i < n and words[i][:1] not in ("-", "!"):
+                    r.redirect_port = self.port(words[i])  # rport = argv[optind++]
                     i += 1
             elif w in ("-y", "--syn"):
                 r.syn = not prefix_inv
@@ -314,10 +336,13 @@ class _Command:
                 i += 1
             elif w in ("-m", "--mark"):
                 val = arg()
-                try:
-                    r.mark = int(val, 0)
-                except ValueError:
-                    raise self.err(f"bad mark value {val!r}", val) from None
+                if val[:1] in ("+", "-"):  # parse_mark: a relative mark, added by the kernel
+                    raise self.err(f"unsupported yet: a relative mark (-m {val})", val)
+                # parse_mark: strtoul(ptr, &end, 0) up to UINT_MAX (010 is 8, 0x10 is 16)
+                mark = scan_uint(val, 0, strtoul=True)
+                if mark is None or mark > 0xFFFFFFFF:
+                    raise self.err(f"bad mark value {val!r}", val)
+                r.mark = mark
                 i += 2
             elif w in ("-v", "-n", "--verbose", "--numeric"):
                 i += 1
@@ -357,40 +382,49 @@ class _Command:
             raise self.err(f"option {words[i - 1]} needs an argument", words[i - 1])
         return words[i], False, 1
 
+    def dotted(self, text: str) -> int | None:
+        """dotted_to_addr: four parts, each string_to_number(p, 0, 255) (010 is 10)."""
+        parts = text.split(".")
+        if len(parts) != 4:
+            return None
+        value = 0
+        for part in parts:
+            octet = self.number(part, 0, 255)
+            if octet is None:
+                return None
+            value = value << 8 | octet
+        return value
+
     def address(self, text: str) -> tuple[int, int]:
         addr, _, mask = text.partition("/")
-        try:
-            if addr == "0":
-                addr = "0.0.0.0"
-            base = int(IPv4Address(addr))
-            if not mask:
-                bits = 0xFFFFFFFF
-            elif "." in mask:
-                bits = int(IPv4Address(mask))
-            else:
-                length = int(mask)
-                if not 0 <= length <= 32:
-                    raise ValueError
-                bits = (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
-        except ValueError:
+        base = 0 if addr == "0" else self.dotted(addr)
+        if not mask:
+            bits: int | None = 0xFFFFFFFF
+        elif "." in mask:
+            bits = self.dotted(mask)
+        else:  # parse_mask: string_to_number(mask, 0, 32)
+            length = self.number(mask, 0, 32)
+            bits = None if length is None else (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
+        if base is None or bits is None:
             raise self.err(f"bad address {text!r} (host names are not resolved: give "
-                           "A.B.C.D[/mask])", text) from None
+                           "A.B.C.D[/mask])", text)
         return base & bits, bits
 
     def port(self, text: str) -> int:
-        value = SERVICES.get(text)
+        value = self.number(text, 0, 65535)  # parse_port: a number first, then a service
         if value is None:
-            if not text.isdigit() or int(text) > 65535:
-                raise self.err(f"bad port {text!r}", text)
-            value = int(text)
+            value = SERVICES.get(text)
+        if value is None:
+            raise self.err(f"bad port {text!r}", text)
         return value
 
     def port_range(self, text: str, proto: int, side: str) -> tuple[int, int]:
         if proto == 1:
+            number = self.number(text, 0, 255)
             if side == "s" and text in ICMP_NAMES:
                 value = ICMP_NAMES[text]
-            elif text.isdigit() and int(text) <= 255:
-                value = int(text)
+            elif number is not None:
+                value = number
             else:
                 raise self.err(f"bad ICMP {'type' if side == 's' else 'code'} {text!r}", text)
             return value, value

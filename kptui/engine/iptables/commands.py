@@ -16,6 +16,7 @@ from kptui.engine.iptables.lexer import Token, split_restore, split_shell
 from kptui.engine.iptables.model import BUILTIN_CHAINS, Chain, Counters, Ruleset, Table
 from kptui.engine.iptables.parse import RuleParser
 from kptui.engine.iptables.targets import STANDARD_VERDICTS, TARGETS, ChainTarget
+from kptui.engine.numbers import U64, scan_uint
 
 COMMAND_WORDS = frozenset({"iptables", "iptables-legacy", "iptables-nft"})
 _CMDS = {
@@ -60,6 +61,8 @@ def _references(table: Table, name: str) -> list[str]:
 
 
 def _check_new_chain(name: str, c: _Ctx, tok: Token) -> None:
+    if not name:  # iptables 1.8.9's answer to `-N ""` (checked)
+        raise c.err("chain name may not clash with target name", tok)
     if len(name) > 28:
         raise c.err(f"chain name `{name}' too long (must be under 29 chars)", tok)
     if name.startswith("-") or name == "!":
@@ -101,7 +104,11 @@ def _execute(ruleset: Ruleset, table: Table, cmd: Token, pos: list[Token], spec:
         _check_new_chain(name, c, chain_tok)  # type: ignore[arg-type]
         table.chains[name] = Chain(name, False, "-", True)
         return
-    if name and chain is None:
+    if chain_tok is not None and chain is None:
+        if op == "-P":  # iptables 1.8.9, for `-P NOSUCH ACCEPT` and `-P "" ACCEPT` (checked)
+            raise c.err("Bad built-in chain name.", chain_tok)
+        if not name:  # `-A ""`: iptables 1.8.9 says this (checked)
+            raise c.err("No chain/target/match by that name.", chain_tok)
         raise c.err(f"Chain '{name}' does not exist", chain_tok)
     if op in ("-A", "-I", "-D", "-R", "-P") and chain is not None and chain.builtin:
         chain.present = True
@@ -131,9 +138,7 @@ def _execute(ruleset: Ruleset, table: Table, cmd: Token, pos: list[Token], spec:
     n_rules = len(chain.rules)
     number = None
     if op in ("-I", "-D", "-R") and len(pos) > 1:
-        if not pos[1][0].isdigit() or int(pos[1][0]) < 1:
-            raise c.err(f"Invalid rule number `{pos[1][0]}'", pos[1])
-        number = int(pos[1][0])
+        number = _rule_number(pos[1], c)
     if op == "-D" and number is not None:
         if spec:
             raise c.err("-D with a rule number takes no rule specification", spec[0])
@@ -169,6 +174,25 @@ def _execute(ruleset: Ruleset, table: Table, cmd: Token, pos: list[Token], spec:
         else:
             raise c.err("Bad rule (does a matching rule exist in that chain?).", cmd)
     chain.changed()
+
+
+def _rule_number(tok: Token, c: _Ctx) -> int:
+    """parse_rulenumber: xtables_strtoui(rule, 1, INT_MAX), base 0 (``-I INPUT 0x2`` is 2)."""
+    number = scan_uint(tok[0], 0, strtoul=True)
+    if number is None or not 1 <= number <= 0x7FFFFFFF:
+        raise c.err(f"Invalid rule number `{tok[0]}'", tok)
+    return number
+
+
+def _counter(tok: Token, c: _Ctx, which: str) -> int:
+    """One -c counter: sscanf("%llu"), base 10. kptui refuses what follows the digits
+    and values past 64 bits, which iptables 1.8.9 ignores or saturates."""
+    value = scan_uint(tok[0], 10, strtoul=True)
+    if value is None:
+        raise c.err(f"-c {which} counter not numeric", tok)
+    if value > U64:
+        raise c.err(f"-c {which} counter {tok[0]} is out of range 0..{U64}", tok)
+    return value
 
 
 def _rename_chain(table: Table, pos: list[Token], c: _Ctx, cmd: Token) -> None:
@@ -243,10 +267,9 @@ def _split_command(toks: list[Token], c: _Ctx, *, allow_table: bool
             cmd = toks[i]
             i += 1
             want = _POSITIONAL[_CMDS[t]]
-            while len(pos) < want and i < n and not toks[i][0].startswith("-") and \
-                    toks[i][0] != "!":
-                if len(pos) == 1 and _CMDS[t] in ("-I", "-D") and not toks[i][0].isdigit():
-                    break
+            # xs_has_arg: any next word not starting with - or ! is taken (for -I/-D
+            # it is the rule number: `-I INPUT foo` is "Invalid rule number `foo'")
+            while len(pos) < want and i < n and toks[i][0][:1] not in ("-", "!"):
                 pos.append(toks[i])
                 i += 1
             # the usual case: nothing but the rule specification follows (checked in C,
@@ -255,9 +278,10 @@ def _split_command(toks: list[Token], c: _Ctx, *, allow_table: bool
                 spec += toks[i:]
                 break
         elif t in ("-c", "--set-counters"):
-            if i + 2 >= n or not (toks[i + 1][0].isdigit() and toks[i + 2][0].isdigit()):
+            if i + 2 >= n:
                 raise c.err("-c requires packet and byte counter", toks[i])
-            counters = Counters(int(toks[i + 1][0]), int(toks[i + 2][0]))
+            counters = Counters(_counter(toks[i + 1], c, "packet"),
+                                _counter(toks[i + 2], c, "byte"))
             i += 3
         elif t in _LISTING or t in _HELP:
             raise UnsupportedError(f"iptables {t} (only commands that change the ruleset are "
@@ -355,12 +379,18 @@ def _restore(ruleset: Ruleset, text: str, *, file: str, first_line: int,
 
 def _counters(tok: Token, c: _Ctx) -> Counters:
     body = tok[0]
+    if body == "[0:0]":  # every chain line of a fresh dump
+        return Counters()
     if not (body.startswith("[") and body.endswith("]")):
         raise c.err("bad counters, expected [packets:bytes]", tok)
     p, sep, b = body[1:-1].partition(":")
-    if not (sep and p.isdigit() and b.isdigit()):
+    # sscanf("[%llu:%llu]"), base 10: iptables-restore 1.8.9 reads [010:0] as 10 packets
+    pkts, nbytes = scan_uint(p, 10, strtoul=True), scan_uint(b, 10, strtoul=True)
+    if not sep or pkts is None or nbytes is None:
         raise c.err("bad counters, expected [packets:bytes]", tok)
-    return Counters(int(p), int(b))
+    if pkts > U64 or nbytes > U64:
+        raise c.err(f"bad counters, each is at most {U64}", tok)
+    return Counters(pkts, nbytes)
 
 
 def _chain_line(table: Table, raw: str, c: _Ctx, noflush: bool) -> None:

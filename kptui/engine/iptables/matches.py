@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, NamedTuple
 
 from kptui.engine.iptables.values import (
+    SERVICES,
     BadValue,
     ip_text,
     net_text,
@@ -26,6 +27,7 @@ from kptui.engine.iptables.values import (
     range_text,
     save_string,
 )
+from kptui.engine.numbers import NumberError, parse_float, scan_uint
 
 
 class Opt(NamedTuple):
@@ -262,7 +264,7 @@ def parse_icmp_type(text: str) -> tuple[int, int, int]:
         return ICMP_TYPES[exact[0]]
     if len(found) > 1:
         raise BadValue(f"Ambiguous ICMP type `{text}': `{found[0]}' or `{found[1]}'?")
-    if found and not text[:1].isdigit():
+    if found:  # a prefix of a name (names start with a letter, numbers never match)
         return ICMP_TYPES[found[0]]
     t, sep, c = text.partition("/")
     bad = f"Unknown ICMP type `{text}'"
@@ -514,12 +516,19 @@ TOS_NAMES = {"Minimize-Delay": 0x10, "Maximize-Throughput": 0x08,
              "Maximize-Reliability": 0x04, "Minimize-Cost": 0x02, "Normal-Service": 0x00}
 
 
+def _starts_numeric(text: str) -> bool:
+    """Whether strtoul would read a number at the start of ``text`` (blanks, ``+``, a digit)."""
+    body = text.lstrip(" \t\n\v\f\r")
+    body = body[1:] if body[:1] == "+" else body
+    return "0" <= body[:1] <= "9"
+
+
 def parse_tos(text: str, opt: str) -> tuple[int, int]:
     """tos value[/mask] or a symbolic name (mask 0x3f), as libxt_tos parses it."""
     for name, v in TOS_NAMES.items():
         if name.lower() == text.lower():
             return v, 0x3F
-    if not text[:1].isdigit():
+    if not _starts_numeric(text):  # tos_parse_symbolic: xtables_strtoui with an end pointer
         raise BadValue(f'Symbolic name "{text}" is unknown')
     v, sep, m = text.partition("/")
     what = f'tos: bad value for option "{opt}", or out of range (0-255).'
@@ -725,9 +734,11 @@ def parse_rate(text: str) -> int:
         if not hits:
             raise BadValue(f'bad rate "{text}"\'')
         mult = hits[0]
-    if not num.isdigit() or int(num) == 0:
+    # atoi, base 10: iptables 1.8.9 reads `--limit 010/sec` as 10/sec and refuses 0x10
+    r = scan_uint(num, 10, strtoul=True)
+    if not r:
         raise BadValue(f'bad rate "{text}"\'')
-    period = XT_LIMIT_SCALE * mult // int(num)
+    period = XT_LIMIT_SCALE * mult // r
     if period == 0:
         raise BadValue(f'Rate too fast "{text}"')
     return period
@@ -807,13 +818,12 @@ class StatisticMatch(Match):
                 raise BadValue(f"Bad mode \"{a}\"")
             self.mode = a
         elif opt == "--probability":
+            # strtod; kptui refuses its hex floats, inf and nan (nan is 0 to iptables 1.8.9)
             try:
-                p = float(a)
-            except ValueError:
-                p = -1.0
-            if not 0.0 <= p <= 1.0:
+                p = parse_float(a.lstrip(" \t\n\v\f\r"), 0.0, 1.0)
+            except NumberError:
                 raise BadValue('statistic: bad value for option "--probability", '
-                               'or out of range (0-1).')
+                               'or out of range (0-1).') from None
             self.prob, self.inv = round(0x80000000 * p), inv
         elif opt == "--every":
             self.every = parse_uint(a, 1, 0xFFFFFFFF, 'statistic: bad value for option '
@@ -904,6 +914,22 @@ class StateMatch(Match):
         return None
 
 
+def _ct_port(text: str) -> int:
+    """A --ctorigsrcport-style port: base 10 (iptables 1.8.9 reads 010 as 10), or a service."""
+    v = scan_uint(text, 10, strtoul=True)
+    if v is None or v > 65535:
+        v = SERVICES.get(text)
+        if v is None:
+            raise BadValue(f'Port "{text}" does not resolve to anything.')
+    return v
+
+
+def _ct_port_range(text: str) -> tuple[int, int]:
+    lo, sep, hi = text.partition(":")
+    a = _ct_port(lo) if lo or not sep else 0
+    return a, (_ct_port(hi) if hi else 65535) if sep else a
+
+
 class ConntrackMatch(Match):
     """xt_conntrack (conntrack_mt, revision 3): every given option must hold."""
 
@@ -933,7 +959,7 @@ class ConntrackMatch(Match):
             p = parse_net(a)
             v = net_text(*p)
         elif opt.endswith("port"):
-            p = parse_port_range(a)
+            p = _ct_port_range(a)
             v = range_text(*p)
         elif opt == "--ctdir":
             if a.upper() not in ("ORIGINAL", "REPLY"):

@@ -27,11 +27,13 @@ from kptui.engine.iptables.logline import (
 from kptui.engine.iptables.matches import TOS_NAMES, Opt, parse_dscp
 from kptui.engine.iptables.values import (
     BadValue,
-    _dotted,
+    inet_pton,
     parse_uint,
     parse_value_mask,
+    port_number,
     save_string,
 )
+from kptui.engine.numbers import U32, U64, scan_uint, split_uint
 
 
 @dataclass
@@ -248,16 +250,17 @@ class ClassifyTarget(Target):
         self.classid = 0
 
     def option(self, opt: str, args: list[str], inv: bool) -> None:
-        major, sep, minor = args[0].partition(":")
-        try:
-            if not sep:
-                raise ValueError
-            ma, mi = int(major, 16), int(minor, 16)
-            if ma > 0xFFFF or mi > 0xFFFF:
-                raise ValueError
-        except ValueError:
-            raise BadValue(f'Bad class value "{args[0]}"') from None
-        self.classid = (ma << 16) | mi
+        """libxt_CLASSIFY: ``sscanf(s, "%x:%x")`` then TC_H_MAKE(major << 16, minor).
+
+        As on iptables 1.8.9: ``0x1:0x2`` and `` 1: 2`` are 1:2, what follows the
+        second number is ignored (``1:2foo`` is 1:2f), each half keeps its low 16
+        bits (``10000:1`` is 0:1, ``10:1ffff`` is 10:ffff); ``1 :2`` is refused.
+        """
+        first = _scan_hex(args[0])
+        second = _scan_hex(first[1][1:]) if first and first[1][:1] == ":" else None
+        if first is None or second is None:
+            raise BadValue(f'Bad class value "{args[0]}"')
+        self.classid = ((first[0] & 0xFFFF) << 16) | (second[0] & 0xFFFF)
 
     def finish(self, proto: int, proto_inv: bool) -> None:
         if not self.seen:
@@ -270,6 +273,21 @@ class ClassifyTarget(Target):
         out = TargetResult("CONTINUE")
         _set(pkt, "meta.priority", self.classid, out)
         return out
+
+
+def _scan_hex(text: str) -> tuple[int, str] | None:
+    """scanf's ``%x``: blanks, a sign, ``0x``, hex digits -> (unsigned int value, rest)."""
+    body = text.lstrip(" \t\n\v\f\r")
+    negative = body[:1] == "-"
+    if body[:1] in ("-", "+"):
+        body = body[1:]
+    if body[:2] in ("0x", "0X") and split_uint(body[2:], 16)[0]:
+        body = body[2:]
+    digits, rest = split_uint(body, 16)
+    if not digits:
+        return None
+    value = min(scan_uint(digits, 16) or 0, U64)  # strtoul saturates at ULONG_MAX
+    return (-value if negative else value) & U32, rest
 
 
 class TraceTarget(Target):
@@ -302,10 +320,8 @@ class LogTarget(Target):
             a = args[0]
             if a.lower() in LOG_LEVELS:
                 self.level = LOG_LEVELS[a.lower()]
-            elif a.isdigit() and int(a) <= 7:
-                self.level = int(a)
-            else:
-                raise BadValue(f'log level "{a}" unknown')
+            else:  # base 0, as iptables 1.8.9 reads it: 07 and 0x7 are 7, 010 is refused
+                self.level = parse_uint(a, 0, 7, f'log level "{a}" unknown')
         elif opt == "--log-prefix":
             if not args[0]:
                 raise BadValue("No prefix specified for --log-prefix")
@@ -534,15 +550,11 @@ _PORT_PROTOS = {6: "tcp", 17: "udp", 132: "sctp", 33: "dccp"}
 
 
 def _parse_ports(text: str, what: str) -> tuple[int, int]:
+    """``port[-port]``, each base 0 as iptables 1.8.9 reads them (``010-0x20`` is 8-32)."""
     lo, sep, hi = text.partition("-")
-    if lo.isdigit() and (not sep or hi.isdigit()):  # the common case, no messages built
-        a = int(lo)
-        b = int(hi) if sep else a
-    else:
-        bad = f'{what}: Port "{text}" not valid'
-        a = parse_uint(lo, 0, 65535, bad)
-        b = parse_uint(hi, 0, 65535, bad) if sep else a
-    if a > 65535 or b > 65535:
+    a = port_number(lo)
+    b = port_number(hi) if sep else a
+    if a is None or b is None:
         raise BadValue(f'{what}: Port "{text}" not valid')
     if a > b:
         raise BadValue(f'{what}: Port range "{text}" is invalid')
@@ -550,13 +562,11 @@ def _parse_ports(text: str, what: str) -> tuple[int, int]:
 
 
 def _parse_addr(text: str, what: str) -> Any:
-    value = _dotted(text)  # a dotted quad, as the -s/-d parser reads it (faster than
-    if value is not None:  # ipaddress's text parser, which big kube-proxy dumps feel)
-        return IPv4Address(value)
-    try:
-        return IPv4Address(text)
-    except ValueError:
-        raise BadValue(f'{what}: Bad IP address "{text}"') from None
+    # inet_pton, as iptables 1.8.9 reads it: `--to-destination 010.0.0.1` is refused
+    value = inet_pton(text)
+    if value is None:
+        raise BadValue(f'{what}: Bad IP address "{text}"')
+    return IPv4Address(value)
 
 
 class _NatTarget(_Opaque):
@@ -630,7 +640,7 @@ class _ToRange(_NatTarget):
             lo, dash, hi = addr.partition("-")
             a = _parse_addr(lo, self.name)
             b = _parse_addr(hi, self.name) if dash else a
-            if int(a) > int(b):
+            if a > b:
                 raise BadValue(f'{self.name}: Bad IP range "{addr}"')
             self._addr = (a, b)
             self.flags |= 1  # NF_NAT_RANGE_MAP_IPS
