@@ -5,6 +5,10 @@ a prepared one; given only a scenario (or scenario text), it builds the box in
 a thread worker behind a loading screen, so a 20,000-rule ruleset never
 freezes the terminal. A load error ends the app with the error as its result,
 for the CLI to print as one line.
+
+Once the debugger is up, nothing the user does ends the app (only the quit
+key): every key and click action runs through ``run_action`` below, which
+turns an exception into a message on screen (``kptui.screens.guard``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from textual.binding import Binding
 from kptui.engine.errors import KptuiError
 from kptui.screens.commands import DebuggerCommands
 from kptui.screens.debugger import DebuggerScreen
+from kptui.screens.guard import notify_error
 from kptui.screens.help import HelpScreen
 from kptui.screens.loading import LoadingScreen
 
@@ -50,6 +55,18 @@ class KptApp(App[object]):
         self.text = text
         self.scenario_name = name or getattr(scenario, "name", "") or "scenario"
         self.load_seconds = 0.0
+        # kptui bugs met so far ("ValueError: ..."), each logged with its traceback and
+        # shown with a hint to report it (kptui.screens.guard); the tests read this
+        self.internal_errors: list[str] = []
+
+    async def run_action(self, action: Any, default_namespace: Any = None,
+                         namespaces: Any = None) -> bool:
+        """Every key binding and click action: an error is a message, never the end."""
+        try:
+            return await super().run_action(action, default_namespace, namespaces)
+        except Exception as err:  # noqa: BLE001 - the app never exits on user input
+            notify_error(self, err)
+            return True
 
     def on_mount(self) -> None:
         if self.debugger is not None:

@@ -2,7 +2,8 @@
 
 Besides the stepping commands it offers one "Breakpoint: toggle at <stage>"
 per box of the diagram, "Breakpoint: delete" per breakpoint set, and
-"Edit field: <path>" per editable field of the packet in flight.
+"Edit field: <path>" per editable field of the packet in flight. Each command
+runs through ``guard.safe``: an error in it is a message, never the end of the app.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from kptui.engine.packet import FIELDS
 from kptui.engine.profile import KNOWN_PROFILES
 from kptui.screens.debugger import DebuggerScreen
+from kptui.screens.guard import safe
 from kptui.screens.profile_switch import switch_profile
 from kptui.widgets.packet_tree import packet_paths
 
@@ -76,7 +78,7 @@ class DebuggerCommands(Provider):
         if screen is None:
             return
         for title, callback, help_text in list(commands(screen))[:14]:
-            yield DiscoveryHit(title, callback, help=help_text)
+            yield DiscoveryHit(title, safe(screen, callback), help=help_text)
 
     async def search(self, query: str) -> Hits:
         screen = self._screen()
@@ -86,5 +88,5 @@ class DebuggerCommands(Provider):
         for title, callback, help_text in commands(screen):
             score = matcher.match(title)
             if score > 0:
-                yield Hit(score, matcher.highlight(title), callback, text=title,
+                yield Hit(score, matcher.highlight(title), safe(screen, callback), text=title,
                           help=help_text)

@@ -5,11 +5,17 @@ worker (a reverse step re-executes the whole session, which takes a while
 with a big ruleset) and reports back with a ``CommandDone`` message; while
 one runs, further commands are refused rather than queued, and the panels
 are only redrawn from engine state on the UI thread once it is done.
+
+No error ends the app: the engine's own (KptuiError) is shown as its message,
+anything else as an internal error (logged with its traceback) by
+``kptui.screens.guard``, for keys (``KptApp.run_action``), dialogs, the
+palette, the message handlers here (``@guarded``) and the engine worker.
 """
 
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +38,7 @@ from kptui.screens.dialogs import (
     EditFieldScreen,
     SaveSessionScreen,
 )
+from kptui.screens.guard import error_message, guarded
 from kptui.widgets import PacketDiagram, PacketTree, RuleList, TraceLog
 from kptui.widgets.diagram import WIDE_MIN_WIDTH
 from kptui.widgets.qos import QosPanel, has_tc, qos_text
@@ -54,11 +61,16 @@ MOVES = {
 
 
 class CommandDone(Message):
-    """An engine command finished in the worker; ``stop`` is the debugger's Stop."""
+    """An engine command finished in the worker; ``stop`` is the debugger's Stop.
 
-    def __init__(self, op: str, stop: Any, error: str, seconds: float) -> None:
+    ``exception`` (with its ``trace``): what the command raised, turned into ``error``
+    on the UI thread, where it is logged."""
+
+    def __init__(self, op: str, stop: Any, error: str, seconds: float,
+                 exception: Exception | None = None, trace: str = "") -> None:
         super().__init__()
         self.op, self.stop, self.error, self.seconds = op, stop, error, seconds
+        self.exception, self.trace = exception, trace
 
 
 class DebuggerScreen(Screen[None]):
@@ -222,6 +234,7 @@ class DebuggerScreen(Screen[None]):
             widget.update(text, layout=selector != "#status")
 
     @on(TabbedContent.TabActivated)
+    @guarded
     def tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id:
             self._refresh_tab(event.pane.id)
@@ -339,17 +352,19 @@ class DebuggerScreen(Screen[None]):
     @work(thread=True, group="engine", exit_on_error=False)
     def _engine_worker(self, op: str, call: Callable[[], Any]) -> None:
         start = time.perf_counter()
-        stop, error = None, ""
+        stop, exception, trace = None, None, ""
         try:
             stop = call()
-        except KptuiError as err:
-            error = str(err)
-        except Exception as err:  # noqa: BLE001 - shown to the user, never a traceback
-            error = f"internal error: {type(err).__name__}: {err} (please report it)"
-        self.post_message(CommandDone(op, stop, error, time.perf_counter() - start))
+        except Exception as err:  # noqa: BLE001 - reported on the UI thread (on_command_done)
+            exception, trace = err, traceback.format_exc()
+        self.post_message(CommandDone(op, stop, "", time.perf_counter() - start,
+                                      exception, trace))
 
+    @guarded
     def on_command_done(self, message: CommandDone) -> None:
         self.busy = False
+        if message.exception is not None and not message.error:
+            message.error = error_message(self, message.exception, trace=message.trace)
         if message.error:
             self.notify(message.error, severity="error", title=MOVES.get(message.op,
                                                                           message.op))
@@ -471,6 +486,7 @@ class DebuggerScreen(Screen[None]):
         self.app.push_screen(EditFieldScreen(path, dbg.packet, self.apply_edit))
 
     @on(PacketTree.NodeSelected)
+    @guarded
     def tree_selected(self, event: PacketTree.NodeSelected) -> None:
         if event.node.data:
             self.action_edit(event.node.data)
@@ -528,6 +544,7 @@ class DebuggerScreen(Screen[None]):
     # -- panels --------------------------------------------------------------------------
 
     @on(PacketDiagram.BoxSelected)
+    @guarded
     def box_selected(self, event: PacketDiagram.BoxSelected) -> None:
         stage = event.stage
         if stage.kind == "table":
@@ -552,10 +569,12 @@ class DebuggerScreen(Screen[None]):
         self.query_one(PacketDiagram).focus()
 
     @on(Input.Changed, "#log-filter")
+    @guarded
     def log_filter_changed(self, event: Input.Changed) -> None:
         self.query_one(TraceLog).filter_text = event.value
 
     @on(Input.Submitted, "#log-filter")
+    @guarded
     def log_filter_done(self, event: Input.Submitted) -> None:
         self.query_one(TraceLog).focus()
 

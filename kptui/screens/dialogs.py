@@ -3,7 +3,9 @@ session, jump along a replay.
 
 Each dialog validates through a callback that returns an error message (or
 None on success); on an error the dialog stays open and shows the engine's
-reason, so nothing is changed by a bad value.
+reason, so nothing is changed by a bad value. Any other exception in the
+callback is a kptui bug: it is logged and shown there too, with a hint to
+report it (``kptui.screens.guard``); the app goes on.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label, Static
 
 from kptui.engine.packet import FIELDS
+from kptui.screens.guard import attempt
 
 Apply = Callable[..., "str | None"]
 
@@ -41,7 +44,8 @@ class Dialog(ModalScreen[bool]):
         self.dismiss(False)
 
     def submit(self, *values: Any) -> None:
-        error = self.apply(*values)
+        refused, error = attempt(self, self.apply, *values)
+        error = error or refused
         if error:
             self.show_error(error)
         else:

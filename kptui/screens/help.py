@@ -10,12 +10,14 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Markdown
 
+from kptui.engine.numbers import is_uint
+
 
 def key_label(binding: Binding) -> str:
     keys = [k.strip() for k in binding.key.split(",")]
     names = {"question_mark": "?", "slash": "/", "shift+f11": "Shift+F11", "f23": "F23",
              "ctrl+z": "Ctrl+Z", "shift+f5": "Shift+F5", "enter": "Enter"}
-    return " / ".join(names.get(k, k.upper() if k.startswith("f") and k[1:].isdigit() else k)
+    return " / ".join(names.get(k, k.upper() if k.startswith("f") and is_uint(k[1:]) else k)
                       for k in keys)
 
 

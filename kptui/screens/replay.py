@@ -19,8 +19,10 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 
 from kptui.engine.events import Event, WalkStart
+from kptui.engine.numbers import NumberError, parse_uint
 from kptui.screens.debugger import DebuggerScreen
 from kptui.screens.dialogs import JumpScreen
+from kptui.screens.guard import guarded
 from kptui.widgets import PacketDiagram, PacketTree, RuleList, Timeline, TraceLog
 from kptui.widgets.tracelog import LogEntry
 
@@ -146,20 +148,22 @@ class ReplayScreen(DebuggerScreen, inherit_bindings=False):
         self._seek(target + 1)
 
     def jump_to(self, text: str) -> str | None:
-        """`42`: just after event 42; `p3`: packet 3's start. The reason when refused."""
+        """`42` (or `#42`): just after event 42; `p3`: packet 3's start. The reason when
+        refused: decimal ASCII digits only (``١٢`` or ``8²`` are no number here)."""
         text = text.strip().lower()
+        packet = text.startswith("p")
+        digits = text[1:].strip() if packet else text.removeprefix("#")
         try:
-            if text.startswith("p"):
-                packet = int(text[1:])
-                starts = {self.timeline[s].index: s for s in self.starts}
-                if packet not in starts:
-                    return (f"no packet {packet} in this session (packets: "
-                            f"{', '.join(str(p) for p in sorted(starts)) or 'none'})")
-                self._seek(starts[packet] + 1)
-                return None
-            number = int(text)
-        except ValueError:
-            return "type an event number (like 42) or p and a packet number (like p3)"
+            number = parse_uint(digits, what="packet number" if packet else "event number")
+        except NumberError as err:
+            return f"{err}: type an event number (like 42) or p and a packet number (like p3)"
+        if packet:
+            starts = {self.timeline[s].index: s for s in self.starts}
+            if number not in starts:
+                return (f"no packet {number} in this session (packets: "
+                        f"{', '.join(str(p) for p in sorted(starts)) or 'none'})")
+            self._seek(starts[number] + 1)
+            return None
         if not 0 <= number < len(self.timeline):
             return f"events are numbered 0 to {len(self.timeline) - 1}"
         self._seek(number + 1)
@@ -171,6 +175,7 @@ class ReplayScreen(DebuggerScreen, inherit_bindings=False):
             self.app.push_screen(JumpScreen(self.jump_to, hint))
 
     @on(Timeline.Jump)
+    @guarded
     def timeline_jump(self, message: Timeline.Jump) -> None:
         self._seek(message.number + 1)
 
@@ -178,6 +183,7 @@ class ReplayScreen(DebuggerScreen, inherit_bindings=False):
         self.action_show_tab("timeline")
         self.query_one(Timeline).focus()
 
+    @guarded
     def on_command_done(self, message: Any) -> None:
         message.prevent_default()  # the debugger screen's handler runs here, once
         super().on_command_done(message)

@@ -22,6 +22,7 @@ from kptui.engine.events import (
     TargetApplied,
     UserEdit,
 )
+from kptui.engine.numbers import scan_uint
 from kptui.engine.profile import Profile
 from kptui.widgets.diagram import PATHS, DiagramState
 from kptui.widgets.rules import ChainView
@@ -123,8 +124,9 @@ def chain_view(dbg: Any, table: str, chain: str, marks: dict[int, bool] | None =
     for bp in dbg.breakpoints.values():
         if bp.kind == "rule" and bp.enabled:
             t, c, n = bp.where.split(":")
-            if (t, c) == (table, chain):
-                rule_bps.add(int(n))
+            number = scan_uint(n)  # the engine wrote it; a non-number marks no rule
+            if (t, c) == (table, chain) and number is not None:
+                rule_bps.add(number)
     return ChainView(table=table, chain=chain, rules=ch.rules,
                      policy=ch.policy if ch.builtin else "", marks=dict(marks or {}),
                      current=current, policy_applied=policy_applied,
