@@ -17,7 +17,9 @@ from typing import Any
 
 from textual import work
 from textual.app import App
+from textual.await_complete import AwaitComplete
 from textual.binding import Binding
+from textual.worker import WorkerFailed
 
 from kptui.engine.errors import KptuiError
 from kptui.screens.commands import DebuggerCommands
@@ -67,6 +69,36 @@ class KptApp(App[object]):
         except Exception as err:  # noqa: BLE001 - the app never exits on user input
             notify_error(self, err)
             return True
+
+    def _handle_exception(self, error: Exception) -> None:
+        """A worker that fails with ``exit_on_error`` (Textual's own command palette
+        gathers its hits in one, and a palette closed mid-search can fail it) reports an
+        internal error instead of ending the app. Anything else ends it as Textual does."""
+        if isinstance(error, WorkerFailed) and self.is_running and self._exception is None:
+            try:
+                notify_error(self, error)
+                return
+            except Exception:  # noqa: BLE001 - could not even report it: end as Textual does
+                pass
+        super()._handle_exception(error)
+
+    def pop_screen(self) -> AwaitComplete:
+        """Pop a dialog, help or the palette; never the debugger screen under them.
+
+        Textual's ``Screen.dismiss`` pops whatever is on top, so a stale second dismiss
+        (seen in tests/test_tui_fuzz.py: the command palette selecting after it had
+        closed, from a quick burst of keys) popped the debugger screen, leaving a blank
+        terminal, and the next one ended the app with ScreenStackError. Nothing in kptui
+        pops the debugger screen (a profile switch replaces it), so such a pop is ignored.
+        """
+        if len(self.screen_stack) <= 1 or isinstance(self.screen, DebuggerScreen):
+            self.log.warning(f"ignored a pop of {self.screen!r}: a screen dismissed twice")
+
+            async def nothing() -> None:
+                return None
+
+            return AwaitComplete(nothing()).call_next(self)
+        return super().pop_screen()
 
     def on_mount(self) -> None:
         if self.debugger is not None:

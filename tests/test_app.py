@@ -561,3 +561,95 @@ async def test_send_reply_follows_the_connection_back():
         assert reply.meta.iif == "eth1"
         await press(pilot, "c")
         assert dbg.current.action == "transmit" and dbg.current.iface == "eth0"
+
+
+# -- issue 13: no input ends the app ------------------------------------------------------
+
+from test_tui_fuzz import press as burst  # noqa: E402 - keys sent as a burst, no idle wait
+
+
+def _notes(app: KptApp) -> str:
+    return " | ".join(n.message for n in app._notifications)
+
+
+async def test_a_non_kptui_error_in_a_dialog_is_shown_as_an_internal_error(monkeypatch):
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        def broken(spec):  # noqa: ANN001, ANN202 - an engine bug, as issue 13 found them
+            raise ValueError(f"invalid literal for int() with base 10: {spec!r}")
+
+        monkeypatch.setattr(debugger(app), "add_breakpoint", broken)
+        await press(pilot, "a")
+        await type_text(pilot, "rule filter:INPUT:1²")
+        await press(pilot, "enter")
+        assert app.is_running and isinstance(app.screen, BreakpointScreen)
+        error = str(app.screen.query_one("#error").render())
+        assert "internal error: ValueError: invalid literal" in error
+        assert "please report it with the session (Ctrl+S)" in error
+        assert app.internal_errors and app.internal_errors[0].startswith("ValueError")
+        await press(pilot, "escape")
+        assert isinstance(app.screen, DebuggerScreen)
+
+
+async def test_a_non_kptui_error_in_a_key_action_or_the_engine_worker_is_a_notice(monkeypatch):
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        dbg = debugger(app)
+
+        def boom():  # noqa: ANN202
+            raise RecursionError("maximum recursion depth exceeded")
+
+        monkeypatch.setattr(dbg, "send_reply", boom)  # `y`: runs on the UI thread
+        monkeypatch.setattr(dbg, "step", boom)  # `s`: runs in the engine worker
+        await press(pilot, "y")
+        await press(pilot, "s")
+        assert app.is_running and isinstance(app.screen, DebuggerScreen)
+        assert app.return_code is None
+        assert _notes(app).count("internal error: RecursionError") == 2
+        assert len(app.internal_errors) == 2
+        assert not app.screen.busy  # the worker's failure ended the command
+
+
+async def test_a_screen_dismissed_twice_closes_itself_not_the_debugger_screen():
+    # Textual's Screen.dismiss pops whatever is on top; a stale second dismiss (the
+    # command palette selecting after it closed, seen in tests/test_tui_fuzz.py) must not
+    # pop the debugger screen (a blank terminal) and then end the app
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await press(pilot, "a")
+        dialog = app.screen
+        assert isinstance(dialog, BreakpointScreen)
+        dialog.dismiss(False)
+        dialog.dismiss(False)
+        await pilot.pause()
+        assert isinstance(app.screen, DebuggerScreen) and app.is_running
+        await press(pilot, "s")
+        assert debugger(app).current is not None
+
+
+async def test_enter_twice_on_a_dialog_submits_once():
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await press(pilot, "a")
+        await type_text(pilot, "hook FORWARD")
+        await burst(pilot, "enter", "enter")
+        await pilot.pause()
+        assert [bp.spec for bp in debugger(app).breakpoints.values()] == ["hook FORWARD"]
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("١٢", "'١٢' is not a number (decimal)"), ("8²", "'8²' is not a number"),
+    ("p١", "packet number: '١' is not a number"), ("9" * 5000, "is out of range"),
+    ("", "'' is not a number"), ("-1", "'-1' is not a number"), ("#", "'' is not a number"),
+])
+def test_the_replay_jump_reads_ascii_decimal_only(text, why):
+    from kptui.screens.replay import ReplayScreen
+
+    screen = ReplayScreen.__new__(ReplayScreen)  # jump_to reads only the timeline
+    screen.timeline, screen.starts, sought = [object()] * 20, [], []
+    screen._seek = sought.append
+    error = screen.jump_to(text)
+    assert why in error and "type an event number (like 42)" in error
+    assert sought == []
+    assert screen.jump_to("010") is None and screen.jump_to("#5") is None
+    assert sought == [11, 6]  # ASCII decimal, a leading zero is still decimal here

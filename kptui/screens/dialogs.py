@@ -38,12 +38,15 @@ class Dialog(ModalScreen[bool]):
 
     def on_mount(self) -> None:
         self.show_error("")
-        self.query_one(self.FOCUS, Input).focus()
+        for field in self.query(self.FOCUS).results(Input):
+            field.focus()
 
     def action_cancel(self) -> None:
         self.dismiss(False)
 
     def submit(self, *values: Any) -> None:
+        if not self.is_active:
+            return  # a second Enter queued before the first closed the dialog: once is all
         refused, error = attempt(self, self.apply, *values)
         error = error or refused
         if error:
@@ -52,9 +55,11 @@ class Dialog(ModalScreen[bool]):
             self.dismiss(True)
 
     def show_error(self, message: str) -> None:
-        error = self.query_one("#error", Static)
-        error.update(message)
-        error.display = bool(message)
+        # query, not query_one: a dialog whose widgets are not (or no longer) mounted
+        # when a queued key reaches it is no reason to end the app
+        for error in self.query("#error").results(Static):
+            error.update(message)
+            error.display = bool(message)
 
 
 class EditFieldScreen(Dialog):

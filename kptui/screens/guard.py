@@ -39,6 +39,15 @@ def internal_text(err: BaseException) -> str:
     return f"internal error: {type(err).__name__}: {detail}; {REPORT_HINT}"
 
 
+def where(err: BaseException) -> str:
+    """file:line of the innermost frame ``err`` was raised in (a worker's: its cause's)."""
+    inner = getattr(err, "error", None)  # textual's WorkerFailed wraps the worker's error
+    if isinstance(inner, BaseException):
+        err = inner
+    frames = traceback.extract_tb(err.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+
+
 def error_message(node: Any, err: Exception, *, trace: str = "") -> str:
     """The message for ``err``; a non-KptuiError is logged and recorded on the app first.
 
@@ -50,7 +59,7 @@ def error_message(node: Any, err: Exception, *, trace: str = "") -> str:
     trace = trace or "".join(traceback.format_exception(err))
     try:
         node.log.error(f"{message}\n{trace}")
-        node.app.internal_errors.append(f"{type(err).__name__}: {err}")
+        node.app.internal_errors.append(f"{type(err).__name__}: {err} (at {where(err)})")
     except Exception:  # noqa: BLE001 - reporting must not raise in its turn
         pass
     return message
