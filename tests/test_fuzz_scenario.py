@@ -38,10 +38,11 @@ SCENARIO_WORDS = ("[[packets]]", "[[interfaces]]", "[sysctl]", "iif", "=", '"loc
 
 
 PARSED = [tomllib.loads(text) for text in CORPUS]
-# Values a mutated key may get instead of its own: wrong types and edges of ranges.
+# Values a mutated key may get instead of its own: wrong types and edges of ranges,
+# copied at each draw (a later mutation may change a table placed in the scenario).
 ODD_VALUES = st.sampled_from([-1, 0, 1, 255, 256, 65535, 65536, 2**32, 2**64, 10**60, 1.5,
                               float("inf"), float("nan"), True, "", "8\u00b2", "010", "local",
-                              [], ["x"], {}, {"a": 1}])
+                              [], ["x"], {}, {"a": 1}]).map(copy.deepcopy)
 
 
 @st.composite
