@@ -167,6 +167,9 @@ PACKET = '[[packets]]\niif = "eth0"\nproto = "udp"\nsrc = "192.0.2.9"\ndst = "19
     ("rt_tables = '''\n\u0661\u0662 isp\n'''", 0, "needs a number"),
     ("rt_tables = '''\n010 isp\n'''\nsetup = 'ip route add 10.0.0.0/8 dev lo table isp'",
      0, None),  # 010 is table 10, as iproute2's sscanf("%d") reads rt_tables
+    # a lone surrogate has no bytes a device name could hold (found by the 100,000-case run)
+    ('[[interfaces]]\nname = "\ud800"\naddresses = ["192.0.2.1/24"]\n', 2,
+     "is not a valid interface name"),
 ])
 def test_bad_scenarios_name_the_line(text: str, line: int, says: str | None) -> None:
     try:

@@ -142,12 +142,18 @@ class RouteResult:
 
 def fake_mac(name: str) -> str:
     """A stable, locally administered MAC derived from the interface name."""
-    digest = hashlib.sha256(name.encode()).digest()
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).digest()
     return ":".join(f"{b:02x}" for b in (b"\x02" + digest[:5]))
 
 
 def valid_ifname(name: str) -> bool:
-    """dev_valid_name: 1..15 bytes, not '.' or '..', no '/', ':' or whitespace."""
+    """dev_valid_name: 1..15 bytes, not '.' or '..', no '/', ':' or whitespace; a lone
+    surrogate (no UTF-8 bytes a device name could hold) is not valid either."""
+    if not name.isascii():
+        try:
+            name.encode()
+        except UnicodeEncodeError:
+            return False
     return (0 < len(name.encode()) < 16 and name not in (".", "..")
             and not any(c in name for c in "/:") and not any(c.isspace() for c in name))
 
