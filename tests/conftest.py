@@ -20,3 +20,21 @@ def pytest_runtest_makereport(item, call):  # noqa: ANN001, ANN201 - pytest hook
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"skipped under CI=true, which must not happen: {reason}"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ANN001, ANN201, ARG001
+    """Per-extension counts of iptables' extension tests (tests/test_iptables_extensions.py)."""
+    import sys
+
+    mod = sys.modules.get("test_iptables_extensions")
+    tally = getattr(mod, "TALLY", None)
+    if not tally:
+        return
+    right = sum(r for r, _ in tally.values())
+    total = sum(n for _, n in tally.values())
+    terminalreporter.section("iptables extension tests (iptables 1.8.9, per test file)")
+    cells = [f"{ext.removeprefix('lib')[:20]:20} {r:3}/{n:<3}"
+             for ext, (r, n) in sorted(tally.items())]
+    for i in range(0, len(cells), 4):
+        terminalreporter.write_line("   ".join(cells[i:i + 4]))
+    terminalreporter.write_line(f"all: {right}/{total} cases as iptables-nft takes them")

@@ -15,7 +15,8 @@ from kptui.engine.errors import ParseError, UnsupportedError
 from kptui.engine.iptables.lexer import Token, split_restore, split_shell
 from kptui.engine.iptables.model import BUILTIN_CHAINS, Chain, Counters, Ruleset, Table
 from kptui.engine.iptables.parse import RuleParser
-from kptui.engine.iptables.targets import STANDARD_VERDICTS, TARGETS, ChainTarget
+from kptui.engine.iptables.registry import TARGETS
+from kptui.engine.iptables.targets import STANDARD_VERDICTS, ChainTarget
 from kptui.engine.numbers import U64, scan_uint
 
 COMMAND_WORDS = frozenset({"iptables", "iptables-legacy", "iptables-nft"})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, NamedTuple
 
+from kptui.engine.errors import UnsupportedError
 from kptui.engine.iptables.values import (
     SERVICES,
     BadValue,
@@ -66,7 +67,9 @@ class Match:
         raise NotImplementedError
 
     def test(self, pkt: Any, ctx: Any) -> str | None:
-        raise NotImplementedError
+        """None when the packet matches, else why not. A module that is parsed and
+        printed but not simulated keeps this: the walk stops, named, never a guess."""
+        raise UnsupportedError(f"-m {self.name} (parsed, not simulated)")
 
     def _require(self, *opts: str) -> None:
         if not self.seen.intersection(opts):

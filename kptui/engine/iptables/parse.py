@@ -13,11 +13,11 @@ from collections.abc import Callable
 from kptui.engine.errors import ParseError
 from kptui.engine.iptables.ipmatch import IPMatch
 from kptui.engine.iptables.lexer import Token
-from kptui.engine.iptables.matches import MATCHES, Match
+from kptui.engine.iptables.matches import Match
 from kptui.engine.iptables.model import Rule
+from kptui.engine.iptables.registry import MATCHES, TARGETS
 from kptui.engine.iptables.targets import (
     STANDARD_VERDICTS,
-    TARGETS,
     ChainTarget,
     Standard,
     Target,

@@ -64,7 +64,9 @@ class Target:
         return ""
 
     def apply(self, pkt: Any, ctx: Any) -> TargetResult:
-        return TargetResult(self.verdict)
+        """The verdict and changes. A target that is parsed and printed but not
+        simulated keeps this: the walk stops, named, never a guess."""
+        raise UnsupportedError(f"-j {self.name} (parsed, not simulated)")
 
 
 class Standard(Target):
@@ -424,7 +426,8 @@ class NfqueueTarget(Target):
 
 # ----------------------------------------------------------------------------- parse-only
 class _Opaque(Target):
-    """Targets with free-form options saved as given; ``apply`` refuses unless overridden."""
+    """Targets with free-form options saved as given; not simulated unless ``apply`` is
+    overridden (the base class stops the walk, named)."""
 
     arg_options: ClassVar[tuple[str, ...]] = ()
     flag_options: ClassVar[tuple[str, ...]] = ()
@@ -439,9 +442,6 @@ class _Opaque(Target):
     def save(self) -> str:
         return " ".join(o if a is None else f"{o} {save_string(a) if ' ' in a else a}"
                         for o, a in self.given)
-
-    def apply(self, pkt: Any, ctx: Any) -> TargetResult:
-        raise UnsupportedError(f"the {self.name} target")
 
 
 class ConnmarkTarget(_Opaque):
