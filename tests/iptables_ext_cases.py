@@ -78,6 +78,16 @@ def exceptions() -> dict[str, str]:
 class Outcome:
     ok: bool
     got: str  # kptui's saved line or its error
+    worded: bool = False  # refused, in iptables' words (see ``worded``)
+
+
+def worded(case: Case, message: str) -> bool:
+    """kptui's refusal says what iptables said: its first line, or for the kernel's
+    refusal (``RULE_APPEND failed (Invalid argument)``) the kernel's reason."""
+    said = case.error
+    if "RULE_APPEND failed (" in said:
+        said = said.split("RULE_APPEND failed (", 1)[1].split(")", 1)[0]
+    return bool(said) and said in message
 
 
 def run_case(case: Case) -> Outcome:
@@ -92,7 +102,7 @@ def run_case(case: Case) -> Outcome:
         apply_command(rs, f"iptables {where}-A {case.chain} {case.rule}", file=case.file,
                       line=case.line)
     except KptuiError as err:
-        return Outcome(not case.accept, f"refused: {err}")
+        return Outcome(not case.accept, f"refused: {err}", worded(case, str(err)))
     new = [ln for ln in _rules(rs, case.table) if ln not in before]
     got = new[0] if len(new) == 1 else repr(new)
     if not case.accept:
@@ -119,22 +129,34 @@ def _rules(rs: Ruleset, table: str) -> list[str]:
 
 
 def report() -> None:
-    """Per extension: cases right / all, and the first few wrong ones."""
+    """Per extension: cases right / all and refusals worded as iptables words them.
+
+    ``-v`` lists the wrong cases, ``-w`` the refusals in other words, ``-e a,b``
+    only the extensions named (``-e sctp,DNAT``)."""
     cases = load_cases()
     by_ext: dict[str, list[tuple[Case, Outcome]]] = {}
     for case in cases:
         by_ext.setdefault(case.extension, []).append((case, run_case(case)))
     total = sum(o.ok for v in by_ext.values() for _, o in v)
+    refused = [(c, o) for v in by_ext.values() for c, o in v if not c.accept and o.ok]
+    names = sys.argv[sys.argv.index("-e") + 1].split(",") if "-e" in sys.argv else None
     for ext, results in sorted(by_ext.items()):
+        if names and not any(ext.endswith("_" + n) or ext == n for n in names):
+            continue
         good = sum(o.ok for _, o in results)
-        print(f"{ext:24} {good:4}/{len(results)}")
-        if "-v" in sys.argv:
-            for case, o in results:
-                if not o.ok:
-                    want = case.saved if case.accept else f"refused: {case.error}"
-                    print(f"    {case.key} {case.chain}: {case.rule}\n      want {want}\n"
-                          f"      got  {o.got}")
-    print(f"{'all':24} {total:4}/{len(cases)}")
+        words = [(c, o) for c, o in results if not c.accept and o.ok]
+        print(f"{ext:24} {good:4}/{len(results)}   refusals in iptables' words "
+              f"{sum(o.worded for _, o in words)}/{len(words)}")
+        for case, o in results:
+            if "-v" in sys.argv and not o.ok:
+                want = case.saved if case.accept else f"refused: {case.error}"
+                print(f"    {case.key} {case.chain}: {case.rule}\n      want {want}\n"
+                      f"      got  {o.got}")
+            if "-w" in sys.argv and o.ok and not case.accept and not o.worded:
+                print(f"    {case.key}: {case.rule}\n      iptables: {case.error}\n"
+                      f"      kptui:    {o.got}")
+    print(f"{'all':24} {total:4}/{len(cases)}   refusals in iptables' words "
+          f"{sum(o.worded for _, o in refused)}/{len(refused)}")
 
 
 if __name__ == "__main__":

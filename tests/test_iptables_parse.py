@@ -358,3 +358,30 @@ def test_restore_tokens_keep_their_columns(parts, gaps, lead):
             assert text == part[1:-1]
         else:
             assert text == part
+
+
+# getopt_long forms, as iptables 1.8.9 took them in a netns on this machine
+@pytest.mark.parametrize(("cmd", "saved"), [
+    ("-t nat -A PREROUTING -p tcp --dp 80", "-A PREROUTING -p tcp -m tcp --dport 80"),
+    ("-t nat -A PREROUTING -p tcp --dport=80", "-A PREROUTING -p tcp -m tcp --dport 80"),
+    ("-t nat -A PREROUTING -p tcp -m tcp --sport 1 -j DNAT --to 1.2.3.4",
+     "-A PREROUTING -p tcp -m tcp --sport 1 -j DNAT --to-destination 1.2.3.4"),
+    ("-t nat -A PREROUTING --pro tcp", "-A PREROUTING -p tcp"),
+    ("-t nat -A PREROUTING -m comment --comm x", "-A PREROUTING -m comment --comment x"),
+    ("-A FORWARD -p tcp -mtcp --dport 1", "-A FORWARD -p tcp -m tcp --dport 1"),
+    ("-A FORWARD -ieth0", "-A FORWARD -i -ieth0"),  # the whole word is the interface
+])
+def test_long_options_abbreviated_or_with_equals(cmd: str, saved: str) -> None:
+    assert saved_rule(f"iptables {cmd}") == saved
+
+
+@pytest.mark.parametrize(("cmd", "says"), [
+    ("-A INPUT -p tcp --d 80", 'unknown option "--d"'),  # --dport, --destination, --delete
+    ("-A INPUT -ptcp --dport 80", 'unknown protocol "-ptcp" specified'),  # argv[optind-1]
+    ("-A INPUT -p ! tcp", 'unknown protocol "!" specified'),
+    ("-A INPUT -d1.2.3.4", "host/network `-d1.2.3.4' not found"),
+    ("-A INPUT -jACCEPT", "Chain '-jACCEPT' does not exist"),
+])
+def test_getopt_forms_iptables_refuses(cmd: str, says: str) -> None:
+    with pytest.raises(ParseError, match=says):
+        saved_rule(f"iptables {cmd}")

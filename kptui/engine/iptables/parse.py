@@ -9,6 +9,7 @@ why `-p tcp --dport 80` saves as `-p tcp -m tcp --dport 80`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from kptui.engine.errors import ParseError
 from kptui.engine.iptables.ipmatch import IPMatch
@@ -43,6 +44,17 @@ ChainLookup = Callable[[str], str | None]
 
 
 _PROTO_MATCH = {6: "tcp", 17: "udp", 1: "icmp"}  # the match -p loads for port options
+# short IP options written with their argument attached: True when iptables uses the
+# argument getopt split off, False when it uses the whole word (see RuleParser.parse)
+_ATTACHED = {"-p": False, "-s": False, "-d": False, "-i": False, "-o": False, "-j": False,
+             "-m": True, "-g": True}
+# iptables 1.8.9's own long options (xshared.c opts[]) that are not rule options: an
+# abbreviation that could also be one of these is ambiguous to getopt_long.
+_COMMAND_LONG = frozenset({
+    "--append", "--check", "--delete", "--insert", "--replace", "--list", "--list-rules",
+    "--flush", "--zero", "--new-chain", "--delete-chain", "--policy", "--rename-chain",
+    "--table", "--numeric", "--verbose", "--wait", "--wait-interval", "--exact", "--version",
+    "--help", "--line-numbers", "--modprobe", "--set-counters", "--ipv4", "--ipv6"})
 
 
 class RuleParser:
@@ -84,6 +96,15 @@ class RuleParser:
                 continue
             inv = inv_tok is not None
             kind = ip_kind(t)
+            if kind is None and t[:2] in _ATTACHED:
+                # getopt takes -ptcp as -p with "tcp", but iptables 1.8.9 reads -p, -s,
+                # -d, -i, -o and -j from argv[optind-1], the whole word: -ptcp is
+                # protocol "-ptcp" (checked); -m and -g take getopt's "tcp"
+                arg_text = t[2:] if _ATTACHED[t[:2]] else t
+                toks = self.toks = toks[:i] + [(t[:2], tok[1]), (arg_text, tok[1])] \
+                    + toks[i + 1:]
+                n = len(toks)
+                continue
             if kind is not None:
                 if kind == "match":
                     if i + 1 >= n:
@@ -135,20 +156,28 @@ class RuleParser:
                         break
                 else:
                     owner = self._owner(t, None, matches, ip)
+            if owner is None and t.startswith("--"):
+                spelled = self._getopt_long(t, matches, target, ip)
+                if spelled is not None:
+                    # --opt=value or an abbreviation: read again as written in full
+                    toks = self.toks = toks[:i] + [(w, tok[1]) for w in spelled] + toks[i + 1:]
+                    n = len(toks)
+                    continue
             if owner is None:
                 hint = ""
                 if t in ("--dport", "--sport", "--destination-port", "--source-port"):
                     hint = " (port options need -p tcp or -p udp before them)"
                 raise self.err(f'unknown option "{t}"{hint}', tok)
             nargs, invertible = owner.options[t]
-            if inv and not invertible:
+            own = getattr(owner, "own_checks", False)  # xtopt: the extension words them
+            if inv and not invertible and not own:
                 raise self.err(f'{owner.name}: option "{t}" cannot be inverted.', inv_tok)
             if i + nargs >= n:
                 if t == "--tcp-flags":
                     raise self.err("--tcp-flags requires two args.", tok)
                 raise self.err(f'option "{t}" requires an argument', tok)
             seen = owner.seen
-            if t in seen and t != "--mark":
+            if t in seen and t != "--mark" and not own:
                 raise self.err(f'{owner.name}: "{t}" option may only be specified once', tok)
             try:
                 if nargs == 1:
@@ -163,6 +192,37 @@ class RuleParser:
         if inv_tok is not None:
             raise self.err("! must be followed by an option", inv_tok)
         return self._finish(ip, matches, target, target_tok)
+
+    def _getopt_long(self, word: str, matches: list[tuple[Match, Token]],
+                     target: Target | None, ip: IPMatch) -> list[str] | None:
+        """What getopt_long makes of a long option not spelled in full: ``--opt=value``
+        is the option and its argument; a unique prefix of one option is that option
+        (iptables 1.8.9: ``--dp 80``, ``--to 1.2.3.4``); an ambiguous one is unknown."""
+        name, eq, value = word.partition("=")
+        owners: list[Any] = [m for m, _ in matches]
+        if target is not None:
+            owners.append(target)
+        pname = _PROTO_MATCH.get(ip.proto)
+        if pname and not ip.proto_inv and not any(m.name == pname for m, _ in matches):
+            owners.append(MATCHES[pname])
+        known = {o for o in _IP_OPTS if o.startswith("--")}
+        for owner in owners:
+            known.update(owner.options)
+        if name in known:
+            full = name
+        else:
+            # one getopt entry each: --src/--source and --dst/--destination share theirs
+            hits = {_IP_OPTS.get(o, o) for o in known | _COMMAND_LONG if o.startswith(name)}
+            if len(hits) != 1 or len(name) <= 2:
+                return None
+            (hit,) = hits
+            full = next(o for o in sorted(known) if _IP_OPTS.get(o, o) == hit) \
+                if hit in _IP_OPTS.values() else hit
+            if full not in known:
+                return None
+        if not eq and full == name:
+            return None
+        return [full, value] if eq else [full]
 
     def _ip(self, ip: IPMatch, kind: str, arg: Token, inv: bool) -> None:
         a = arg[0]
