@@ -64,7 +64,12 @@ def cmd_trace(args: argparse.Namespace) -> int:
         save(record_run(scenario, scenario.text, scenario.file), args.save)
     results = list(run_scenario(scenario, only=args.packet))
     fmt = "json" if args.json else args.format
-    render = {"text": report.as_text, "json": report.as_json_lines, "trace": report.as_trace}
+    if fmt == "trace":  # rule handles come from the box's ruleset, as the kernel's do
+        box = scenario.build_box()
+        sys.stdout.write(report.as_trace(results, ruleset=box.ruleset,
+                                         profile=scenario.profile))
+        return 0
+    render = {"text": report.as_text, "json": report.as_json_lines}
     sys.stdout.write(render[fmt](results))
     return 0
 
@@ -286,8 +291,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         write_atomic(args.pcap, write_pcap(rp.pcap_records(done.debugger)))
     if args.headless or not args.pcap:
         fmt = "json" if args.json else args.format
-        render = {"text": rp.as_text, "json": rp.as_json_lines, "trace": rp.as_trace}
-        sys.stdout.write(render[fmt](rp.walks(done.debugger)))
+        walked = rp.walks(done.debugger)
+        if fmt == "trace":
+            sys.stdout.write(rp.as_trace(walked, ruleset=done.debugger.box.ruleset,
+                                         profile=done.debugger.profile))
+        else:
+            render = {"text": rp.as_text, "json": rp.as_json_lines}
+            sys.stdout.write(render[fmt](walked))
     return _diverged(args.session, done.divergence)
 
 

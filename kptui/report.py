@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import Any
 
+from kptui.engine import monitor
 from kptui.engine.events import (
     ChainEnter,
     Event,
@@ -30,7 +32,13 @@ def as_json_lines(results: Iterable[PacketResult]) -> str:
     return "".join(json.dumps(r.to_json()) + "\n" for r in results)
 
 
-def as_trace(results: Iterable[PacketResult]) -> str:
+def as_trace(results: Iterable[PacketResult], *, ruleset: Any = None,
+             profile: str = "modern") -> str:
+    """TRACE lines: for the modern profile as `xtables-monitor --trace` prints them
+    (kptui.engine.monitor, given the box's ruleset for the rule handles); for the
+    classic profiles the legacy TRACE target's `table:chain:rule:N` lines."""
+    if ruleset is not None and profile == "modern":
+        return _as_monitor(results, ruleset)
     lines: list[str] = []
     for result in results:
         lines.append(f"# packet {result.index}")
@@ -39,6 +47,19 @@ def as_trace(results: Iterable[PacketResult]) -> str:
             lines.append(f"# packet {result.index} answer {number}: {answer.why}")
             lines.extend(f"TRACE: {line}" for line in trace_lines(answer.events))
     return "\n".join(lines) + "\n"
+
+
+def _as_monitor(results: Iterable[PacketResult], ruleset: Any) -> str:
+    handle_of = monitor.ruleset_handles(ruleset)
+    lines: list[str] = []
+    for result in results:
+        for number, walked in enumerate((result, *result.all_answers())):
+            headers = getattr(walked, "headers", None)
+            if headers is None:
+                headers = monitor.headers_by_replay(walked.sent, walked.events)
+            lines.extend(monitor.monitor_lines(walked.events, headers, handle_of,
+                                               monitor.trace_id(result.index, number)))
+    return "".join(line + "\n" for line in lines)
 
 
 def as_text(results: Iterable[PacketResult]) -> str:

@@ -159,5 +159,23 @@ def report() -> None:
           f"{sum(o.worded for _, o in refused)}/{len(refused)}")
 
 
+def write_exceptions() -> None:
+    """Rewrite exceptions.toml: drop the cases now right, keep the reasons of the rest,
+    and list new differences as not done yet (for a person to give each its reason)."""
+    old = exceptions()
+    wrong: dict[str, str] = {}
+    for case in load_cases():
+        if not run_case(case).ok and case.key not in wrong:
+            wrong[case.key] = old.get(case.key, f"not done yet (issue 14): {case.rule[:70]}")
+    head = [ln for ln in (DATA / "exceptions.toml").read_text("utf-8").splitlines()
+            if ln.startswith("#")]
+    body = [f"{json.dumps(k)} = {json.dumps(v)}" for k, v in wrong.items()]
+    (DATA / "exceptions.toml").write_text("\n".join(head + body) + "\n", "utf-8")
+    print(f"{len(wrong)} exceptions ({len(old)} before)")
+
+
 if __name__ == "__main__":
-    report()
+    if "--write-exceptions" in sys.argv:
+        write_exceptions()
+    else:
+        report()

@@ -199,7 +199,9 @@ def test_headless_replay_prints_what_trace_printed(saved, capsys, form):
     # the demo's packet 6 (ttl 1) is answered with ICMP time exceeded (RFC 792 type 11,
     # sent by ip_forward): without an answer walk this test would not compare answers
     assert [r.index for r in results if r.answers] == [6]
-    render = {"trace": report.as_trace, "text": report.as_text, "json": report.as_json_lines}
+    ruleset = SCENARIO.build_box().ruleset  # for the rule handles of --format trace
+    render = {"trace": lambda r: report.as_trace(r, ruleset=ruleset), "text": report.as_text,
+              "json": report.as_json_lines}
     expected = render[form](results)
     assert main(["replay", str(saved), "--headless", "--format", form]) == 0
     assert capsys.readouterr().out == expected

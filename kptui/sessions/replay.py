@@ -19,7 +19,8 @@ from typing import Any
 from kptui import __version__
 from kptui.engine.debugger import Debugger
 from kptui.engine.errors import KptuiError
-from kptui.engine.events import Event, Fate, StageLeave, WalkStart
+from kptui.engine.events import ChainEnter, Event, Fate, StageLeave, WalkStart
+from kptui.engine.monitor import packet_fields
 from kptui.sessions import pcap
 from kptui.sessions.format import EVENT_DIGEST_BYTES, MAX_TEXT, Session, SessionError
 
@@ -175,6 +176,7 @@ class WalkResult:
     packet: Any
     answers: list[WalkResult] = field(default_factory=list)
     why: str = ""  # for an answer walk: what sent it (its AnswerSent's ``why``)
+    headers: dict[int, str] = field(default_factory=dict)  # PACKET fields, by event position
 
     def all_answers(self) -> Iterator[WalkResult]:
         """Every answer walk, depth first (an answer's answers follow it)."""
@@ -236,6 +238,9 @@ def walks(dbg: Debugger) -> list[WalkResult]:
         if current is None:
             continue
         current.events.append(event)
+        if isinstance(event, ChainEnter) and event.via == "hook":
+            # the headers as the kernel's trace dumps them at each base chain
+            current.headers[len(current.events) - 1] = packet_fields(packet, event.hook)
         if isinstance(event, Fate):
             current.packet = packet.copy()
     if current is not None and current.packet is None:
@@ -272,10 +277,11 @@ def as_json_lines(results: Sequence[WalkResult]) -> str:
     return "".join(json.dumps(r.to_json()) + "\n" for r in results)
 
 
-def as_trace(results: Sequence[WalkResult]) -> str:
+def as_trace(results: Sequence[WalkResult], *, ruleset: Any = None,
+             profile: str = "modern") -> str:
     from kptui import report
 
-    return report.as_trace(results)  # type: ignore[arg-type]
+    return report.as_trace(results, ruleset=ruleset, profile=profile)  # type: ignore[arg-type]
 
 
 def as_text(results: Sequence[WalkResult]) -> str:

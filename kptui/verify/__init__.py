@@ -193,11 +193,29 @@ def verify_one(path: str, *, record: bool) -> bool:
         print(f"  (monitor line not understood: {line})")
     agree = sum(v.agrees for v in verdicts)
     print(f"-- {path}: {agree}/{len(verdicts)} packet(s) agree")
+    handles = handle_differences(run.handles, scenario)
+    for line in handles:
+        print(f"  rule handle: {line}")
     if record:
         target = kernel_answers_path(path)
         _write_jsonl(target, kernel)
         print(f"-- recorded the kernel's answers in {target}")
-    return agree == len(verdicts)
+    return agree == len(verdicts) and not handles
+
+
+def handle_differences(kernel: dict[tuple[str, str, int], int], scenario: Any) -> list[str]:
+    """Where kptui's nf_tables rule handles (what `--format trace` prints as
+    ``rule:0xHANDLE``) differ from the ones the kernel gave the loaded rules."""
+    try:
+        ruleset = scenario.build_box().ruleset
+    except KptuiError:
+        return []  # the simulation's own error is reported per packet already
+    ours = {(t.name, c.name, pos): r.handle for t in ruleset.tables.values()
+            for c in t.chains.values() if c.present for pos, r in enumerate(c.rules, 1)}
+    return [f"{t}:{c}:rule:{pos} kernel {kernel.get((t, c, pos), 0):#x}, "
+            f"kptui {ours.get((t, c, pos), 0):#x}"
+            for t, c, pos in sorted(set(kernel) | set(ours))
+            if kernel.get((t, c, pos)) != ours.get((t, c, pos))]
 
 
 def verify_main(paths: list[str], *, record: bool) -> int:

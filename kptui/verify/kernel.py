@@ -176,6 +176,8 @@ class KernelRun:
     results: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     unparsed: list[str] = field(default_factory=list)
+    # (table, chain, 1-based position) -> the rule's nf_tables handle, as loaded
+    handles: dict[tuple[str, str, int], int] = field(default_factory=dict)
 
 
 def gateways(setup: str) -> list[IPv4Address]:
@@ -505,6 +507,8 @@ class KernelBox:
         finally:
             self.stop_monitor()
         result.unparsed = self.parser.unparsed
+        result.handles = {(t, c, pos): h for (t, c, h), pos in self.positions.items()
+                          if t != OWN_TABLE}
         result.seconds = time.monotonic() - start
         return result
 

@@ -80,12 +80,13 @@ def _execute(ruleset: Ruleset, table: Table, cmd: Token, pos: list[Token], spec:
         name = pos[0][0]
         chain = table.chains.get(name)
         if chain is not None:
-            if chain.builtin:
-                chain.present = True
             rule = RuleParser(spec, table=table.name, chain=name, file=c.file,
                               line=c.line, lookup=_lookup(table)).parse()
+            if chain.builtin and not chain.present:
+                table.make_present(chain)
             if counters is not None:
                 rule.counters = counters
+            rule.handle = table.new_handle()
             chain.rules.append(rule)
             chain.changed()
             return
@@ -103,7 +104,7 @@ def _execute(ruleset: Ruleset, table: Table, cmd: Token, pos: list[Token], spec:
         if chain is not None:
             raise c.err("Chain already exists.", chain_tok)
         _check_new_chain(name, c, chain_tok)  # type: ignore[arg-type]
-        table.chains[name] = Chain(name, False, "-", True)
+        table.chains[name] = Chain(name, False, "-", True, handle=table.new_handle())
         return
     if chain_tok is not None and chain is None:
         if op == "-P":  # iptables 1.8.9, for `-P NOSUCH ACCEPT` and `-P "" ACCEPT` (checked)
@@ -112,7 +113,7 @@ def _execute(ruleset: Ruleset, table: Table, cmd: Token, pos: list[Token], spec:
             raise c.err("No chain/target/match by that name.", chain_tok)
         raise c.err(f"Chain '{name}' does not exist", chain_tok)
     if op in ("-A", "-I", "-D", "-R", "-P") and chain is not None and chain.builtin:
-        chain.present = True
+        table.make_present(chain)
     if op == "-P":
         if chain is None or not chain.builtin:
             raise c.err("Bad built-in chain name.", chain_tok)
@@ -154,6 +155,8 @@ def _execute(ruleset: Ruleset, table: Table, cmd: Token, pos: list[Token], spec:
                       lookup=_lookup(table)).parse()
     if counters is not None:
         rule.counters = counters
+    if op in ("-A", "-I"):
+        rule.handle = table.new_handle()
     if op == "-A":
         chain.rules.append(rule)
     elif op == "-I":
@@ -166,6 +169,7 @@ def _execute(ruleset: Ruleset, table: Table, cmd: Token, pos: list[Token], spec:
         if number > n_rules:
             raise c.err(f"Index of replacement too big: chain {name} has {n_rules} rules",
                         pos[1])
+        rule.handle = chain.rules[number - 1].handle  # nft replaces it in place
         chain.rules[number - 1] = rule
     else:  # -D by specification
         for k, r in enumerate(chain.rules):
@@ -406,7 +410,8 @@ def _chain_line(table: Table, raw: str, c: _Ctx, noflush: bool) -> None:
     if chain is not None and chain.builtin:
         if policy not in ("ACCEPT", "DROP"):
             raise c.err("Bad policy name.", toks[1] if len(toks) > 1 else name_tok)
-        chain.present, chain.policy, chain.counters = True, policy, counters
+        table.make_present(chain)
+        chain.policy, chain.counters = policy, counters
         return
     if chain is not None:  # redeclared user chain: flushed (iptables-restore --noflush)
         chain.rules = []
@@ -414,13 +419,14 @@ def _chain_line(table: Table, raw: str, c: _Ctx, noflush: bool) -> None:
         chain.changed()
         return
     _check_new_chain(name, c, name_tok)
-    table.chains[name] = Chain(name, False, "-", True, counters=counters)
+    table.chains[name] = Chain(name, False, "-", True, counters=counters,
+                               handle=table.new_handle())
 
 
 def _copy_table(t: Table) -> Table:
-    new = Table(t.name)
+    new = Table(t.name, handles=t.handles)
     for name, ch in t.chains.items():
         copy = Chain(ch.name, ch.builtin, ch.policy, ch.present, list(ch.rules),
-                     Counters(ch.counters.pkts, ch.counters.bytes))
+                     Counters(ch.counters.pkts, ch.counters.bytes), ch.handle)
         new.chains[name] = copy
     return new

@@ -51,7 +51,7 @@ class Rule:
     ruleset compares equal to its own save/restore round trip.
     """
 
-    __slots__ = ("matches", "target", "counters", "file", "line", "goto", "_text")
+    __slots__ = ("matches", "target", "counters", "file", "line", "goto", "_text", "handle")
 
     def __init__(self, matches: list[Any], target: Any, counters: Counters | None = None,
                  text: str | None = None, file: str = "<input>", line: int = 0,
@@ -61,6 +61,7 @@ class Rule:
         self.counters = counters if counters is not None else Counters()
         self.file, self.line, self.goto = file, line, goto
         self._text = text  # None: not built yet
+        self.handle = 0  # the nf_tables handle iptables-nft's kernel gives it (Table.new_handle)
 
     @property
     def text(self) -> str:
@@ -99,6 +100,7 @@ class Chain:
     present: bool = False
     rules: list[Rule] = field(default_factory=list)
     counters: Counters = field(default_factory=Counters)
+    handle: int = 0  # nf_tables handle, given when the chain comes to exist (0: not yet)
 
     def __post_init__(self) -> None:
         self.index_cache: Any = None  # traversal index, rebuilt when rules change
@@ -119,8 +121,25 @@ class Chain:
 
 @dataclass
 class Table:
+    """One table. ``handles`` is nf_tables' per-table handle generator: chains and rules
+    take the next number as they are created (checked with `nft -a list ruleset` after
+    iptables-nft 1.8.9 commands and restores: `-A INPUT` on a fresh table makes chain
+    INPUT 1 and the rule 2; `-R` keeps the replaced rule's handle; a restore without
+    --noflush recreates the table, so its numbering starts again at 1)."""
+
     name: str
     chains: dict[str, Chain] = field(default_factory=dict)
+    handles: int = field(default=0, compare=False)
+
+    def new_handle(self) -> int:
+        self.handles += 1
+        return self.handles
+
+    def make_present(self, chain: Chain) -> None:
+        """The chain exists from now on in the kernel's ruleset (with its handle)."""
+        chain.present = True
+        if not chain.handle:
+            chain.handle = self.new_handle()
 
     @classmethod
     def empty(cls, name: str) -> Table:
