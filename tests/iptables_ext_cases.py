@@ -84,7 +84,7 @@ class Outcome:
 def worded(case: Case, message: str) -> bool:
     """kptui's refusal says what iptables said: its first line, or for the kernel's
     refusal (``RULE_APPEND failed (Invalid argument)``) the kernel's reason."""
-    said = case.error
+    said = case.error.removeprefix("Warning: ")  # a kernel lacking the module: the refusal
     if "RULE_APPEND failed (" in said:
         said = said.split("RULE_APPEND failed (", 1)[1].split(")", 1)[0]
     return bool(said) and said in message
