@@ -38,6 +38,7 @@ from kptui.engine.events import (
     RuleEval,
     TargetApplied,
 )
+from kptui.engine.numbers import scan_uint
 
 NFPROTO_IPV4 = 2
 # TargetApplied.verdict -> what nf_tables reports for it
@@ -56,7 +57,7 @@ def trace_id(index: int, walk: int) -> str:
 
 def ether_ntoa(mac: str) -> str:
     """glibc's ether_ntoa: each byte in hex without a leading zero."""
-    return ":".join(f"{int(part, 16):x}" for part in mac.split(":"))
+    return ":".join(f"{scan_uint(part, 16) or 0:x}" for part in mac.split(":"))
 
 
 def packet_fields(pkt: Any, hook: str) -> str:

@@ -43,7 +43,10 @@ _NO_OUT = frozenset({"PREROUTING", "INPUT"})
 ChainLookup = Callable[[str], str | None]
 
 
-_PROTO_MATCH = {6: "tcp", 17: "udp", 1: "icmp"}  # the match -p loads for port options
+# the match -p loads for its options (iptables 1.8.9: `-p 132 --dport 5` saves as
+# `-p sctp -m sctp --dport 5`, checked)
+_PROTO_MATCH = {6: "tcp", 17: "udp", 1: "icmp", 132: "sctp", 33: "dccp", 50: "esp", 51: "ah",
+                108: "ipcomp"}
 # short IP options written with their argument attached: True when iptables uses the
 # argument getopt split off, False when it uses the whole word (see RuleParser.parse)
 _ATTACHED = {"-p": False, "-s": False, "-d": False, "-i": False, "-o": False, "-j": False,
@@ -169,12 +172,14 @@ class RuleParser:
                     hint = " (port options need -p tcp or -p udp before them)"
                 raise self.err(f'unknown option "{t}"{hint}', tok)
             nargs, invertible = owner.options[t]
+            if nargs < 0:  # an optional argument (libxt_rateest): the next word unless an option
+                nargs = 1 if i + 1 < n and toks[i + 1][0][:1] not in ("-", "!") else 0
             own = getattr(owner, "own_checks", False)  # xtopt: the extension words them
             if inv and not invertible and not own:
                 raise self.err(f'{owner.name}: option "{t}" cannot be inverted.', inv_tok)
             if i + nargs >= n:
-                if t == "--tcp-flags":
-                    raise self.err("--tcp-flags requires two args.", tok)
+                if nargs == 2 and i + 1 < n:  # one given: tcp, sctp, set, SET word it so
+                    raise self.err(f"{t} requires two args.", tok)
                 raise self.err(f'option "{t}" requires an argument', tok)
             seen = owner.seen
             if t in seen and t != "--mark" and not own:
@@ -239,6 +244,8 @@ class RuleParser:
             setattr(ip, kind, (a, inv))
         elif kind == "proto":
             ip.proto, ip.proto_inv = parse_proto(a), inv
+            if inv and not ip.proto:  # xshared.c do_parse (checked on iptables 1.8.9)
+                raise BadValue("rule would never match protocol")
         else:
             ip.frag = not inv
 

@@ -412,16 +412,17 @@ class XtMatch(_Guided, Match):
     when simulated: the base class stops the walk as not simulated)."""
 
     def finish(self) -> None:
-        self.fcheck()
+        # xtables_option_mfcall: the extension's x6_fcheck first, then libxtables' checks
         self.check()
+        self.fcheck()
 
 
 class XtTarget(_Guided, Target):
     """A target described by ``entries``; implement ``parsed``, ``save`` (and ``apply``)."""
 
     def finish(self, proto: int, proto_inv: bool) -> None:
+        self.check_rule(proto, proto_inv)  # xtables_option_tfcall: x6_fcheck first
         self.fcheck()
-        self.check_rule(proto, proto_inv)
 
     def check_rule(self, proto: int, proto_inv: bool) -> None:
         """x6_fcheck, with what a target may need of the rule (its -p)."""

@@ -14,6 +14,7 @@ from kptui.engine.iptables.values import BadValue
 
 class _Gone(Target):
     options: ClassVar[dict[str, Opt]] = {}
+    gone: ClassVar[bool] = True
 
     def __init__(self) -> None:
         super().__init__()
