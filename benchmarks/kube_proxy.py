@@ -17,6 +17,9 @@ Kubernetes 1.2x) and real `iptables-save` dumps of kubeadm/kind nodes:
   `-m statistic --mode random --probability 1/(n-i)`. A KUBE-SEP chain marks
   hairpin traffic and DNATs. NodePort services add a KUBE-NODEPORTS rule and a
   KUBE-EXT chain. KUBE-POSTROUTING masquerades what carries mark 0x4000.
+  A service with ClientIP session affinity (about one in eight) first sends a
+  client back to the endpoint it had (`-m recent --rcheck --seconds 10800
+  --reap`), and its KUBE-SEP DNAT rules remember the client (`-m recent --set`).
 - filter: INPUT/FORWARD/OUTPUT hooks into KUBE-PROXY-FIREWALL, KUBE-NODEPORTS,
   KUBE-EXTERNAL-SERVICES, KUBE-SERVICES (REJECT for services without
   endpoints), KUBE-FORWARD (conntrack + mark) and kubelet's KUBE-FIREWALL.
@@ -33,6 +36,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import random
+import zlib
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
@@ -79,6 +83,11 @@ class ServicePort:
     target_port: int
     endpoints: list[IPv4Address] = field(default_factory=list)
     node_port: int | None = None
+    affinity: bool = False  # sessionAffinity: ClientIP
+
+    def __post_init__(self) -> None:
+        # decided by the name, not the seeded generator, so earlier dumps keep their shape
+        self.affinity = zlib.crc32(f"{self.namespace}/{self.name}".encode()) % 8 == 0
 
     @property
     def port_key(self) -> str:
@@ -164,6 +173,8 @@ def count_rules(ports: list[ServicePort]) -> int:
             n += 1 + (1 if sp.node_port else 0)  # filter REJECTs
         else:
             n += 1 + 1 + k + 2 * k  # KUBE-SERVICES, SVC masq, SVC jumps, SEP masq + DNAT
+            if sp.affinity:
+                n += k  # SVC: back to the endpoint the client had
             if sp.node_port:
                 n += 1 + 2  # KUBE-NODEPORTS + KUBE-EXT
     return n
@@ -317,14 +328,22 @@ def _nat(ports: list[ServicePort]) -> str:
         svc = rules.setdefault(sp.svc_chain, [])
         svc.append(f"! -s {POD_CIDR} {dst} -j KUBE-MARK-MASQ")
         n = len(sp.endpoints)
+        recent = "-m recent {} --name {} --mask 255.255.255.255 --rsource "
+        if sp.affinity:
+            for ep in sp.endpoints:
+                sep = sp.sep_chain(ep)
+                svc.append(f"{_c(f'{key} -> {ep}:{sp.target_port}')} "
+                           f"{recent.format('--rcheck --seconds 10800 --reap', sep)}-j {sep}")
         for i, ep in enumerate(sp.endpoints):
             sep = sp.sep_chain(ep)
             stat = ("" if i == n - 1 else
                     f"-m statistic --mode random --probability {probability(n - i)} ")
             svc.append(f"{_c(f'{key} -> {ep}:{sp.target_port}')} {stat}-j {sep}")
+            remember = recent.format("--set", sep) if sp.affinity else ""
             rules[sep] = [
                 f"-s {ep}/32 {_c(key)} -j KUBE-MARK-MASQ",
-                f"-p {proto} {_c(key)} -m {proto} -j DNAT --to-destination {ep}:{sp.target_port}",
+                f"-p {proto} {_c(key)} {remember}-m {proto} -j DNAT "
+                f"--to-destination {ep}:{sp.target_port}",
             ]
         if sp.node_port:
             rules["KUBE-NODEPORTS"].append(

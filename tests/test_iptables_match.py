@@ -106,10 +106,13 @@ def test_matches(rule, pkt, expect):
 
 
 def test_mac_match_needs_an_ethernet_header():
-    # xt_mac: no Ethernet source -> no match even when inverted
-    assert matched("-m mac ! --mac-source 00:11:22:33:44:55", tcp())[0] is False
+    # xt_mac: no Ethernet header (lo) -> no match even when inverted (ext-mac, checked)
+    assert matched("-m mac ! --mac-source 00:11:22:33:44:55", tcp(), iif="lo")[0] is False
     assert matched("-m mac --mac-source 00:11:22:33:44:55", tcp(),
                    src_mac="00:11:22:33:44:55")[0] is True
+    # received on eth0 with no sender MAC in the packet: not guessed
+    with pytest.raises(UnsupportedError, match="-m mac"):
+        matched("-m mac ! --mac-source 00:11:22:33:44:55", tcp())
 
 
 def test_non_first_fragments_never_match_port_tests():

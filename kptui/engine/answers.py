@@ -188,7 +188,8 @@ def _send_icmp(pkt: Packet, icmp_type: int, code: int, info: int, *, box: Box,
                      tos=(ip.tos & _IPTOS_TOS_MASK) | _IPTOS_PREC_INTERNETCONTROL,
                      id=0, df=False)  # the ICMP socket is IP_PMTUDISC_DONT: no DF
     answer = Packet.from_bytes(_icmp_bytes(hdr, icmp_type, code, info, quote))
-    answer.meta = Meta(iif="", mark=_reply_mark(box, pkt))
+    # sent from the netns's ICMP socket (a kernel socket: no file, so no owner uid)
+    answer.meta = Meta(iif="", mark=_reply_mark(box, pkt), sock="kernel")
     return answer
 
 
@@ -315,7 +316,7 @@ def reply_to(pkt: Packet, *, iface: str | None = None, ttl: int = 64) -> Packet:
     if ip.frag_offset:
         raise NoReplyError("a non-first fragment carries no header a server could answer")
     hdr = IPv4Header(ip.dst, ip.src, ip.proto, ttl=ttl, tos=0, id=0, df=True)
-    meta = Meta(iif=iface)
+    meta = Meta(iif=iface, sock="" if iface else "user")  # a local reply: a server's socket
     if isinstance(l4, TCPHeader):
         if l4.flags & TCP_RST:
             raise NoReplyError("nobody answers a TCP RST")

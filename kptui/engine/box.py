@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 LOOPBACK_NET = IPv4Network("127.0.0.0/8")
 LBCAST = IPv4Address("255.255.255.255")
+LOCAL_MCAST = IPv4Network("224.0.0.0/24")  # ipv4_is_local_multicast
 MTU_MIN, MTU_MAX = 68, 65535  # veth's limits: scenarios run on veth peers
 
 
@@ -691,6 +692,38 @@ class Box:
             return ("EXDEV", f"rp_filter=1 (strict) on {iif}: the route back to {src} "
                              f"leaves by {res.route.dev}")
         return None
+
+    def rpfilter(self, pkt: Packet, iif: str, *, loose: bool, validmark: bool,
+                 accept_local: bool) -> tuple[bool, str]:
+        """-m rpfilter's test (ipt_rpfilter.c rpfilter_mt, before --invert): (passes, why).
+
+        The reverse lookup is not fib_validate_source's: {to src, from dst (0 when dst
+        is multicast, broadcast or 0.0.0.0), iif lo, tos, the mark only with
+        --validmark}, no protocol or ports; any path of the route counts
+        (fib_info_nh_uses_dev), whatever its link state."""
+        src, dst = pkt.ip.src, pkt.ip.dst
+        if iif == "lo":  # rpfilter_is_loopback
+            return True, "reverse path: looped back (in lo)"
+        if is_zeronet(src) and (dst == LBCAST or dst in LOCAL_MCAST):
+            return True, f"reverse path: {src} to {dst} is not checked"
+        back_src = IPv4Address(0) if dst.is_multicast or dst == LBCAST or is_zeronet(dst) \
+            else dst
+        res = self._rpdb(Flow(dst=src, src=back_src, iif="lo", tos=pkt.ip.tos,
+                              mark=pkt.meta.mark if validmark else 0))
+        route = res.route
+        if route is None or res.error:
+            return False, f"reverse path: no route back to {src}"
+        if route.type != "unicast" and not (route.type == "local" and accept_local):
+            return False, f"reverse path: the route back to {src} is {route.type} " \
+                          f"({route.show()})"
+        devs = {n.dev for n in route.nexthops} or {route.dev}
+        if iif in devs:
+            return True, f"reverse path: {src} is reached through {iif}"
+        if loose:
+            return True, (f"reverse path: {src} is reached through "
+                          f"{', '.join(sorted(devs))} (--loose)")
+        return False, (f"reverse path: {src} is reached through "
+                       f"{', '.join(sorted(devs))}, not {iif}")
 
     def output_flow(self, pkt: Packet, *, reroute: bool = False) -> Flow:
         """The flow of a local packet's output lookup.

@@ -51,6 +51,11 @@ What follows the kernel, function by function:
   subtracts the jiffies stamp from it (checked on kernel 6.18; strictly this
   depends on the kernel's jiffies value). The kernel's listing, taken a moment
   after the packet, shows one second less than kptui's at the same instant.
+- Accounting (nf_conn_acct, what -m connbytes reads; the kernel turns it on for
+  connbytes rules): packets and bytes (skb->len) per direction, counted where the
+  trackers call nf_ct_refresh_acct / nf_ct_kill_acct, so not for TCP packets the
+  tracker ignores, a retransmitted first SYN, ICMP errors, or a packet that
+  already carries its entry.
 - NAT hooks: ``Conn.nat_initialized`` / ``set_nat_initialized`` are
   nf_nat_initialized (the SRC_NAT_DONE / DST_NAT_DONE bits); kptui.engine.nat's
   setup_info sets them when a NAT target or the null binding binds the
@@ -299,6 +304,8 @@ class Conn:
     udp_stream_ts: float = 0.0
     id: int = 0  # noqa: A003 - conntrack's entry id, in creation order
     nat: dict[str, Any] = field(default_factory=dict)
+    # nf_conn_acct: packets, bytes of the ORIGINAL direction, then of the REPLY direction
+    acct: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
 
     @property
     def proto(self) -> int:
@@ -326,9 +333,14 @@ class Conn:
         return max(0.0, self.expires - now)
 
     def refresh(self, now: float, seconds: float) -> None:
-        """nf_ct_refresh_acct: expires ``seconds`` from now (from confirm if unconfirmed)."""
+        """nf_ct_refresh: expires ``seconds`` from now (from confirm if unconfirmed)."""
         self.timeout = seconds
         self.expires = now + seconds
+
+    def account(self, direction: int, length: int) -> None:
+        """nf_ct_acct_update: one more packet of ``length`` bytes (skb->len) that way."""
+        self.acct[2 * direction] += 1
+        self.acct[2 * direction + 1] += length
 
     def line(self, now: float) -> str:
         """One line as `conntrack -L` prints it (conntrack-tools 1.4.7, checked here)."""
@@ -601,24 +613,29 @@ class ConntrackTable:
                 conn.udp_stream_ts = now + UDP_STREAM_AFTER
             if conn.has(Status.SEEN_REPLY):
                 if now > conn.udp_stream_ts:
-                    conn.refresh(now, self.timeout("udp_timeout_stream"))
+                    self._refresh_acct(conn, direction, pkt, "udp_timeout_stream")
                     if not conn.has(Status.ASSURED):
                         conn.status |= Status.ASSURED
                         return _Verdict.ACCEPT, "traffic both ways for over 2 s: ASSURED"
                 else:
-                    conn.refresh(now, self.timeout("udp_timeout"))
+                    self._refresh_acct(conn, direction, pkt, "udp_timeout")
             else:
-                conn.refresh(now, self.timeout("udp_timeout"))
+                self._refresh_acct(conn, direction, pkt, "udp_timeout")
             return _Verdict.ACCEPT, ""
         if proto == PROTO_ICMP:
             if conn.original.icmp_type not in ICMP_VALID_NEW:
                 return _Verdict.INVALID, (f"ICMP type {conn.original.icmp_type} cannot start "
                                           "a connection (only echo, timestamp, info and "
                                           "address requests do)")
-            conn.refresh(now, self.timeout("icmp_timeout"))
+            self._refresh_acct(conn, direction, pkt, "icmp_timeout")
             return _Verdict.ACCEPT, ""
-        conn.refresh(now, self.timeout("generic_timeout"))
+        self._refresh_acct(conn, direction, pkt, "generic_timeout")
         return _Verdict.ACCEPT, ""
+
+    def _refresh_acct(self, conn: Conn, direction: int, pkt: Any, timeout: str) -> None:
+        """nf_ct_refresh_acct: the timeout renewed, the packet counted."""
+        conn.refresh(self.now, self.timeout(timeout))
+        conn.account(direction, pkt.length)
 
     def _tcp_packet(self, conn: Conn, direction: int, pkt: Any) -> tuple[str, str]:
         """nf_conntrack_tcp_packet."""
@@ -685,6 +702,7 @@ class ConntrackTable:
                   else f"tcp stays {TCP_STATES[new]}")
         if not conn.has(Status.SEEN_REPLY):
             if flags & TH_RST:
+                conn.account(direction, pkt.length)  # nf_ct_kill_acct
                 self.remove(conn)
                 return _Verdict.ACCEPT, f"{change}; a RST as the only reply: entry deleted"
             if index == SYN_SET and old == sSS:
@@ -695,6 +713,7 @@ class ConntrackTable:
             conn.status |= Status.ASSURED
             change += "; ASSURED"
         conn.refresh(self.now, timeout)
+        conn.account(direction, pkt.length)  # nf_ct_refresh_acct
         return _Verdict.ACCEPT, change
 
     def _tcp_new(self, conn: Conn, pkt: Any) -> str:

@@ -169,6 +169,12 @@ class Meta:
     ct: Any = field(default=None, compare=False, repr=False)
     ctinfo: str = ""
     tstamp: float = 0.0  # when the packet arrives, on the box's clock (scenario `time`)
+    # skb->sk, what -m owner looks at: "user" (a process's socket: its file's fsuid and
+    # fsgid are uid and gid, no supplementary groups), "kernel" (the kernel's own ICMP
+    # socket, no file) or "" (no socket: a forwarded packet, REJECT's TCP reset)
+    sock: str = ""
+    uid: int = 0
+    gid: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -713,6 +719,8 @@ class Packet:
         kernel 6.18 in a netns. The IP id defaults to 0 (Linux picks a per-flow
         counter, which kptui does not model; pass ``ident``). ``length=None`` gives
         headers only; ``length=N`` pads the payload with zeros to N bytes in total.
+        A local packet (``iif=""``) comes from a process's socket (meta.sock "user",
+        uid and gid 0: root's, as `kptui verify` sends it).
         """
         pnum = _proto_number(proto)
         ip = IPv4Header(
@@ -748,7 +756,8 @@ class Packet:
                 raise FieldError(f"proto {pnum}: ports and icmp types need tcp, udp or icmp")
             ip.df = True
         pkt = cls(ip, l4, b"", Meta(iif=_iface_check("iif", iif),
-                                    mark=_spec("meta.mark").validate(mark)))
+                                    mark=_spec("meta.mark").validate(mark),
+                                    sock="" if iif else "user"))
         if length is not None:
             minimal = pkt.length
             if isinstance(length, bool) or not isinstance(length, int):

@@ -37,13 +37,17 @@ PACKET_KEYS: dict[str, tuple[type, int, int]] = {
     "length": (int, 20, 65535), "df": (bool, 0, 1),
     "seq": (int, 0, 0xFFFFFFFF), "ack": (int, 0, 0xFFFFFFFF),
     "time": (float, 0, 0), "inner": (dict, 0, 0), "reply_to": (int, 0, 0xFFFF),
-    "repeat": (int, 1, 1000),
+    "repeat": (int, 1, 1000), "uid": (int, 0, 0xFFFFFFFE), "gid": (int, 0, 0xFFFFFFFE),
 }
 # `repeat = N` sends the packet N times back to back, at the same `time` (a burst for tc's
 # queues and token buckets); the copies are packets of their own, numbered in order.
 # With `reply_to = N` the reply is built from packet N (answers.reply_to); these keys
 # may override what it builds, the others are decided by the reply.
-REPLY_OVERRIDES = ("iif", "ttl", "tos", "flags", "seq", "ack", "df", "time", "mark")
+REPLY_OVERRIDES = ("iif", "ttl", "tos", "flags", "seq", "ack", "df", "time", "mark", "uid",
+                   "gid")
+# `uid`/`gid` (local packets only, default 0): the fsuid and fsgid of the sending socket's
+# file, what -m owner matches (kptui verify opens that packet's raw socket with them).
+LOCAL_ONLY = ("mark", "uid", "gid")
 # The quoted packet of an ICMP error: `inner = { proto = "udp", src = ..., ... }`.
 INNER_KEYS = ("proto", "src", "dst", "sport", "dport", "flags", "ttl", "seq", "ack",
               "icmp_type", "icmp_code", "icmp_id")
@@ -65,6 +69,8 @@ class PacketSpec:
     ttl: int = 64
     tos: int = 0
     mark: int = 0
+    uid: int = 0  # local packets: the sending socket's owner (-m owner)
+    gid: int = 0
     icmp_type: int | None = None
     icmp_code: int = 0
     icmp_id: int = 0
@@ -101,6 +107,7 @@ class PacketSpec:
         if self.inner is not None:
             pkt.l4.inner = self.inner.build()  # type: ignore[union-attr]
         pkt.meta.tstamp = self.time
+        pkt.meta.uid, pkt.meta.gid = self.uid, self.gid
         return pkt
 
     def build_after(self, walked: list[tuple[Packet, Any]]) -> Packet:
@@ -149,6 +156,8 @@ class PacketSpec:
                 pkt.set(f"tcp.{key}", getattr(self, key))
         if "mark" in self.overrides:
             pkt.set("meta.mark", self.mark)
+        if not pkt.meta.iif:  # a local reply: its socket's owner
+            pkt.meta.uid, pkt.meta.gid = self.uid, self.gid
         pkt.meta.tstamp = self.time
         return pkt
 
@@ -532,9 +541,12 @@ def _packet(entry: dict, at: int, where: _Lines, names: set[str], err) -> Packet
             raise err("inner is only for ICMP errors (icmp_type 3, 4, 5, 11 or 12)",
                       line_of("inner"), "inner")
         inner = _inner(entry["inner"], line_of("inner"), err)
-    if "mark" in entry and iif != "local":
-        raise err("mark is only for local packets (iif = \"local\"): a received packet "
-                  "arrives with mark 0", line_of("mark"), "mark")
+    for key in LOCAL_ONLY:
+        if key in entry and iif != "local":
+            raise err(f"{key} is only for local packets (iif = \"local\"): "
+                      + ("a received packet arrives with mark 0" if key == "mark" else
+                         "a received or forwarded packet has no socket, so no owner"),
+                      line_of(key), key)
     flags = entry.get("flags", "S")
     if proto == "tcp":
         from kptui.engine.packet import parse_tcp_flags
@@ -547,6 +559,7 @@ def _packet(entry: dict, at: int, where: _Lines, names: set[str], err) -> Packet
         origin=iif, proto=proto, src=addrs["src"], dst=addrs["dst"],
         sport=entry.get("sport"), dport=entry.get("dport"), flags=flags,
         ttl=entry.get("ttl", 64), tos=entry.get("tos", 0), mark=entry.get("mark", 0),
+        uid=entry.get("uid", 0), gid=entry.get("gid", 0),
         icmp_type=entry.get("icmp_type"), icmp_code=entry.get("icmp_code", 0),
         icmp_id=entry.get("icmp_id", 0), length=entry.get("length"), df=entry.get("df"),
         line=at, seq=entry.get("seq"), ack=entry.get("ack"),
@@ -576,9 +589,10 @@ def _reply_packet(entry: dict, n: int, at: int, where: _Lines, names: set[str],
     probe = {"iif": "local", "proto": "tcp", "src": "0.0.0.0", "dst": "0.0.0.0",
              "sport": 0, "dport": 0}
     probe.update({k: v for k, v in entry.items() if k != "reply_to"})
-    if "mark" in entry and entry.get("iif") != "local":
-        raise err("mark is only for local packets: give iif = \"local\" beside it",
-                  line_of("mark"), "mark")
+    for key in LOCAL_ONLY:
+        if key in entry and entry.get("iif") != "local":
+            raise err(f"{key} is only for local packets: give iif = \"local\" beside it",
+                      line_of(key), key)
     spec = _packet(probe, at, where, names, err)
     spec.reply_to = value
     spec.overrides = tuple(k for k in entry if k != "reply_to")

@@ -52,7 +52,7 @@ TERMINAL = {"ACCEPT", "DROP", "REJECT", "QUEUE"}
 CONNTRACK_MATCHES = frozenset({"state", "conntrack", "connmark", "connbytes", "connlimit",
                                "connlabel", "helper", "cluster"})
 CONNTRACK_TARGETS = frozenset({"CONNMARK", "CONNSECMARK", "DNAT", "SNAT", "MASQUERADE",
-                               "REDIRECT", "NETMAP", "CT"})
+                               "REDIRECT", "NETMAP", "CT", "SYNPROXY"})
 
 # HOOK2MANIP: which binding each nat hook sets up.
 NAT_MANIP = {"PREROUTING": "DST", "OUTPUT": "DST", "INPUT": "SRC", "POSTROUTING": "SRC"}
@@ -211,7 +211,7 @@ class Walk:
             hook=stage.hook, table=stage.table, iif=self.pkt.meta.iif, oif=self.pkt.meta.oif,
             addrtype=self.box.addrtype, rng=ensure_rng(self.box),
             now=getattr(self.box, "clock", 0.0),
-            src_mac=None, pkttype=self.pkttype(),
+            src_mac=None, pkttype=self.pkttype(), box=self.box,
         )
         before = self.routing_keys()
         decider = ""
@@ -401,7 +401,7 @@ class Walk:
             hook=stage.hook, table="nat", iif=self.pkt.meta.iif, oif=self.pkt.meta.oif,
             addrtype=self.box.addrtype, rng=ensure_rng(self.box),
             now=getattr(self.box, "clock", 0.0), src_mac=None, pkttype=self.pkttype(),
-            nat=hook,
+            nat=hook, box=self.box,
         )
         decider = ""
         chain = run_chain(self.box.ruleset, "nat", stage.hook, self.pkt, ctx, stage=stage.id,

@@ -11,11 +11,12 @@ kptui's packet model writes them, are sent as an Ethernet frame from the
 peer end (to the box's MAC, or to the broadcast/multicast MAC when the
 destination is a broadcast of that link's subnet or a multicast group, as a
 real sender addresses it), or from a raw socket (IP_HDRINCL, SO_MARK) inside the box for
-`iif = "local"`. `xtables-monitor --trace` gives the trace; AF_PACKET
-sockets on the peer ends see what leaves and what is answered. A packet
-with a `time` is sent that many seconds after the first packet (verify
-sleeps; it refuses scenarios spanning more than 30 s), so conntrack
-timeouts can be tested with short `net.netfilter.nf_conntrack_*` sysctls.
+`iif = "local"` (for a packet with `uid`/`gid`, a raw socket opened with them as its
+fsuid/fsgid and no supplementary groups, which is what -m owner reads).
+`xtables-monitor --trace` gives the trace; AF_PACKET sockets on the peer ends see
+what leaves and what is answered. A packet with a `time` is sent that many seconds
+after the first packet (verify sleeps; it refuses scenarios spanning more than 30 s),
+so conntrack timeouts can be tested with short `net.netfilter.nf_conntrack_*` sysctls.
 
 A packet with `reply_to = N` is sent as kptui builds it: the scenario is
 simulated first, and the bytes are answers.reply_to of kptui's packet N at
@@ -120,7 +121,8 @@ def scenario_plan(scenario: Any) -> Any:
     for index, (spec, pkt) in enumerate(zip(scenario.packets, built, strict=True)):
         data = wire.with_ident(pkt.to_bytes(), FIRST_IDENT + index)
         origin = pkt.meta.iif or "local"
-        packets.append(SendSpec(origin, data, pkt.meta.mark, spec.time))
+        packets.append(SendSpec(origin, data, pkt.meta.mark, spec.time, pkt.meta.uid,
+                                pkt.meta.gid))
     sysctls = [(key, str(int(value)) if isinstance(value, bool) else str(value))
                for key, value in scenario.sysctl.items()]
     try:  # pasted `ip route/rule show` lines and table names made runnable (line for line)

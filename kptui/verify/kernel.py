@@ -26,6 +26,7 @@ line of the packet before it has been read too.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import json
 import os
@@ -60,6 +61,9 @@ SENTINEL_PROTO = 253  # RFC 3692 experimental
 QUIET = 0.06  # seconds without a frame on any peer before a packet counts as done
 MAX_WAIT = 1.0
 MONITOR_TIMEOUT = 3.0
+# A packet that went on after a rule's QUEUE verdict was let through by --queue-bypass
+# (no listener): that rule decided it as an ACCEPT would have (nf_queue returns 1).
+PASSED = ("ACCEPT", "QUEUE")
 MAX_SCENARIO_TIME = 30.0  # seconds of scenario `time` verify is willing to sleep through
 
 OWN_TABLE_NFT = f"""table ip {OWN_TABLE} {{
@@ -140,6 +144,8 @@ class SendSpec:
     data: bytes
     mark: int = 0
     time: float = 0.0  # when to send it, in seconds on the scenario's clock (`time`)
+    uid: int = 0  # a local packet's socket owner (fsuid, fsgid): what -m owner matches
+    gid: int = 0
 
 
 @dataclass(slots=True)
@@ -231,6 +237,26 @@ def frame_destination(dst: IPv4Address, subnet: list[IPv4Interface], box_mac: by
     return box_mac
 
 
+def owned_raw_socket(uid: int, gid: int) -> socket.socket:
+    """A raw IPv4 socket (IP_HDRINCL) whose file has fsuid ``uid``, fsgid ``gid`` and no
+    supplementary groups: what xt_owner reads (the file's f_cred, taken when the socket
+    is made). setfsuid/setfsgid change this thread's credentials only and keep
+    CAP_NET_RAW; they and the group list are put back before returning."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    groups = os.getgroups()
+    os.setgroups([])
+    try:
+        libc.setfsgid(gid)
+        libc.setfsuid(uid)
+        if libc.setfsuid(0xFFFFFFFF) != uid or libc.setfsgid(0xFFFFFFFF) != gid:
+            raise CommandError(f"could not take fsuid {uid} and fsgid {gid} to send as them")
+        return socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    finally:
+        libc.setfsuid(0)
+        libc.setfsgid(0)
+        os.setgroups(groups)
+
+
 def snmp(text: str) -> dict[str, int]:
     """/proc/net/snmp or /proc/net/netstat -> {"Ip.InDelivers": 3, ...}."""
     out: dict[str, int] = {}
@@ -254,6 +280,7 @@ class KernelBox:
         self.box = ""
         self.peers: list[Peer] = []
         self.raw: socket.socket | None = None
+        self.owned: dict[tuple[int, int], socket.socket] = {}  # raw sockets of other owners
         self.monitor: subprocess.Popen[str] | None = None
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.parser = TraceParser()
@@ -429,10 +456,12 @@ class KernelBox:
     def send(self, spec: SendSpec) -> int:
         """Put the packet on its way; returns the local sender's errno (0 if none)."""
         if spec.origin == "local":
-            assert self.raw is not None
-            self.raw.setsockopt(socket.SOL_SOCKET, SO_MARK, spec.mark)
+            raw = self.raw if (spec.uid, spec.gid) == (0, 0) else self.owned_raw(spec.uid,
+                                                                                   spec.gid)
+            assert raw is not None
+            raw.setsockopt(socket.SOL_SOCKET, SO_MARK, spec.mark)
             try:
-                self.raw.sendto(spec.data, (socket.inet_ntoa(spec.data[16:20]), 0))
+                raw.sendto(spec.data, (socket.inet_ntoa(spec.data[16:20]), 0))
             except OSError as err:
                 return err.errno or -1
             return 0
@@ -444,6 +473,14 @@ class KernelBox:
         frame = dst_mac + peer.mac + struct.pack("!H", ETH_P_IP) + spec.data
         peer.sock.send(frame)
         return 0
+
+    def owned_raw(self, uid: int, gid: int) -> socket.socket:
+        """The box's raw socket for packets owned by ``uid``/``gid`` (-m owner), made once."""
+        sock = self.owned.get((uid, gid))
+        if sock is None:
+            sock = self.owned[uid, gid] = self.lab.socket_in(
+                self.box, lambda: owned_raw_socket(uid, gid))
+        return sock
 
     def collect_frames(self) -> list[Frame]:
         """Every IPv4 frame the box sends to a peer until the wire has been quiet a while."""
@@ -541,7 +578,7 @@ class KernelBox:
             if post:
                 out["mark"] = int(post[-1].fields.get("MARK", "0x0"), 16)
             fate = {"action": "transmit", "iface": mine[0].iface,
-                    "by": by_rule if last and last.verdict == "ACCEPT" else "routing"}
+                    "by": by_rule if last and last.verdict in PASSED else "routing"}
         else:
             out = wire.ip_out(spec.data)
             if trace.headers:  # where the kernel last printed the packet
@@ -557,15 +594,15 @@ class KernelBox:
             if delivered:
                 iface = spec.origin if spec.origin != "local" else "lo"
                 fate = {"action": "deliver", "iface": iface,
-                        "by": by_rule if last and last.verdict == "ACCEPT" else "routing:local"}
-            elif last is not None and last.verdict == "DROP":
+                        "by": by_rule if last and last.verdict in PASSED else "routing:local"}
+            elif last is not None and last.verdict in ("DROP", "QUEUE"):  # QUEUE: no listener
                 action = "reject" if "-j REJECT" in last.rule_text else "drop"
                 fate = {"action": action, "by": by_rule}
             elif any(s.chain == "prenat" for s in trace.own) and not post:
                 fate = {"action": "drop", "by": "nat:POSTROUTING"}  # see the module doc
             elif post and self.held(tc):  # queued behind a shaper: it leaves later
                 fate = {"action": "transmit", "iface": self.held(tc)[0],
-                        "by": by_rule if last and last.verdict == "ACCEPT" else "routing"}
+                        "by": by_rule if last and last.verdict in PASSED else "routing"}
             elif tcv.police_dropped(*tc):
                 fate = {"action": "drop", "by": "qos:police"}
             elif any(entry["drops"] for entry in tcv.delta(*tc)):

@@ -104,6 +104,7 @@ class TraceParser:
             return
         if kind == "rule":
             handle_text, _, verdict = rest.partition(":")
+            verdict = _verdict_name(verdict)
             handle = int(handle_text, 16)
         else:
             handle, verdict = 0, rest
@@ -116,6 +117,21 @@ class TraceParser:
         if ident not in self.by_ident:
             self.by_ident[ident] = PacketTrace(ident)
         return self.by_ident[ident]
+
+
+# include/uapi/linux/netfilter.h NF_* verdicts, by NF_VERDICT_MASK (the low byte)
+_NF_VERDICTS = {0: "DROP", 1: "ACCEPT", 2: "STOLEN", 3: "QUEUE", 4: "REPEAT", 5: "STOP"}
+
+
+def _verdict_name(verdict: str) -> str:
+    """A verdict the monitor prints in hex (NFQUEUE's: the queue number in the high 16
+    bits, NF_VERDICT_FLAG_QUEUE_BYPASS 0x8000, NF_QUEUE in the low byte) by its name."""
+    if not verdict.startswith("0x"):
+        return verdict
+    try:
+        return _NF_VERDICTS.get(int(verdict, 16) & 0xFF, verdict)
+    except ValueError:
+        return verdict
 
 
 def _ident(fields: dict[str, str]) -> int | None:

@@ -22,3 +22,4 @@ class MatchContext:
     pkttype: str = "host"  # host | broadcast | multicast | otherhost
     dst_mac: str | None = None  # receiving interface's MAC, for LOG's MAC= field
     nat: Any = None  # at a nat hook: kptui.engine.nat.NatHook, what the NAT targets bind with
+    box: Any = None  # the box (the kernel's struct net): its conntrack table and ruleset

@@ -26,11 +26,11 @@ from kptui.engine.iptables.logline import (
 )
 from kptui.engine.iptables.matches import TOS_NAMES, Opt, parse_dscp
 from kptui.engine.iptables.values import (
+    SERVICES,
     BadValue,
     inet_pton,
     parse_uint,
     parse_value_mask,
-    port_number,
     save_string,
 )
 from kptui.engine.numbers import U32, U64, scan_uint, split_uint
@@ -246,6 +246,7 @@ class ClassifyTarget(Target):
     name = "CLASSIFY"
     options = {"--set-class": Opt(1, False)}
     chains = frozenset({"FORWARD", "OUTPUT", "POSTROUTING"})
+    own_checks = True  # an xtopt option: once and invert are worded by libxtables
 
     def __init__(self) -> None:
         super().__init__()
@@ -258,6 +259,10 @@ class ClassifyTarget(Target):
         second number is ignored (``1:2foo`` is 1:2f), each half keeps its low 16
         bits (``10000:1`` is 0:1, ``10:1ffff`` is 10:ffff); ``1 :2`` is refused.
         """
+        if opt in self.seen:
+            raise BadValue('CLASSIFY: option "--set-class" can only be used once.')
+        if inv:
+            raise BadValue('CLASSIFY: option "--set-class" cannot be inverted.')
         first = _scan_hex(args[0])
         second = _scan_hex(first[1][1:]) if first and first[1][:1] == ":" else None
         if first is None or second is None:
@@ -269,7 +274,8 @@ class ClassifyTarget(Target):
             raise BadValue('CLASSIFY: option "--set-class" must be specified')
 
     def save(self) -> str:
-        return f"--set-class {self.classid >> 16:x}:{self.classid & 0xFFFF:x}"
+        # CLASSIFY_save: "%.4x:%.4x" (the arp flavour prints "%x:%x")
+        return f"--set-class {self.classid >> 16:04x}:{self.classid & 0xFFFF:04x}"
 
     def apply(self, pkt: Any, ctx: Any) -> TargetResult:
         out = TargetResult("CONTINUE")
@@ -388,42 +394,6 @@ class RejectTarget(Target):
         return TargetResult("REJECT", detail=self.kind)
 
 
-class NfqueueTarget(Target):
-    name = "NFQUEUE"
-    options = {"--queue-num": Opt(1, False), "--queue-balance": Opt(1, False),
-               "--queue-bypass": Opt(0, False), "--fail-open": Opt(0, False),
-               "--queue-cpu-fanout": Opt(0, False)}
-    verdict = "QUEUE"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.num = 0
-        self.balance = ""
-        self.flags: list[str] = []
-
-    def option(self, opt: str, args: list[str], inv: bool) -> None:
-        what = f'NFQUEUE: bad value for option "{opt}"'
-        if opt == "--queue-num":
-            self.num = parse_uint(args[0], 0, 65535, what)
-        elif opt == "--queue-balance":
-            a, _, b = args[0].partition(":")
-            lo, hi = parse_uint(a, 0, 65535, what), parse_uint(b or a, 0, 65535, what)
-            if lo > hi:
-                raise BadValue("NFQUEUE: --queue-balance: first queue must be lower than last")
-            self.balance = f"{lo}:{hi}"
-        else:
-            self.flags.append(opt)
-
-    def save(self) -> str:
-        out = [f"--queue-balance {self.balance}"] if self.balance else (
-            [f"--queue-num {self.num}"] if self.num else [])
-        order = ("--queue-bypass", "--fail-open", "--queue-cpu-fanout")
-        return " ".join(out + [f for f in order if f in self.flags])
-
-    def apply(self, pkt: Any, ctx: Any) -> TargetResult:
-        return TargetResult("QUEUE", detail=f"queue {self.balance or self.num}")
-
-
 # ----------------------------------------------------------------------------- parse-only
 class _Opaque(Target):
     """Targets with free-form options saved as given; not simulated unless ``apply`` is
@@ -529,43 +499,87 @@ class NotrackTarget(_NotrackBase):
     tables = frozenset({"raw"})
 
 
-class CtTarget(_NotrackBase):
-    name = "CT"
-    options = {**{o: Opt(1, False) for o in ("--zone", "--zone-orig", "--zone-reply",
-                                               "--helper", "--ctevents", "--expevents",
-                                               "--timeout")},
-               "--notrack": Opt(0, False)}
-    tables = frozenset({"raw"})
-
-    def apply(self, pkt: Any, ctx: Any) -> TargetResult:
-        if any(opt == "--notrack" for opt, _ in self.given):
-            return self._notrack(pkt)  # xt_ct_tg_check: --notrack ignores everything else
-        opts = " ".join(opt for opt, _ in self.given)
-        what = f"with {opts}" if opts else "without options"
-        raise UnsupportedError(f"the CT target {what} (only CT --notrack is modelled)")
-
-
 # ----------------------------------------------------------------------------- NAT
-_PORT_PROTOS = {6: "tcp", 17: "udp", 132: "sctp", 33: "dccp"}
+# libxt_NAT.c __NAT_parse: the protocols whose rules may give ports (inversion ignored)
+_PORT_PROTOS = frozenset({6, 17, 132, 33, 1})
+MAP_IPS, PROTO_SPECIFIED, PROTO_OFFSET = 1, 2, 32  # include/uapi/linux/netfilter/nf_nat.h
+_NAT_FLAGS = (("--random", 4), ("--random-fully", 16), ("--persistent", 8))
 
 
-def _parse_ports(text: str, what: str) -> tuple[int, int]:
-    """``port[-port]``, each base 0 as iptables 1.8.9 reads them (``010-0x20`` is 8-32)."""
-    lo, sep, hi = text.partition("-")
-    a = port_number(lo)
-    b = port_number(hi) if sep else a
-    if a is None or b is None:
-        raise BadValue(f'{what}: Port "{text}" not valid')
-    if a > b:
-        raise BadValue(f'{what}: Port range "{text}" is invalid')
-    return a, b
+def _strtoui_end(text: str, lo: int, hi: int) -> tuple[int | None, str]:
+    """xtables_strtoui with an end pointer: blanks, an optional ``+``, base 0 digits in
+    [lo, hi] -> (value, what follows); (None, text) when that fails (a ``-`` does)."""
+    body = text.lstrip(" \t\n\v\f\r")
+    if body[:1] == "+":
+        body = body[1:]
+    base = 10
+    if body[:2].lower() == "0x" and split_uint(body[2:], 16)[0]:
+        body, base = body[2:], 16
+    elif body[:1] == "0":
+        base = 8
+    digits, rest = split_uint(body, base)
+    value = scan_uint(digits, base) if digits else None
+    if value is None or not lo <= value <= hi:
+        return None, text
+    return value, rest
 
 
-def _parse_addr(text: str, what: str) -> Any:
+def _service(text: str) -> int:
+    """xtables_service_to_port(name, NULL): a service name, or iptables' refusal."""
+    port = SERVICES.get(text)
+    if port is None:
+        raise BadValue(f"Port `{text}' not valid")
+    return port
+
+
+# port texts already read (kube-proxy dumps repeat a few hundred DNAT ports many times)
+_NAT_PORTS: dict[str, tuple[int, int, int | None]] = {}
+
+
+def _nat_ports(arg: str) -> tuple[int, int, int | None]:
+    """libxt_NAT.c parse_ports: ``port[-port[/base]]`` -> (min, max, base or None).
+
+    A lone port may be a service name (``ssh``); the end of a range may not. What
+    follows the base port is ignored, as xtables_strtoui with an end pointer does.
+    """
+    got = _NAT_PORTS.get(arg)
+    if got is None:
+        got = _read_nat_ports(arg)
+        if len(_NAT_PORTS) < 8192:
+            _NAT_PORTS[arg] = got
+    return got
+
+
+def _read_nat_ports(arg: str) -> tuple[int, int, int | None]:
+    port, end = _strtoui_end(arg, 0, 65535)
+    if port is None:
+        port, end = _service(arg), ""
+    if end == "":
+        return port, port, None
+    if end[0] == ":":
+        raise BadValue("Invalid port:port syntax - use dash")
+    if end[0] != "-":
+        raise BadValue(f"Garbage after port value: `{end}'")
+    arg = end[1:]
+    maxport, end = _strtoui_end(arg, 0, 65535)
+    if maxport is None:
+        raise BadValue(f"Port `{arg}' not valid")
+    if maxport < port:
+        raise BadValue(f"Port range `{arg}' funky")
+    if end == "":
+        return port, maxport, None
+    if end[0] != "/":
+        raise BadValue(f"Garbage after port range: `{end}'")
+    arg = end[1:]
+    base = _strtoui_end(arg, 1, 65535)[0]
+    return port, maxport, _service(arg) if base is None else base
+
+
+def _parse_addr(text: str) -> Any:
     # inet_pton, as iptables 1.8.9 reads it: `--to-destination 010.0.0.1` is refused
     value = inet_pton(text)
     if value is None:
-        raise BadValue(f'{what}: Bad IP address "{text}"')
+        raise BadValue(f'Bad IP address "{text}"')
     return IPv4Address(value)
 
 
@@ -573,21 +587,34 @@ class _NatTarget(_Opaque):
     """The NAT targets: they ask nf_nat_setup_info for a binding and end the nat chain.
 
     kptui.engine.nat does the work (ranges, unique tuples, the packet rewrite);
-    here are the options, the hooks the kernel allows and the range asked for.
+    here are the options (libxt_NAT.c: an xtopt table, every option once and none
+    invertible, worded by libxtables), the hooks the kernel allows and the range
+    asked for, saved as __NAT_print prints it.
     """
 
     tables = frozenset({"nat"})
     verdict = "ACCEPT"
-    flag_bits: ClassVar[dict[str, int]] = {"--random": 4, "--random-fully": 16,
-                                           "--persistent": 8}
+    own_checks = True  # the rule parser leaves once/invert to option(), in xtopt's words
+    flag_bits: ClassVar[dict[str, int]] = dict(_NAT_FLAGS)
+    save_option: ClassVar[str] = "--to-ports"
+    skip_colon: ClassVar[bool] = True  # MASQUERADE/REDIRECT print ports without the ':'
+    keeps_base: ClassVar[bool] = False  # only DNAT revision 2 (nf_nat_range2) has base_proto
 
     def __init__(self) -> None:
         super().__init__()
         self.flags = 0
         self.ports: tuple[int, int] = (0, 0)
+        self.base = 0
         self.has_ports = False
+        self.addrs: tuple[Any, Any] = (_ANY, _ANY)
+        self.addr_text = ""  # as sprint_range prints the addresses (inet_pton's text is)
+        self.range: Any = None
 
     def option(self, opt: str, args: list[str], inv: bool) -> None:
+        if opt in self.seen:
+            raise BadValue(f'{self.name}: option "{opt}" can only be used once.')
+        if inv:
+            raise BadValue(f'{self.name}: option "{opt}" cannot be inverted.')
         super().option(opt, args, inv)
         if opt in self.flag_bits:
             self.flags |= self.flag_bits[opt]
@@ -595,15 +622,54 @@ class _NatTarget(_Opaque):
             self.value(opt, args[0])
 
     def value(self, opt: str, text: str) -> None:
-        self.ports = _parse_ports(text, self.name)
-        self.has_ports = True
-        self.flags |= 2  # NF_NAT_RANGE_PROTO_SPECIFIED
+        """--to-ports: parse_ports."""
+        self.set_ports(text)
+
+    def set_ports(self, text: str) -> None:
+        lo, hi, base = _nat_ports(text)
+        self.ports, self.has_ports = (lo, hi), True
+        self.flags |= PROTO_SPECIFIED
+        if base is not None:
+            self.flags |= PROTO_OFFSET
+            self.base = base if self.keeps_base else 0  # the compat range has no base
 
     def finish(self, proto: int, proto_inv: bool) -> None:
-        if self.has_ports and (proto not in _PORT_PROTOS or proto_inv):
-            raise BadValue(f"{self.name}: Need TCP, UDP, SCTP or DCCP with port specification")
+        # __NAT_parse refuses ports unless -p names a protocol with ports; iptables
+        # looks at the -p given before the option, kptui at the rule's -p
+        if self.has_ports and proto not in _PORT_PROTOS:
+            raise BadValue("Need TCP, UDP, SCTP or DCCP with port specification")
+        self.check()
+        self.range = _nat_range()(self.flags & ~PROTO_OFFSET, *self.addrs, *self.ports)
+
+    def check(self) -> None:
+        """x6_fcheck and the mandatory option, in libxtables' order."""
+
+    def range_text(self) -> str:
+        """sprint_range: [addr[-addr]][:port[-port][/base]]."""
+        text = self.addr_text if self.flags & MAP_IPS else ""
+        if self.flags & PROTO_SPECIFIED:
+            lo, hi = self.ports
+            text += f":{lo}" if lo == hi else f":{lo}-{hi}"
+            if self.flags & PROTO_OFFSET:
+                text += f"/{self.base}"
+        return text[1:] if self.skip_colon and text[:1] == ":" else text
+
+    def save(self) -> str:
+        text = self.range_text()
+        out = f"{self.save_option} {text}" if text else ""
+        if self.flags & 28:  # --random, --random-fully, --persistent
+            out = " ".join(([out] if out else []) +
+                           [name for name, bit in _NAT_FLAGS if self.flags & bit])
+        return out
 
     def apply(self, pkt: Any, ctx: Any) -> TargetResult:
+        if self.flags & PROTO_OFFSET:
+            raise UnsupportedError(f"-j {self.name} with a shifted port range "
+                                   f"({self.range_text()}: nf_nat's base-port offset)")
+        if self.flags & MAP_IPS and self.addrs[0] > self.addrs[1]:
+            raise UnsupportedError(f"-j {self.name} with the address range "
+                                   f"{self.range_text()}, whose first address is above its "
+                                   "last (the kernel's unsigned wrap-around)")
         hook = getattr(ctx, "nat", None)
         if hook is None:
             return TargetResult("ACCEPT", detail="no conntrack entry: nothing to bind")
@@ -623,51 +689,52 @@ def _nat_range() -> Any:
 
 
 class _ToRange(_NatTarget):
-    """SNAT --to-source / DNAT --to-destination [ipaddr[-ipaddr]][:port[-port]]."""
+    """SNAT --to-source / DNAT --to-destination [ipaddr[-ipaddr]][:port[-port[/port]]]."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.range: Any = None
-        self._addr: Any = None
+    save_option: ClassVar[str] = ""
+    skip_colon = False
 
     def value(self, opt: str, text: str) -> None:
-        if self._addr is not None or self.has_ports:
-            raise BadValue(f'{self.name}: option "{opt}" can only be used once.')
-        addr, sep, ports = text.partition(":")
-        if sep:
-            super().value(opt, ports)
-        if addr:
-            lo, dash, hi = addr.partition("-")
-            a = _parse_addr(lo, self.name)
-            b = _parse_addr(hi, self.name) if dash else a
-            if a > b:
-                raise BadValue(f'{self.name}: Bad IP range "{addr}"')
-            self._addr = (a, b)
-            self.flags |= 1  # NF_NAT_RANGE_MAP_IPS
-        elif not sep:
-            raise BadValue(f'{self.name}: Bad IP address "{text}"')
+        """libxt_NAT.c parse_to: the ports after the only ':' first, then the address."""
+        if "[" in text:
+            raise BadValue("Invalid address format")  # brackets are IPv6 syntax
+        colon = text.find(":")
+        if colon >= 0 and ":" in text[colon + 1:]:
+            colon = -1  # two colons: an IPv6 address, which inet_pton(AF_INET) refuses
+        addr = text
+        if colon >= 0:
+            self.set_ports(text[colon + 1:])
+            if colon in (0, 2):  # C's test for ":port" and "[]:port"
+                return
+            addr = text[:colon]
+        self.flags |= MAP_IPS
+        lo, dash, hi = addr.partition("-")
+        first = _parse_addr(lo)
+        last = _parse_addr(hi) if dash else first
+        self.addrs = (first, last)
+        self.addr_text = lo if last == first else f"{lo}-{hi}"  # inet_pton's text is canonical
 
-    def finish(self, proto: int, proto_inv: bool) -> None:
-        if self._addr is None and not self.has_ports:
-            raise BadValue(f"{self.name}: You must specify {self.to_option}")
-        super().finish(proto, proto_inv)
-        lo, hi = self._addr or (_ANY, _ANY)
-        self.range = _nat_range()(self.flags, lo, hi, *self.ports)
-
-    to_option: ClassVar[str] = ""
+    def check(self) -> None:
+        if self.save_option not in self.seen:
+            raise BadValue(f'{self.name}: option "{self.save_option}" must be specified')
 
 
 class DnatTarget(_ToRange):
+    """DNAT, revision 2 (nf_nat_range2): a shifted port range keeps its base port."""
+
     name = "DNAT"
-    to_option = "--to-destination"
+    save_option = "--to-destination"
+    keeps_base = True
     options = {"--to-destination": Opt(1, False), "--random": Opt(0, False),
                "--persistent": Opt(0, False)}
     chains = frozenset({"PREROUTING", "OUTPUT"})
 
 
 class SnatTarget(_ToRange):
+    """SNAT, revision 0: a /base is accepted and lost (saved as /0), as 1.8.9 does."""
+
     name = "SNAT"
-    to_option = "--to-source"
+    save_option = "--to-source"
     options = {"--to-source": Opt(1, False), "--random": Opt(0, False),
                "--random-fully": Opt(0, False), "--persistent": Opt(0, False)}
     chains = frozenset({"INPUT", "POSTROUTING"})
@@ -681,9 +748,15 @@ class MasqueradeTarget(_NatTarget):
 
 
 class RedirectTarget(_NatTarget):
+    """REDIRECT, revision 0 with DNAT_fcheck: no shifted port ranges."""
+
     name = "REDIRECT"
     options = {"--to-ports": Opt(1, False), "--random": Opt(0, False)}
     chains = frozenset({"PREROUTING", "OUTPUT"})
+
+    def check(self) -> None:
+        if self.flags & PROTO_OFFSET:
+            raise BadValue("Shifted portmap ranges not supported with this kernel")
 
 
 class NetmapTarget(_NatTarget):
@@ -747,9 +820,9 @@ class ImqTarget(Target):
 TARGETS: dict[str, type[Target]] = {
     cls.name: cls for cls in (
         MarkTarget, TosTarget, DscpTarget, TtlTarget, ClassifyTarget, TraceTarget, LogTarget,
-        RejectTarget, NfqueueTarget, ConnmarkTarget,
+        RejectTarget, ConnmarkTarget,
         DnatTarget, SnatTarget, MasqueradeTarget, RedirectTarget, NetmapTarget,
-        NotrackTarget, CtTarget, ImqTarget,
+        NotrackTarget, ImqTarget,
     )
 }
 STANDARD_VERDICTS = ("ACCEPT", "DROP", "RETURN", "QUEUE")

@@ -317,27 +317,23 @@ def _markmask(ext: str, e: Entry, arg: str) -> tuple[int, int]:
     return value, mask
 
 
-def _dotted_mask(text: str) -> int | None:
-    """A numeric mask (getaddrinfo AI_NUMERICHOST), turned into its prefix like
-    xtables_ipmask_to_cidr: a non-contiguous mask is kept as the bits given."""
-    return inet_aton(text) if text.count(".") == 3 else None
-
-
 def _plen(ext: str, e: Entry, arg: str) -> tuple[int, int]:
-    """(prefix length, mask)."""
+    """xtopt_parse_plen: (prefix length, mask). A word that is not 0..32 is read as a
+    numeric host by getaddrinfo (``33`` is 0.0.0.33) and turned into its prefix by
+    xtables_ipmask_to_cidr: a mask that is no prefix gives -1, stored as 255."""
     n = strtoui(arg, 0, 32)
-    if n is not None:
-        return n, (0xFFFFFFFF << (32 - n)) & 0xFFFFFFFF
-    mask = _dotted_mask(arg)
-    if mask is None:
-        raise BadValue(f'{ext}: bad value for option "--{e.name}", neither a valid network '
-                       "mask nor valid CIDR (0-32).")
-    inv = ~mask & 0xFFFFFFFF
-    plen = 32 - inv.bit_length() if inv & (inv + 1) == 0 else -1
-    return plen, mask
+    if n is None:
+        mask = inet_aton(arg)
+        if mask is None:
+            raise BadValue(f'{ext}: bad value for option "--{e.name}", neither a valid '
+                           "network mask nor valid CIDR (0-32).")
+        inv = ~mask & 0xFFFFFFFF
+        n = 32 - inv.bit_length() if inv & (inv + 1) == 0 else 255
+    return n, ((0xFFFFFFFF << (32 - n)) & 0xFFFFFFFF) if n <= 32 else 0xFFFFFFFF
 
 
 def _plenmask(ext: str, e: Entry, arg: str) -> int:
+    """xtopt_parse_plenmask: the mask of that length (all ones for 255)."""
     return _plen(ext, e, arg)[1]
 
 
