@@ -12,24 +12,10 @@ point each test makes (connbytes: the scenario's counts, read by DROP rules).
 from __future__ import annotations
 
 import pytest
+from ext_rules import refusal, saved
 
-from kptui.engine.errors import KptuiError
-from kptui.engine.iptables import Ruleset, apply_command, to_save
 from kptui.engine.run import run_scenario
 from kptui.engine.scenario import load_scenario
-
-
-def saved(rule: str, table: str = "filter", chain: str = "INPUT") -> str:
-    rs = Ruleset()
-    apply_command(rs, f"iptables -t {table} -A {chain} {rule}", file="t", line=1)
-    return next(ln for ln in to_save(rs).splitlines() if ln.startswith(f"-A {chain} "))
-
-
-def refusal(rule: str, table: str = "filter", chain: str = "INPUT") -> str:
-    with pytest.raises(KptuiError) as err:
-        saved(rule, table, chain)
-    return str(err.value)
-
 
 # -- parse and print (each expectation: iptables-save 1.8.9 on this machine) ----------
 

@@ -13,28 +13,16 @@ import json
 import random
 
 import pytest
+from ext_rules import refusal, saved
 
-from kptui.engine.errors import KptuiError, UnsupportedError
+from kptui.engine.errors import UnsupportedError
 from kptui.engine.events import FieldChange, RuleEval
-from kptui.engine.iptables import MatchContext, Ruleset, apply_command, run_chain, to_save
+from kptui.engine.iptables import MatchContext, Ruleset, apply_command, run_chain
 from kptui.engine.iptables.ext.bpf import check_classic, parse_bytecode
 from kptui.engine.iptables.ext.tcpmss import find_mss
 from kptui.engine.packet import Packet
 from kptui.engine.run import run_scenario
 from kptui.engine.scenario import load_scenario
-
-
-def saved(rule: str, table: str = "filter", chain: str = "INPUT") -> str:
-    rs = Ruleset()
-    apply_command(rs, f"iptables -t {table} -A {chain} {rule}", file="t", line=1)
-    return next(ln for ln in to_save(rs).splitlines() if ln.startswith(f"-A {chain} "))
-
-
-def refusal(rule: str, table: str = "filter", chain: str = "INPUT") -> str:
-    with pytest.raises(KptuiError) as err:
-        saved(rule, table, chain)
-    return str(err.value)
-
 
 # -- parse and print (each expectation: iptables-save 1.8.9 on this machine) ----------
 
