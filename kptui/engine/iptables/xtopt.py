@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 from kptui.engine.iptables.matches import Match, Opt
 from kptui.engine.iptables.targets import Target
-from kptui.engine.iptables.values import SERVICES, BadValue, parse_proto
+from kptui.engine.iptables.values import _OCTET, SERVICES, BadValue, parse_proto
 from kptui.engine.numbers import NumberError, parse_float, scan_uint, split_uint
 
 
@@ -115,10 +115,23 @@ def strtoul_prefix(text: str, base: int = 0) -> tuple[int | None, str]:
     return value, rest
 
 
+# Whole-text numbers already read, by their text: a big ruleset repeats a few hundred
+# spellings (masks, seconds, counts) thousands of times. Bounded: odd spellings are endless.
+_WHOLE: dict[str, int | None] = {}
+_WHOLE_MAX = 8192
+
+
 def strtoui(text: str, lo: int, hi: int) -> int | None:
     """xtables_strtoul(text, NULL, &v, lo, hi): the whole text, base 0, in range."""
-    value, rest = strtoul_prefix(text)
-    if value is None or rest or not lo <= value <= hi:
+    try:
+        value = _WHOLE[text]
+    except KeyError:
+        value, rest = strtoul_prefix(text)
+        if rest:
+            value = None
+        if len(_WHOLE) < _WHOLE_MAX:
+            _WHOLE[text] = value
+    if value is None or not lo <= value <= hi:
         return None
     return value
 
@@ -127,6 +140,11 @@ def inet_aton(text: str) -> int | None:
     """inet_aton, what getaddrinfo reads a numeric IPv4 host with: 1 to 4 parts,
     each base 0, the last filling the remaining bytes (``10.1`` is 10.0.0.1)."""
     parts = text.split(".")
+    if len(parts) == 4:  # the usual a.b.c.d in canonical decimal: one dict lookup each
+        get = _OCTET.get
+        a, b, c, d = get(parts[0]), get(parts[1]), get(parts[2]), get(parts[3])
+        if a is not None and b is not None and c is not None and d is not None:
+            return (a << 24) | (b << 16) | (c << 8) | d
     if not 1 <= len(parts) <= 4:
         return None
     values = []
@@ -353,6 +371,7 @@ class _Guided:
     name: ClassVar[str]
     entries: ClassVar[tuple[Entry, ...]] = ()
     by_opt: ClassVar[dict[str, Entry]] = {}
+    constrained: ClassVar[tuple[Entry, ...]] = ()  # entries with mand, also or excl
     options: ClassVar[dict[str, Opt]] = {}
     own_checks: ClassVar[bool] = True  # the rule parser leaves once/invert checks to us
     seen: set[str]
@@ -361,6 +380,8 @@ class _Guided:
         super().__init_subclass__(**kw)
         if "entries" in cls.__dict__:
             cls.by_opt = {f"--{e.name}": e for e in cls.entries}
+            # only these can fail fcheck: a rule's other options need no second look
+            cls.constrained = tuple(e for e in cls.entries if e.mand or e.also or e.excl)
             cls.options = {opt: Opt(0 if e.type is XT.NONE else 1, True)
                            for opt, e in cls.by_opt.items()}
 
@@ -383,8 +404,10 @@ class _Guided:
 
     def fcheck(self) -> None:
         """xtables_options_fcheck: mandatory options, then also/excl, in table order."""
+        if not self.constrained:
+            return
         given = {e.name for e in self.entries if f"--{e.name}" in self.seen}
-        for e in self.entries:
+        for e in self.constrained:
             if e.mand and e.name not in given:
                 raise BadValue(f'{self.ext_name}: option "--{e.name}" must be specified')
             if e.name not in given:
