@@ -267,3 +267,10 @@ def test_mac_on_a_received_packet_is_not_guessed():
     (r,) = walk(rules, pkt)
     assert r["fate"]["action"] == "error"
     assert "unsupported yet: -m mac on a packet received on eth1" in r["fate"]["message"]
+
+
+def test_rpfilter_outside_raw_and_mangle_is_refused_as_the_kernel_refuses_it():
+    # iptables-nft 1.8.9 on Linux 6.18: `-t nat -A PREROUTING -m rpfilter` fails with
+    # "RULE_APPEND failed (Invalid argument)" (rpfilter_check), in any chain of the table
+    assert "Invalid argument" in refusal("-m rpfilter", "nat", "PREROUTING")
+    assert saved("-m rpfilter", "raw", "PREROUTING") == "-m rpfilter"

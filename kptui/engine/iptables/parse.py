@@ -301,6 +301,10 @@ class RuleParser:
             protos = m.protos
             if protos is not None and (proto not in protos or proto_inv):
                 raise self.err(m.proto_error, self._match_tok(tok))
+            tables = getattr(m, "tables", None)  # checkentry's par->table test, any chain
+            if tables is not None and self.table not in tables:
+                raise self.err(f"-m {m.name} is not allowed in the {self.table} table (the "
+                               "kernel refuses it: Invalid argument)", self._match_tok(tok))
             if builtin:
                 allowed = m.allowed_chains()
                 if allowed is not None and chain not in allowed:
