@@ -62,10 +62,10 @@ def cmd_trace(args: argparse.Namespace) -> int:
         from kptui.sessions.replay import record_run
 
         save(record_run(scenario, scenario.text, scenario.file), args.save)
-    results = list(run_scenario(scenario, only=args.packet))
+    box = scenario.build_box()
+    results = list(run_scenario(scenario, only=args.packet, box=box))
     fmt = "json" if args.json else args.format
     if fmt == "trace":  # rule handles come from the box's ruleset, as the kernel's do
-        box = scenario.build_box()
         sys.stdout.write(report.as_trace(results, ruleset=box.ruleset,
                                          profile=scenario.profile))
         return 0

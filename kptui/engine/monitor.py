@@ -63,7 +63,7 @@ def ether_ntoa(mac: str) -> str:
 def packet_fields(pkt: Any, hook: str) -> str:
     """What follows the trace id on a PACKET line for ``pkt`` at ``hook``."""
     from kptui.engine.box import fake_mac
-    from kptui.engine.packet import ICMPHeader, TCPHeader, UDPHeader
+    from kptui.engine.packet import TCPHeader, UDPHeader
 
     ip, meta = pkt.ip, pkt.meta
     out: list[str] = []
@@ -93,8 +93,7 @@ def packet_fields(pkt: Any, hook: str) -> str:
         out.append(f"SPORT={l4.sport} DPORT={l4.dport}")
         if isinstance(l4, TCPHeader):
             out.extend(name for name, bit in _TCP_FLAGS if l4.flags & bit)
-    elif isinstance(l4, ICMPHeader):
-        pass  # xtables-monitor prints nothing of an ICMP header
+    # (xtables-monitor prints nothing of an ICMP header)
     if meta.mark:
         out.append(f"MARK=0x{meta.mark:x}")
     return " ".join(out)

@@ -117,14 +117,18 @@ def walk_answers(box: Box, events: list[Event], *, index: int, profile: str,
     return out
 
 
-def run_scenario(scenario: Scenario, *, only: int | None = None) -> Iterator[PacketResult]:
+def run_scenario(scenario: Scenario, *, only: int | None = None,
+                 box: Box | None = None) -> Iterator[PacketResult]:
     """Walk every packet of ``scenario`` in order (state carries over between them).
 
     With ``only``, every packet is still walked, because earlier packets change
     the box (counters, limits, conntrack), but only that packet's result is
     produced. A packet with ``reply_to = N`` is built from packet N's result.
+    ``box``: a box fresh from ``scenario.build_box()``, for a caller that also needs
+    it (the rule handles of --format trace).
     """
-    box = scenario.build_box()
+    if box is None:
+        box = scenario.build_box()
     walked: list[tuple[Packet, Event]] = []
     for index, spec in enumerate(scenario.packets):
         pkt = spec.build_after(walked)

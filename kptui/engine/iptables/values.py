@@ -187,24 +187,25 @@ def port_number(text: str) -> int | None:
     return v
 
 
-def parse_port(text: str) -> int:
-    """xtables_parse_port: a number (base 0: ``010`` is 8, ``0x50`` is 80), else a service."""
+def parse_port(text: str, services: dict[str, int] = SERVICES) -> int:
+    """xtables_parse_port: a number (base 0: ``010`` is 8, ``0x50`` is 80), else a
+    service of the protocol (``services``: getservbyname's answers for it)."""
     v = port_number(text)
     if v is None:
-        v = SERVICES.get(text)
+        v = services.get(text)
         if v is None:
             raise BadValue(f"invalid port/service `{text}' specified")
     return v
 
 
-def parse_port_range(text: str) -> tuple[int, int]:
+def parse_port_range(text: str, services: dict[str, int] = SERVICES) -> tuple[int, int]:
     """``a``, ``a:b``, ``:b``, ``a:`` -> (lo, hi) as xtables_parse_port_range does."""
     if ":" not in text:
-        p = parse_port(text)
+        p = parse_port(text, services)
         return p, p
     a, _, b = text.partition(":")
-    lo = parse_port(a) if a else 0
-    hi = parse_port(b) if b else 65535
+    lo = parse_port(a, services) if a else 0
+    hi = parse_port(b, services) if b else 65535
     if lo > hi:
         raise BadValue("invalid portrange (min > max)")
     return lo, hi

@@ -241,7 +241,7 @@ def parse_entry_value(ext: str, e: Entry, arg: str) -> Any:
     if t is XT.PORTRC:
         return _mport(ext, e, arg)
     if t is XT.PLEN:
-        return _plen(ext, e, arg)[0]
+        return plen(ext, e.name, arg)[0]
     if t is XT.PLENMASK:
         return _plenmask(ext, e, arg)
     if t is XT.ETHERMAC:
@@ -335,7 +335,7 @@ def _markmask(ext: str, e: Entry, arg: str) -> tuple[int, int]:
     return value, mask
 
 
-def _plen(ext: str, e: Entry, arg: str) -> tuple[int, int]:
+def plen(ext: str, opt: str, arg: str) -> tuple[int, int]:
     """xtopt_parse_plen: (prefix length, mask). A word that is not 0..32 is read as a
     numeric host by getaddrinfo (``33`` is 0.0.0.33) and turned into its prefix by
     xtables_ipmask_to_cidr: a mask that is no prefix gives -1, stored as 255."""
@@ -343,7 +343,7 @@ def _plen(ext: str, e: Entry, arg: str) -> tuple[int, int]:
     if n is None:
         mask = inet_aton(arg)
         if mask is None:
-            raise BadValue(f'{ext}: bad value for option "--{e.name}", neither a valid '
+            raise BadValue(f'{ext}: bad value for option "--{opt}", neither a valid '
                            "network mask nor valid CIDR (0-32).")
         inv = ~mask & 0xFFFFFFFF
         n = 32 - inv.bit_length() if inv & (inv + 1) == 0 else 255
@@ -352,7 +352,7 @@ def _plen(ext: str, e: Entry, arg: str) -> tuple[int, int]:
 
 def _plenmask(ext: str, e: Entry, arg: str) -> int:
     """xtopt_parse_plenmask: the mask of that length (all ones for 255)."""
-    return _plen(ext, e, arg)[1]
+    return plen(ext, e.name, arg)[1]
 
 
 def _ethermac(arg: str) -> str:

@@ -5,7 +5,7 @@
   CONFIG_HZ=250, so one jiffy is 4 ms of the box's simulated clock.
 - ``check_proc_name``: x_tables.c xt_check_proc_name, the kernel's check of a
   name that becomes a /proc file (recent lists, hashlimit tables).
-- ``plen``: libxtables' XTTYPE_PLEN / XTTYPE_PLENMASK parser (xtopt_parse_plen):
+- ``plen`` (xtopt's): libxtables' XTTYPE_PLEN / XTTYPE_PLENMASK parser (xtopt_parse_plen):
   a prefix length, else anything getaddrinfo(AI_NUMERICHOST) reads as an IPv4
   address (``255.255.0.0``, but also ``33``, which is 0.0.0.33). A mask that is not
   a prefix gives xtables_ipmask_to_cidr's -1, kept in a uint8_t: 255, which
@@ -22,8 +22,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from kptui.engine.iptables.ext.l4common import kernel_refuses as refusal_text
 from kptui.engine.iptables.values import BadValue
-from kptui.engine.iptables.xtopt import inet_aton, strtoui
 
 HZ = 250  # CONFIG_HZ of the reference kernel
 U32 = 0xFFFFFFFF
@@ -42,28 +42,15 @@ def msecs_to_jiffies(ms: int) -> int:
 
 
 def kernel_refuses(what: str, errno_text: str = "Invalid argument") -> BadValue:
-    """The kernel's checkentry refused the rule (iptables-nft: RULE_APPEND failed)."""
-    return BadValue(f"{what} (the kernel refuses it: {errno_text})")
+    """The kernel's checkentry refused the rule (iptables-nft: RULE_APPEND failed), in
+    the one wording of such refusals (l4common.kernel_refuses)."""
+    return BadValue(refusal_text(what, errno_text))
 
 
 def check_proc_name(ext: str, name: str) -> None:
     """xt_check_proc_name: the name becomes a file under /proc/net."""
     if name == "" or name in (".", "..") or "/" in name:
         raise kernel_refuses(f"{ext}: the name {name!r} cannot be a /proc file name")
-
-
-def plen(ext: str, opt: str, text: str) -> tuple[int, int]:
-    """xtopt_parse_plen + xtopt_parse_plenmask for IPv4: (hlen, mask)."""
-    n = strtoui(text, 0, 32)
-    if n is None:
-        given = inet_aton(text)
-        if given is None:
-            raise BadValue(f'{ext}: bad value for option "--{opt}", neither a valid network '
-                           "mask nor valid CIDR (0-32).")
-        inv = ~given & U32
-        n = 32 - inv.bit_length() if inv & (inv + 1) == 0 else 255
-    mask = (U32 << (32 - n)) & U32 if n <= 32 else U32
-    return n, mask
 
 
 def truncate(text: str, size: int) -> str:

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kptui.engine.errors import UnsupportedError
-from kptui.engine.iptables.ext._kernel import jiffies, plen
+from kptui.engine.iptables.ext._kernel import jiffies
 from kptui.engine.iptables.values import BadValue, ip_text
-from kptui.engine.iptables.xtopt import XT, Entry, XtMatch
+from kptui.engine.iptables.xtopt import XT, Entry, XtMatch, plen
 
 CONNCOUNT_GC_MAX_NODES = 8
 

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from kptui.engine.iptables.ext._kernel import plen
 from kptui.engine.iptables.matches import CT_STATES, _ct_statebit
 from kptui.engine.iptables.values import BadValue, ip_text
-from kptui.engine.iptables.xtopt import XT, Entry, XtMatch, parse_entry_value
+from kptui.engine.iptables.xtopt import XT, Entry, XtMatch, parse_entry_value, plen
 
 # conntrack_ps_state / conntrack_ps_status: the order names are tried in
 _STATE_PARSE = ("INVALID", "NEW", "ESTABLISHED", "RELATED", "UNTRACKED", "SNAT", "DNAT")

@@ -35,12 +35,11 @@ from kptui.engine.iptables.ext._kernel import (
     jiffies,
     kernel_refuses,
     msecs_to_jiffies,
-    plen,
     shared,
     truncate,
 )
 from kptui.engine.iptables.values import BadValue
-from kptui.engine.iptables.xtopt import XT, Entry, XtMatch, strtoul_prefix
+from kptui.engine.iptables.xtopt import XT, Entry, XtMatch, plen, strtoul_prefix
 
 # xt_hashlimit.h cfg.mode bits
 HASH_DIP, HASH_DPT, HASH_SIP, HASH_SPT = 1, 2, 4, 8

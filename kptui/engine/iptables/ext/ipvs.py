@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from kptui.engine.iptables.ext._idopts import Quick
-from kptui.engine.iptables.ext._kernel import plen
 from kptui.engine.iptables.values import BadValue, ip_text
-from kptui.engine.iptables.xtopt import XT, Entry, XtMatch, parse_entry_value
+from kptui.engine.iptables.xtopt import XT, Entry, XtMatch, parse_entry_value, plen
 
 _BITS = {"ipvs": 1, "vproto": 2, "vaddr": 4, "vport": 8, "vdir": 16, "vmethod": 32,
          "vportctl": 64}  # XT_IPVS_*: 1 << the option's id

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from kptui.engine.iptables.ext.l4common import kernel_refuses, strtoui_whole
+from kptui.engine.iptables.ext.l4common import kernel_refuses
 from kptui.engine.iptables.matches import Match, Opt
-from kptui.engine.iptables.values import BadValue
+from kptui.engine.iptables.values import BadValue, parse_port_range
 
 # /etc/services entries for sctp on this machine (getservbyname(name, "sctp"))
 SCTP_SERVICES = {"amqp": 5672}
@@ -45,29 +45,6 @@ def _ascii_upper(c: str) -> str:
     return chr(ord(c) - 32) if "a" <= c <= "z" else c
 
 
-def _port(text: str) -> int:
-    """xtables_parse_port(text, "sctp")."""
-    v = strtoui_whole(text, 0xFFFF)
-    if v is None:
-        v = SCTP_SERVICES.get(text)
-        if v is None:
-            raise BadValue(f"invalid port/service `{text}' specified")
-    return v
-
-
-def _ports(text: str) -> tuple[int, int]:
-    """parse_sctp_ports: ``a``, ``a:b``, ``:b``, ``a:``."""
-    if ":" not in text:
-        p = _port(text)
-        return p, p
-    a, _, b = text.partition(":")
-    lo = _port(a) if a else 0
-    hi = _port(b) if b else 0xFFFF
-    if lo > hi:
-        raise BadValue("invalid portrange (min > max)")
-    return lo, hi
-
-
 class SctpMatch(Match):
     name = "sctp"
     options = {"--source-port": Opt(1, True), "--sport": Opt(1, True),
@@ -88,11 +65,11 @@ class SctpMatch(Match):
         if opt in ("--source-port", "--sport"):
             if self.spts is not None:
                 raise BadValue("Only one `--source-port' allowed")
-            self.spts = (*_ports(args[0]), inv)
+            self.spts = (*parse_port_range(args[0], SCTP_SERVICES), inv)
         elif opt in ("--destination-port", "--dport"):
             if self.dpts is not None:
                 raise BadValue("Only one `--destination-port' allowed")
-            self.dpts = (*_ports(args[0]), inv)
+            self.dpts = (*parse_port_range(args[0], SCTP_SERVICES), inv)
         else:
             if self.chunks is not None:
                 raise BadValue("Only one `--chunk-types' allowed")
