@@ -18,12 +18,13 @@ from kptui.engine.errors import KptuiError
 DEMO = "demo.toml"
 
 
-def read_scenario_text(path: str | None) -> tuple[str, str]:
-    """(text, name) of a scenario file, or of the built-in demo when ``path`` is None."""
+def read_scenario_text(path: str | None, *, now: bool = True) -> tuple[str, str]:
+    """(text, name) of a scenario file, or of the built-in demo when ``path`` is None;
+    with ``now``, a ``clock = "now"`` in it resolved to the time of this run."""
     if path is None:
         return resources.files("kptui.scenarios").joinpath(DEMO).read_text("utf-8"), DEMO
     try:
-        return Path(path).read_text("utf-8"), path
+        text = Path(path).read_text("utf-8")
     except FileNotFoundError:
         raise KptuiError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -32,12 +33,19 @@ def read_scenario_text(path: str | None) -> tuple[str, str]:
         raise KptuiError(f"{path}: not a text file (a scenario is TOML text)") from None
     except OSError as err:
         raise KptuiError(f"{path}: {err.strerror}") from None
+    if now:
+        from kptui.realclock import resolve_text
+
+        text = resolve_text(text, path)
+    return text, path
 
 
-def load(path: str | None):  # noqa: ANN201 - Scenario, imported lazily for start-up time
+def load(path: str | None, *, now: bool = True):  # noqa: ANN201 - Scenario, lazily imported
+    """The scenario at ``path``; ``now=False`` leaves a ``clock = "now"`` unresolved (kptui
+    verify resolves it to the time it sends the packets)."""
     from kptui.engine.scenario import load_scenario
 
-    text, name = read_scenario_text(path)
+    text, name = read_scenario_text(path, now=now)
     return load_scenario(text, file=name)
 
 

@@ -252,8 +252,16 @@ def test_connbytes_reads_the_connections_counters() -> None:
             "drop mangle:FORWARD:rule:1"]
 
 
+def test_helper_matches_no_connection_no_helper_expected() -> None:
+    # xt_helper.c helper_mt: only a connection with a master (one a helper expected)
+    # can match; nothing attaches a helper here (ext-helper.toml: the kernel agrees)
+    rules = FILTER.format(policy="DROP", rules="-A FORWARD -m helper --helper ftp -j ACCEPT\n"
+                          "-A FORWARD -m helper ! --helper ftp -j REJECT")
+    (fate,) = fates(rules, packet())
+    assert fate == "reject filter:FORWARD:rule:2"
+
+
 @pytest.mark.parametrize("rule", [
-    "-m helper --helper ftp",
     "-m cpu --cpu 0",
     "-m connlabel --label 1",
     "-m cluster --cluster-total-nodes 2 --cluster-local-node 1 --cluster-hash-seed 1",

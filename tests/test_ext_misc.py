@@ -245,7 +245,6 @@ def test_statistic_nth_counts_from_every_minus_packet():
     ("mangle", "PREROUTING", "-m socket", "socket"),
     ("filter", "INPUT", "-m physdev --physdev-in eth1", "physdev"),
     ("filter", "INPUT", "-m policy --dir in --pol none", "policy"),
-    ("filter", "INPUT", "-m time --timestart 01:00", "time"),
     ("filter", "INPUT", "-m cgroup --cgroup 1", "cgroup"),
     ("filter", "INPUT", "-m ipvs --ipvs", "ipvs"),
     ("filter", "INPUT", "-p tcp -m osf --genre Linux", "osf"),

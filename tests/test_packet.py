@@ -521,11 +521,13 @@ def test_read_only_fields_follow_the_packet() -> None:
 
 
 def test_every_field_has_a_complete_spec() -> None:
-    types = {"ipv4", "u8", "u16", "u32", "bool", "tcpflags", "iface", "classid", "str"}
+    types = {"ipv4", "u8", "u16", "u32", "bool", "tcpflags", "iface", "classid", "str",
+             "tcpoptions"}
     contract = ("ip.src ip.dst ip.proto ip.ttl ip.tos ip.dscp ip.ecn ip.id ip.df ip.mf "
                 "ip.frag_offset ip.len ip.checksum tcp.sport tcp.dport tcp.seq tcp.ack tcp.flags "
-                "tcp.window udp.sport udp.dport icmp.type icmp.code icmp.id icmp.seq meta.iif "
-                "meta.oif meta.mark meta.ctmark meta.ctstate meta.priority meta.classid").split()
+                "tcp.window tcp.options udp.sport udp.dport icmp.type icmp.code icmp.id icmp.seq "
+                "meta.iif meta.oif meta.mark meta.ctmark meta.ctstate meta.priority "
+                "meta.classid").split()
     assert set(contract) <= set(FIELDS)
     for path, spec in FIELDS.items():
         assert isinstance(spec, FieldSpec) and spec.path == path

@@ -347,8 +347,9 @@ def answer_out(pkt: Packet, iface: str | None = None) -> dict[str, Any]:
     Shaped as kptui verify records the kernel's answers (verify/kernel.py: the
     interface the answer left through, then wire.ip_out): ``iface`` (``iface``
     or, when not given, ``pkt.meta.oif`` once routing set it; left out while
-    unknown), src, dst, proto, sport/dport, ttl, tos, then ``flags`` for TCP or
-    icmp_type/icmp_code (+icmp_id for echo). No ``mark``: it is not on the wire.
+    unknown), src, dst, proto, sport/dport, ttl, tos, then ``flags`` (and
+    ``tcp_options`` when the header has options) for TCP or icmp_type/icmp_code
+    (+icmp_id for echo). No ``mark``: it is not on the wire.
     """
     out = pkt.out_dict()
     out.pop("mark", None)
@@ -361,6 +362,8 @@ def answer_out(pkt: Packet, iface: str | None = None) -> dict[str, Any]:
             d[key] = out[key]
     if isinstance(pkt.l4, TCPHeader):
         d["flags"] = format_tcp_flags(pkt.l4.flags)
+        if "tcp_options" in out:
+            d["tcp_options"] = out["tcp_options"]
     for key in ("icmp_type", "icmp_code", "icmp_id"):
         if key in out:
             d[key] = out[key]

@@ -184,14 +184,18 @@ class Box:
 
     def __init__(self) -> None:
         from kptui.engine.conntrack import ConntrackTable
+        from kptui.engine.ipsets import IpsetStore
         from kptui.engine.iptables import Ruleset
         from kptui.engine.qos import TcState
 
         self.interfaces: dict[str, Interface] = {}
         self.routes = RouteTables()
         self.ruleset: Any = Ruleset()
+        self.ipsets = IpsetStore()  # the netns' ipset sets, which iptables rules name
+        self.ruleset.ipsets = self.ipsets
         self.rng: Any = None
         self.clock: float = 0.0  # the simulated clock, seconds (scenario packets' `time`)
+        self.wall_clock: Any = None  # kptui.engine.wallclock.WallClock at clock 0, or None
         self.conntrack = ConntrackTable(self)
         self.tc = TcState()  # qdiscs, classes, filters per device (kptui.engine.qos)
         self._global: dict[str, int] = {k: v for k, (v, _) in GLOBAL_SYSCTLS.items()}

@@ -36,6 +36,7 @@ FILE = "<condition>"
 _KINDS: dict[str, str] = {
     "u8": "int", "u16": "int", "u32": "int", "ipv4": "addr", "bool": "bool",
     "tcpflags": "flags", "classid": "classid", "iface": "text", "str": "text",
+    "tcpoptions": "text",
 }
 _KIND_WORDS = {
     "int": "a number",

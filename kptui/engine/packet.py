@@ -29,6 +29,7 @@ from typing import Any
 
 from kptui.engine.errors import FieldError, UnsupportedError
 from kptui.engine.numbers import U64, NumberError, parse_uint, scan_uint
+from kptui.engine.tcpopts import check_size, format_options, parse_options
 
 # The fields an IPv4 route lookup reads (flowi4: daddr, saddr, tos, mark): ipt_mangle_out
 # routes again when one changes; after routing, an edit of one changes no route.
@@ -444,6 +445,16 @@ def _str_check(path: str, value: Any) -> str:
     return value
 
 
+def _tcpopts_check(path: str, value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        check_size(path, bytes(value))
+        return format_options(bytes(value))
+    if isinstance(value, str):
+        return format_options(parse_options(value, path))
+    raise FieldError(f"{path}: expected TCP options like 'mss 1460,nop,nop,sackOK', "
+                     f"got {value!r}")
+
+
 def _icmp_type_parse(path: str, text: str) -> int:
     t = text.strip().lower()
     if t in _ICMP_TYPES_BY_NAME:
@@ -475,6 +486,9 @@ _TYPES: dict[str, _Type] = {
     "classid": _Type(_classid_parse, _make_int_check(0, 0xFFFFFFFF, _classid_parse),
                      format_classid),
     "str": _Type(lambda p, t: t, _str_check, str),
+    # the value is the options' canonical text (kptui.engine.tcpopts), "" for none
+    "tcpoptions": _Type(lambda p, t: format_options(parse_options(t, p)),
+                        _tcpopts_check, lambda v: v or "none"),
 }
 
 
@@ -483,7 +497,7 @@ class FieldSpec:
     """One editable (or read-only) packet field, addressed by its path."""
 
     path: str
-    type: str  # noqa: A003 - ipv4 u8 u16 u32 bool tcpflags iface classid str
+    type: str  # noqa: A003 - ipv4 u8 u16 u32 bool tcpflags iface classid str tcpoptions
     parse: Callable[[str], Any]  # text -> value (syntax only)
     validate: Callable[[Any], Any]  # value -> checked, normalised value
     format: Callable[[Any], str]  # noqa: A003 - value -> text
@@ -605,6 +619,8 @@ class Packet:
             d["dport"] = l4.dport
             if isinstance(l4, TCPHeader):
                 d["flags"] = format_tcp_flags(l4.flags)
+                if l4.options:  # only then: the key is newer than the shape (DESIGN.md)
+                    d["tcp_options"] = format_options(l4.options)
         elif isinstance(l4, ICMPHeader):
             d["icmp_type"] = l4.type
             d["icmp_code"] = l4.code
@@ -710,7 +726,7 @@ class Packet:
               dst: str | IPv4Address, sport: int | None = None, dport: int | None = None,
               flags: str | int = "S", ttl: int = 64, tos: int = 0, icmp_type: int | None = None,
               icmp_code: int = 0, icmp_id: int = 0, length: int | None = None, mark: int = 0,
-              iif: str = "", ident: int = 0) -> Packet:
+              iif: str = "", ident: int = 0, tcp_options: str | bytes = b"") -> Packet:
         """A packet as a Linux host sends it.
 
         DF is set for TCP, UDP and socket-sent ICMP (echo, timestamp, ... requests):
@@ -720,9 +736,13 @@ class Packet:
         counter, which kptui does not model; pass ``ident``). ``length=None`` gives
         headers only; ``length=N`` pads the payload with zeros to N bytes in total.
         A local packet (``iif=""``) comes from a process's socket (meta.sock "user",
-        uid and gid 0: root's, as `kptui verify` sends it).
+        uid and gid 0: root's, as `kptui verify` sends it). ``tcp_options``: a TCP
+        header's options, as text (``mss 1460,nop,nop,sackOK``) or bytes; none by default.
         """
         pnum = _proto_number(proto)
+        if tcp_options and pnum != 6:
+            raise FieldError(f"tcp_options: a {PROTO_NAMES.get(pnum, pnum)} packet has no "
+                             "tcp options")
         ip = IPv4Header(
             src=_ipv4_check("src", src), dst=_ipv4_check("dst", dst), proto=pnum,
             ttl=_spec("ip.ttl").validate(ttl), tos=_spec("ip.tos").validate(tos),
@@ -741,6 +761,9 @@ class Packet:
             if pnum == 6:
                 fl = flags if isinstance(flags, int) else parse_tcp_flags(flags)
                 l4 = TCPHeader(sp, dp, flags=_spec("tcp.flags").validate(fl))
+                if tcp_options:
+                    l4.options = parse_options(_tcpopts_check("tcp_options", tcp_options),
+                                               "tcp_options")
             else:
                 l4 = UDPHeader(sp, dp)
             ip.df = True
@@ -970,6 +993,35 @@ def _l4_field(name: str, kind: type, attr: str, path: str,
     return read, write
 
 
+def _tcp_options_field():
+    """tcp.options: read as text, written from text; the header grows or shrinks with
+    them, except in a packet read from partial bytes, whose declared length is fixed."""
+    path = "tcp.options"
+
+    def holder(pkt: Packet) -> TCPHeader:
+        tcp = _l4_of(pkt, TCPHeader, "tcp", path)
+        w = pkt.wire
+        if w is not None and 40 + len(pkt.ip.options) + len(tcp.options) > w.avail:
+            raise FieldError(f"{path}: not all in the quoted bytes (the tcp header has "
+                             f"{20 + len(tcp.options)} bytes, {w.avail - 20 - len(pkt.ip.options)}"
+                             " bytes of the datagram's tcp part were quoted)")
+        return tcp
+
+    def read(pkt: Packet) -> str:
+        return format_options(holder(pkt).options)
+
+    def write(pkt: Packet, value: str) -> None:
+        tcp = holder(pkt)
+        new = parse_options(value, path)
+        if pkt.wire is not None and len(new) != len(tcp.options):
+            raise FieldError(f"{path}: this packet was read from partial bytes with a fixed "
+                             f"length ({pkt.wire.ip_len}); its options can only be rewritten "
+                             f"in place ({len(tcp.options)} bytes)")
+        tcp.options = new
+
+    return read, write
+
+
 def _icmp_id_only(icmp: ICMPHeader, path: str) -> None:
     if icmp.type not in ICMP_ID_TYPES:
         raise FieldError(f"{path}: icmp type {icmp.type} ({icmp_type_name(icmp.type, icmp.code)})"
@@ -1054,6 +1106,8 @@ def _base_fields() -> list[tuple[str, _Type, str, Callable, Callable | None, str
             ):
                 r, w = _l4_field("tcp", TCPHeader, attr, f"tcp.{attr}")
                 rows.append((f"tcp.{attr}", typ, tname, r, w, f"tcp {doc}"))
+            rows.append(("tcp.options", t["tcpoptions"], "tcpoptions", *_tcp_options_field(),
+                         "tcp options, e.g. mss 1460,nop,nop,sackOK (none: no options)"))
     icmp_type = _int_type(0, 255, parse=_icmp_type_parse)
     r, _w = _l4_field("icmp", ICMPHeader, "type", "icmp.type")
     rows.append(("icmp.type", icmp_type, "u8", r, _write_icmp_type,

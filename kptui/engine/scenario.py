@@ -19,6 +19,7 @@ from kptui.engine.errors import KptuiError, ParseError, UnsupportedError
 from kptui.engine.numbers import is_uint, scan_uint
 from kptui.engine.routing import RouteError
 from kptui.engine.setup import apply_setup, parse_addr
+from kptui.engine.wallclock import FORMAT_HINT, ClockError, WallClock, parse_clock
 
 if TYPE_CHECKING:
     from kptui.engine.packet import Packet
@@ -26,7 +27,12 @@ if TYPE_CHECKING:
 PROFILES = ("modern", "classic-2.4", "ipchains")
 IMPLEMENTED_PROFILES = PROFILES
 TOP_KEYS = {"name": str, "description": str, "profile": str, "setup": str, "iptables": str,
-            "sysctl": dict, "interfaces": list, "packets": list, "rt_tables": (dict, str)}
+            "ipset": str,
+            "sysctl": dict, "interfaces": list, "packets": list, "rt_tables": (dict, str),
+            "clock": str}
+# `clock = "2026-12-07T10:30:00+01:00"`: the wall-clock time at the scenario's time 0 (a
+# packet's `time` adds to it), for -m time; its offset is the kernel's time zone (sys_tz,
+# for --kerneltz); "now" is the time of the run. See kptui.engine.wallclock.
 IFACE_KEYS = {"name": str, "addresses": list}
 # key: (type, min, max) for the integer ones
 PACKET_KEYS: dict[str, tuple[type, int, int]] = {
@@ -38,7 +44,10 @@ PACKET_KEYS: dict[str, tuple[type, int, int]] = {
     "seq": (int, 0, 0xFFFFFFFF), "ack": (int, 0, 0xFFFFFFFF),
     "time": (float, 0, 0), "inner": (dict, 0, 0), "reply_to": (int, 0, 0xFFFF),
     "repeat": (int, 1, 1000), "uid": (int, 0, 0xFFFFFFFE), "gid": (int, 0, 0xFFFFFFFE),
+    "tcp_options": (str, 0, 0),
 }
+# `tcp_options = "mss 1460,nop,nop,sackOK"` (tcp only): the TCP header's options, in the
+# text of the tcp.options field (kptui.engine.tcpopts); none by default.
 # `repeat = N` sends the packet N times back to back, at the same `time` (a burst for tc's
 # queues and token buckets); the copies are packets of their own, numbered in order.
 # With `reply_to = N` the reply is built from packet N (answers.reply_to); these keys
@@ -50,7 +59,7 @@ REPLY_OVERRIDES = ("iif", "ttl", "tos", "flags", "seq", "ack", "df", "time", "ma
 LOCAL_ONLY = ("mark", "uid", "gid")
 # The quoted packet of an ICMP error: `inner = { proto = "udp", src = ..., ... }`.
 INNER_KEYS = ("proto", "src", "dst", "sport", "dport", "flags", "ttl", "seq", "ack",
-              "icmp_type", "icmp_code", "icmp_id")
+              "icmp_type", "icmp_code", "icmp_id", "tcp_options")
 ICMP_ERROR_TYPES = (3, 4, 5, 11, 12)
 PROTOS = ("tcp", "udp", "icmp")
 
@@ -79,6 +88,7 @@ class PacketSpec:
     line: int = 0
     seq: int | None = None  # tcp only
     ack: int | None = None
+    tcp_options: str = ""  # tcp only: the options' text (tcp.options)
     time: float = 0.0  # seconds on the box's clock when the packet arrives (non-decreasing)
     inner: PacketSpec | None = None  # the packet an ICMP error quotes
     reply_to: int | None = None  # build the reply to packet N (see build_after)
@@ -97,7 +107,8 @@ class PacketSpec:
             proto=self.proto, src=self.src, dst=self.dst, sport=self.sport, dport=self.dport,
             flags=self.flags, ttl=self.ttl, tos=self.tos, icmp_type=self.icmp_type,
             icmp_code=self.icmp_code, icmp_id=self.icmp_id, length=self.length,
-            mark=self.mark, iif="" if self.origin == "local" else self.origin)
+            mark=self.mark, iif="" if self.origin == "local" else self.origin,
+            tcp_options=self.tcp_options)
         if self.df is not None:
             pkt.set("ip.df", self.df)
         for key in ("seq", "ack"):
@@ -182,15 +193,20 @@ class Scenario:
     setup_line: int = 1
     iptables: str = ""
     iptables_line: int = 1
+    ipset: str = ""  # `ipset save` text (ipset restore's input), loaded before the setup lines
+    ipset_line: int = 1
     sysctl: dict[str, Any] = field(default_factory=dict)
     sysctl_lines: dict[str, int] = field(default_factory=dict)
     interfaces: list[IfaceSpec] = field(default_factory=list)
     packets: list[PacketSpec] = field(default_factory=list)
     rt_tables: dict[str, int] = field(default_factory=dict)  # route table names
     rt_tables_line: int = 0
+    clock: str = ""  # the `clock` text as written ("now" until kptui.realclock resolves it)
+    wall_clock: WallClock | None = None  # its value (None: no clock, or "now")
 
     def build_box(self) -> Box:
-        """Interfaces and addresses, sysctls, setup lines, then the iptables text."""
+        """Interfaces and addresses, sysctls, the ipset text, setup lines, then the
+        iptables text."""
         return self._build()[0]
 
     def kernel_setup(self) -> str:
@@ -201,6 +217,7 @@ class Scenario:
         if self.profile not in IMPLEMENTED_PROFILES:
             raise UnsupportedError(f"profile {self.profile}")
         box = Box()
+        box.wall_clock = self.wall_clock or self.clock or None  # "now": unresolved
         for name, number in self.rt_tables.items():
             try:
                 box.routes.name_table(name, number)
@@ -223,6 +240,10 @@ class Scenario:
                 raise ParseError(str(exc), file=self.file, line=line, token=name) from None
             except UnsupportedError as exc:
                 raise ParseError(str(exc), file=self.file, line=line, token=name) from None
+        if self.ipset:
+            from kptui.engine.setup import apply_ipset_restore
+
+            apply_ipset_restore(box, self.ipset, file=self.file, first_line=self.ipset_line)
         from kptui.engine.profile_check import check_ruleset, split_setup
 
         setup, chains, imq_devs = split_setup(self.setup, self.profile, file=self.file,
@@ -371,6 +392,9 @@ def load_scenario(text: str, *, file: str) -> Scenario:
         if key not in TOP_KEYS:
             line = where.top_key(key) or where.header(key)
             raise err(f"unknown key {key!r} (known: {', '.join(TOP_KEYS)})", line, key)
+        if key == "clock" and not isinstance(value, str):  # TOML's own date-times too
+            raise err(f"clock must be a string: {FORMAT_HINT}, in quotes",
+                      where.top_key(key) or where.header(key), key)
         if not isinstance(value, TOP_KEYS[key]):
             want = TOP_KEYS[key]
             what = " or ".join(_tname(t) for t in want) if isinstance(want, tuple) \
@@ -389,8 +413,15 @@ def load_scenario(text: str, *, file: str) -> Scenario:
                   description=data.get("description", ""), profile=profile,
                   setup=data.get("setup", ""), setup_line=where.string_start("setup"),
                   iptables=data.get("iptables", ""),
-                  iptables_line=where.string_start("iptables"))
+                  iptables_line=where.string_start("iptables"),
+                  ipset=data.get("ipset", ""), ipset_line=where.string_start("ipset"))
     sc.rt_tables_line = where.top_key("rt_tables") or where.header("rt_tables")
+    if "clock" in data:
+        sc.clock = data["clock"]
+        try:
+            sc.wall_clock = parse_clock(sc.clock)
+        except ClockError as exc:
+            raise err(str(exc), where.top_key("clock"), sc.clock) from None
     sc.rt_tables = _rt_tables(data.get("rt_tables", {}), sc.rt_tables_line, err)
     sysctl_at = where.header("sysctl")
     for name, value in data.get("sysctl", {}).items():
@@ -532,7 +563,7 @@ def _packet(entry: dict, at: int, where: _Lines, names: set[str], err) -> Packet
         for key in ("sport", "dport"):
             if key in entry:
                 raise err(f"{key} is only for tcp and udp packets", line_of(key), key)
-    for key in ("flags", "seq", "ack"):
+    for key in ("flags", "seq", "ack", "tcp_options"):
         if key in entry and proto != "tcp":
             raise err(f"{key} is only for tcp packets", line_of(key), key)
     inner = None
@@ -547,6 +578,13 @@ def _packet(entry: dict, at: int, where: _Lines, names: set[str], err) -> Packet
                       + ("a received packet arrives with mark 0" if key == "mark" else
                          "a received or forwarded packet has no socket, so no owner"),
                       line_of(key), key)
+    if "tcp_options" in entry:
+        from kptui.engine.tcpopts import parse_options
+
+        try:
+            parse_options(entry["tcp_options"], "packets.tcp_options")
+        except KptuiError as exc:
+            raise err(str(exc), line_of("tcp_options"), entry["tcp_options"]) from None
     flags = entry.get("flags", "S")
     if proto == "tcp":
         from kptui.engine.packet import parse_tcp_flags
@@ -563,7 +601,8 @@ def _packet(entry: dict, at: int, where: _Lines, names: set[str], err) -> Packet
         icmp_type=entry.get("icmp_type"), icmp_code=entry.get("icmp_code", 0),
         icmp_id=entry.get("icmp_id", 0), length=entry.get("length"), df=entry.get("df"),
         line=at, seq=entry.get("seq"), ack=entry.get("ack"),
-        time=float(entry.get("time", 0.0)), inner=inner)
+        time=float(entry.get("time", 0.0)), inner=inner,
+        tcp_options=entry.get("tcp_options", ""))
 
 
 def _reply_packet(entry: dict, n: int, at: int, where: _Lines, names: set[str],

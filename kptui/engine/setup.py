@@ -169,12 +169,12 @@ def run_command(box: Box, cmd: Cmd, raw: str) -> str | None:
     if pasted:
         return run_pasted(box, cmd, pasted)
     if prog in ("ip6tables", "ip6tables-legacy", "ip6tables-nft", "nft", "ebtables",
-                "arptables", "ipset"):
+                "arptables"):
         raise cmd.unsupported()
     handler = COMMANDS.get(prog)
     if handler is None:
-        raise cmd.error(f"unknown command {prog!r} (setup lines run ip, iptables, sysctl)",
-                        cmd.toks[0])
+        raise cmd.error(f"unknown command {prog!r} (setup lines run ip, iptables, ipset, tc, "
+                        "sysctl)", cmd.toks[0])
     try:
         handler(box, cmd)
     except ParseError:
@@ -822,5 +822,60 @@ def _cmd_tc(box: Box, cmd: Cmd) -> None:
 
 
 COMMANDS["tc"] = _cmd_tc
+
+
+# -- ipset -----------------------------------------------------------------------------
+
+def set_in_use(box: Box, index: int) -> bool:
+    """A rule (-m set, -j SET) or a list:set references the set: ipset refuses to destroy
+    or rename it."""
+    if box.ipsets.referenced(index):
+        return True
+    for table in box.ruleset.tables.values():
+        for chain in table.chains.values():
+            for rule in chain.rules:
+                for part in (*rule.matches, rule.target):
+                    uses = getattr(part, "set_indexes", None)
+                    if uses is not None and index in uses():
+                        return True
+    return False
+
+
+def run_ipset_words(box: Box, cmd: Cmd, toks: list[Tok]) -> None:
+    """One ipset command (its words after the program name), errors at their token."""
+    from kptui.engine.ipset_setup import IpsetSyntax, run_ipset
+    from kptui.engine.ipsets import IpsetError
+
+    try:
+        run_ipset(box.ipsets, [t.text for t in toks],
+                  in_use=lambda index: set_in_use(box, index), now=box.clock)
+    except IpsetSyntax as err:
+        at = toks[err.arg] if err.arg is not None and err.arg < len(toks) else None
+        raise cmd.error(f"ipset: {err}", at or (toks[0] if toks else cmd.toks[0])) from None
+    except IpsetError as err:
+        raise cmd.error(f"ipset: {err}", toks[0] if toks else cmd.toks[0]) from None
+    except UnsupportedError as err:
+        raise cmd.error(f"unsupported yet: {err}", toks[0] if toks else cmd.toks[0]) from None
+
+
+def _cmd_ipset(box: Box, cmd: Cmd) -> None:
+    words = cmd.toks[1:]
+    if not words:
+        raise cmd.error("ipset: No command specified.", cmd.toks[0])
+    run_ipset_words(box, cmd, words)
+
+
+COMMANDS["ipset"] = _cmd_ipset
+
+
+def apply_ipset_restore(box: Box, text: str, *, file: str, first_line: int = 1) -> None:
+    """The scenario's `ipset` text, as `ipset restore` reads it (what `ipset save`
+    writes: `create` and `add` lines, or any ipset command without the program name),
+    one command a line, the first error stopping it."""
+    for start, _end, full in split_commands(text, first_line):
+        toks = tokenize(full, file=file, line=start)
+        if not toks or toks[0].text in ("COMMIT", "quit"):
+            continue
+        run_ipset_words(box, Cmd(toks, " ".join(full.split()), file, start), toks)
 
 __all__ = ["apply_setup", "split_lines", "tokenize", "KptuiError"]

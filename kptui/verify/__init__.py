@@ -18,6 +18,14 @@ what leaves and what is answered. A packet with a `time` is sent that many secon
 after the first packet (verify sleeps; it refuses scenarios spanning more than 30 s),
 so conntrack timeouts can be tested with short `net.netfilter.nf_conntrack_*` sysctls.
 
+The kernel's wall clock (what -m time reads) cannot be set from here: CLOCK_REALTIME
+and sys_tz are not per namespace. A scenario's `clock = "now"` is therefore simulated
+with the real time at which packet 0 was sent (minus its `time`), in this kernel's time
+zone (kptui.realclock); later packets are sent `time` seconds after it, give or take the
+few tens of milliseconds each packet takes. A fixed `clock` is simulated as written,
+which the kernel does not see: only rules whose answer does not depend on the date agree
+with it then.
+
 A packet with `reply_to = N` is sent as kptui builds it: the scenario is
 simulated first, and the bytes are answers.reply_to of kptui's packet N at
 its fate (with the overrides), sent from the interface packet N left through
@@ -56,14 +64,16 @@ What is compared, per packet, and the normalisation applied (nothing else):
   packets are the sent bytes updated with the addresses, ports, TTL, TOS and
   mark the trace last printed (at the entry of the last base chain the
   packet reached: a change a rule makes inside the chain that then drops
-  the packet is not visible).
+  the packet is not visible). `tcp_options` (present when the TCP header
+  has options) is compared for transmitted packets only: the trace prints
+  no options, so a delivered or dropped packet's would be the sent ones.
 - trace: the trace lines, rule handles turned into 1-based positions with
   `nft -j -a list ruleset`, verify's own table (`kptui_trace`) left out.
   Compared exactly.
 - answers: every IPv4 frame the box sends to a peer while the packet is
   handled, other than the packet itself, in the order they were captured:
   `iface` (the box end it left through), then src, dst, proto, sport/dport,
-  ttl, tos, and `flags` (TCP) or icmp_type/icmp_code (+icmp_id for echo), as
+  ttl, tos, and `flags` (+`tcp_options`) (TCP) or icmp_type/icmp_code (+icmp_id for echo), as
   read from the wire (wire.ip_out). kptui's side is `answers` of its --json:
   answer_out of every answer walk that ended in `transmit` (kptui.engine.run).
   Compared exactly, all of these fields, in order; the IP ID is not recorded
@@ -131,7 +141,7 @@ def scenario_plan(scenario: Any) -> Any:
         setup = scenario.setup or ""
     return Plan([Interface(i.name, list(i.addresses)) for i in scenario.interfaces],
                 sysctls, setup, scenario.iptables or "", packets,
-                file=scenario.file, setup_line=scenario.setup_line)
+                file=scenario.file, setup_line=scenario.setup_line, ipset=scenario.ipset)
 
 
 def _title(data: bytes) -> str:
@@ -145,12 +155,15 @@ def _title(data: bytes) -> str:
 
 
 def simulate(scenario: Any) -> list[dict[str, Any]]:
-    """kptui's answers in the same shape (an engine error becomes an `error` fate per packet)."""
+    """kptui's answers in the same shape (an engine error becomes an `error` fate per packet).
+    A ``clock = "now"`` still unresolved is resolved to the time of the call."""
     from kptui.engine.run import run_scenario
+    from kptui.realclock import resolve
     from kptui.verify.tc import has_tc, simulated
 
     tc = has_tc(scenario.setup or "")
     try:
+        scenario = resolve(scenario)
         rows = []
         for r in run_scenario(scenario):
             row = r.to_json(with_events=False)
@@ -177,16 +190,20 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 def verify_one(path: str, *, record: bool) -> bool:
     """Run one scenario on the kernel and in kptui, print the comparison; True if they agree."""
     from kptui.cli import load
+    from kptui.realclock import resolve
     from kptui.verify.compare import compare_all, render
     from kptui.verify.kernel import run_plan
 
-    scenario = load(path)
-    plan = scenario_plan(scenario)
+    scenario = load(path, now=False)  # clock = "now": the time the packets are sent
+    plan = scenario_plan(resolve(scenario))
     run = run_plan(plan)
     kernel = run.results
-    kptui = simulate(scenario)
+    kptui = simulate(resolve(scenario, run.wall_start_ns))
     verdicts = compare_all(kernel, kptui)
     print(f"== {path}: {len(kernel)} packet(s), kernel run {run.seconds:.2f}s")
+    if scenario.clock not in ("", "now"):  # the kernel's clock cannot be set from here
+        print(f"  (kptui simulates clock = {scenario.clock}; the kernel ran on its own real "
+              "time, so only -m time rules that hold on any date agree)")
     for verdict in verdicts:
         title = _title(plan.packets[verdict.index].data) \
             if verdict.index < len(plan.packets) else ""

@@ -44,9 +44,12 @@ def normal(result: dict[str, Any], *, answers: bool = True) -> dict[str, Any]:
     recorded); False when they are not compared (stack_answers).
     """
     fate = result.get("fate", {})
+    out = dict(result.get("out", {}))
+    if fate.get("action") != "transmit":  # the trace prints no TCP options (verify docs)
+        out.pop("tcp_options", None)
     return {
         "fate": {k: fate[k] for k in FATE_KEYS if fate.get(k)},
-        "out": dict(result.get("out", {})),
+        "out": out,
         "trace": list(result.get("trace", [])),
         "answers": [dict(a) for a in result.get("answers", [])] if answers else [],
         "qos": [dict(q) for q in result.get("qos", [])],

@@ -159,6 +159,7 @@ class Plan:
     packets: list[SendSpec]
     file: str = ""  # for messages: where the setup lines came from
     setup_line: int = 1  # the file line of the setup text's first line
+    ipset: str = ""  # the scenario's `ipset` text, given to `ipset restore` before setup
 
 
 @dataclass(slots=True)
@@ -181,6 +182,9 @@ class Peer:
 class KernelRun:
     results: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    # CLOCK_REALTIME (ns) when scenario time 0 was, from the first packet's send: what a
+    # scenario's clock = "now" is simulated with
+    wall_start_ns: int = 0
     unparsed: list[str] = field(default_factory=list)
     # (table, chain, 1-based position) -> the rule's nf_tables handle, as loaded
     handles: dict[tuple[str, str, int], int] = field(default_factory=dict)
@@ -319,6 +323,12 @@ class KernelBox:
         lab.run(self.box, ["ip", "link", "set", "lo", "up"])
         for key, value in plan.sysctl:
             lab.run(self.box, ["sysctl", "-qw", f"{key}={value}"])
+        if plan.ipset.strip():
+            try:
+                lab.run(self.box, ["ipset", "restore"], stdin=plan.ipset)
+            except CommandError as err:
+                raise CommandError(f"{plan.file}: ipset restore refused the ipset text: "
+                                   f"{err.detail}") from None
         for number, line in enumerate(plan.setup.splitlines(), plan.setup_line):
             argv = shlex.split(line, comments=True)
             if argv:
@@ -525,6 +535,8 @@ class KernelBox:
         try:
             self.start_monitor()
             base = time.monotonic() - (self.plan.packets[0].time if self.plan.packets else 0)
+            result.wall_start_ns = time.time_ns() - round(
+                (self.plan.packets[0].time if self.plan.packets else 0) * 1e9)
             for index, spec in enumerate(self.plan.packets):
                 wait = base + spec.time - time.monotonic()
                 if wait > 0:  # the scenario's `time`: let the kernel's clock run as far

@@ -35,11 +35,49 @@ def ip_out(data: bytes) -> dict[str, Any]:
     out["ttl"], out["tos"] = ttl, tos
     if proto == 6 and frag == 0 and len(l4) >= 14:
         out["flags"] = tcp_flags_text(l4[13])
+        if len(l4) >= 20 and l4[12] >> 4 > 5:
+            out["tcp_options"] = tcp_options_text(l4[20:(l4[12] >> 4) * 4])
     if proto == 1 and frag == 0 and len(l4) >= 2:
         out["icmp_type"], out["icmp_code"] = l4[0], l4[1]
         if l4[0] in ECHO_TYPES and len(l4) >= 6:
             out["icmp_id"] = struct.unpack("!H", l4[4:6])[0]
     return out
+
+
+def tcp_options_text(opts: bytes) -> str:
+    """TCP option bytes in the text of kptui's tcp.options field (kptui.engine.tcpopts
+    documents it), written here again from the bytes: eol, nop, mss N, wscale N, sackOK,
+    sack L:R ..., TS val N ecr N, opt KIND [0xDATA], and bytes 0xHEX for the rest of a
+    header from a byte that starts no well-formed option."""
+    items: list[str] = []
+    i = 0
+    while i < len(opts):
+        kind = opts[i]
+        if kind < 2:
+            items.append(("eol", "nop")[kind])
+            i += 1
+            continue
+        size = opts[i + 1] if i + 1 < len(opts) else 0
+        if size < 2 or i + size > len(opts):
+            items.append("bytes 0x" + opts[i:].hex())
+            break
+        body = opts[i + 2:i + size]
+        words = [struct.unpack("!I", body[k:k + 4])[0] for k in range(0, len(body) - 3, 4)]
+        if kind == 2 and size == 4:
+            items.append(f"mss {struct.unpack('!H', body)[0]}")
+        elif kind == 3 and size == 3:
+            items.append(f"wscale {body[0]}")
+        elif kind == 4 and size == 2:
+            items.append("sackOK")
+        elif kind == 5 and size > 2 and (size - 2) % 8 == 0:
+            items.append("sack " + " ".join(f"{words[k]}:{words[k + 1]}"
+                                            for k in range(0, len(words), 2)))
+        elif kind == 8 and size == 10:
+            items.append(f"TS val {words[0]} ecr {words[1]}")
+        else:
+            items.append(f"opt {kind}" + (f" 0x{body.hex()}" if body else ""))
+        i += size
+    return ",".join(items)
 
 
 def ip_ident(data: bytes) -> int:

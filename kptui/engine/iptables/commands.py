@@ -81,7 +81,7 @@ def _execute(ruleset: Ruleset, table: Table, cmd: Token, pos: list[Token], spec:
         chain = table.chains.get(name)
         if chain is not None:
             rule = RuleParser(spec, table=table.name, chain=name, file=c.file,
-                              line=c.line, lookup=_lookup(table)).parse()
+                              line=c.line, lookup=_lookup(table), sets=ruleset.ipsets).parse()
             if chain.builtin and not chain.present:
                 table.make_present(chain)
             if counters is not None:
@@ -152,7 +152,7 @@ def _execute(ruleset: Ruleset, table: Table, cmd: Token, pos: list[Token], spec:
     if op == "-R" and number is None:
         raise c.err("-R needs a rule number", cmd)
     rule = RuleParser(spec, table=table.name, chain=name, file=c.file, line=c.line,
-                      lookup=_lookup(table)).parse()
+                      lookup=_lookup(table), sets=ruleset.ipsets).parse()
     if counters is not None:
         rule.counters = counters
     if op in ("-A", "-I"):

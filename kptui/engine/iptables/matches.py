@@ -38,6 +38,7 @@ class Match:
     protos: ClassVar[tuple[int, ...] | None] = None  # -p values the module requires
     proto_error: ClassVar[str] = ""
     chains: ClassVar[frozenset[str] | None] = None  # built-in chains it may be used in
+    uses_sets: ClassVar[bool] = False  # the parser gives it the box's ipset sets (.sets)
 
     def __init__(self) -> None:
         self.seen: set[str] = set()

@@ -154,6 +154,9 @@ class Table:
 @dataclass
 class Ruleset:
     tables: dict[str, Table] = field(default_factory=dict)
+    # The box's ipset sets (kptui.engine.ipsets.IpsetStore), which -m set and -j SET look
+    # up by name while a rule is parsed, as iptables asks the kernel; None: no sets at all.
+    ipsets: Any = field(default=None, compare=False, repr=False)
 
     def table(self, name: str) -> Table:
         """The table, created (with no chain present) on first use."""

@@ -63,12 +63,13 @@ _COMMAND_LONG = frozenset({
 class RuleParser:
     """One use per rule; collects errors with the position of the offending token."""
 
-    __slots__ = ("toks", "table", "chain", "file", "line", "lookup")
+    __slots__ = ("toks", "table", "chain", "file", "line", "lookup", "sets")
 
     def __init__(self, toks: list[Token], *, table: str, chain: str, file: str, line: int,
-                 lookup: ChainLookup) -> None:
+                 lookup: ChainLookup, sets: Any = None) -> None:
         self.toks, self.table, self.chain = toks, table, chain
         self.file, self.line, self.lookup = file, line, lookup
+        self.sets = sets  # the box's ipset sets, for -m set and -j SET (None: none)
 
     def err(self, msg: str, tok: Token | None) -> ParseError:
         if tok is None:
@@ -121,7 +122,10 @@ class RuleParser:
                         raise self.err(f"Couldn't load match `{arg[0]}':No such file or "
                                        "directory", arg)
                     try:
-                        matches.append((cls(), arg))
+                        m = cls()
+                        if cls.uses_sets:
+                            m.sets = self.sets
+                        matches.append((m, arg))
                     except BadValue as e:
                         raise self.err(str(e), arg) from None
                     continue
@@ -267,7 +271,10 @@ class RuleParser:
         cls = TARGETS.get(name)
         if cls is None:
             raise BadValue(f"Chain '{name}' does not exist")
-        return cls()
+        target = cls()
+        if cls.uses_sets:
+            target.sets = self.sets
+        return target
 
     def _owner(self, opt: str, target: Target | None, matches: list[tuple[Match, Token]],
                ip: IPMatch) -> Match | Target | None:

@@ -50,6 +50,7 @@ class Target:
     tables: ClassVar[frozenset[str] | None] = None
     chains: ClassVar[frozenset[str] | None] = None
     verdict: ClassVar[str] = "CONTINUE"
+    uses_sets: ClassVar[bool] = False  # the parser gives it the box's ipset sets (.sets)
 
     def __init__(self) -> None:
         self.seen: set[str] = set()

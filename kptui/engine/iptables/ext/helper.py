@@ -1,7 +1,14 @@
-"""-m helper (libxt_helper 1.8.9, xt_helper.c): parsed and printed, not simulated.
+"""-m helper (libxt_helper 1.8.9, xt_helper.c): the helper of an expected connection.
 
-kptui's conntrack has no helpers (FTP, SIP, ...), so no connection ever has one;
-a walk that reaches the match stops, named. The name is kept in a char[30].
+helper_mt looks at the packet's connection's *master*: it matches (`!`: does not)
+only a connection a helper expected (an FTP data connection, ...), whose master's
+helper has the name (the first strlen(helper name) characters of --helper; an
+empty --helper takes any helper). No connection of a kptui box has a master: a
+helper is attached only by `-j CT --helper` (Linux 6.18 assigns none by itself:
+nf_conntrack_helper's automatic assignment is gone since 6.0), and kptui stops a
+walk at that target (conntrack.py does not model helpers or expectations). So the
+match is simulated as the kernel answers on such a box: no, or yes with `!`.
+Kernel-verified: tests/kernel/scenarios/ext-helper.toml. The name is a char[30].
 """
 
 from __future__ import annotations
@@ -27,6 +34,13 @@ class HelperMatch(XtMatch):
 
     def save(self) -> str:
         return f"{'! ' if self.inv else ''}--helper {save_string(self.helper)}"
+
+    def test(self, pkt: Any, ctx: Any) -> str | None:
+        if self.inv:
+            return None
+        if pkt.meta.ct is None:
+            return "the packet has no connection"
+        return "the connection is not one a conntrack helper expected (it has no master)"
 
 
 MATCHES = (HelperMatch,)

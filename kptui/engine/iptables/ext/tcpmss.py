@@ -1,14 +1,23 @@
 """-m tcpmss (libxt_tcpmss, xt_tcpmss.c), -j TCPMSS (libxt_TCPMSS, xt_TCPMSS.c) and
 -j TCPOPTSTRIP (libxt_TCPOPTSTRIP, xt_TCPOPTSTRIP.c): the TCP options.
 
-The match is simulated: it reads the MSS option from the TCP header's options,
-which kptui's packet carries as bytes (``tcp.options``), walked as the kernel
-walks them. Kernel-verified: tests/kernel/scenarios/ext-tcpmss.toml.
+All three are simulated on the TCP header's options, which kptui's packet carries
+as bytes and shows as the ``tcp.options`` field (kptui.engine.tcpopts: the text
+form), walked as these modules walk them. Kernel-verified:
+tests/kernel/scenarios/ext-tcpmss.toml, ext-TCPMSS.toml, ext-TCPOPTSTRIP.toml.
 
-The two targets are parsed and printed, not simulated: they rewrite the TCP
-options (TCPMSS may also insert an MSS option and grow the packet), and the
-options are not an editable field of kptui's packet (no ``tcp.options`` field
-path), so their change could not be shown, journalled or replayed.
+TCPMSS (tcpmss_mangle_packet) looks at whatever TCP packet reaches it: the "SYN
+only" is the rule's `--tcp-flags SYN,RST SYN`, which iptables-nft does not require
+(nft_compat skips that part of tcpmss_tg4_check; checked on Linux 6.18). An MSS
+option is lowered to the new value, never raised; without one, an option is put
+before the others (at most 536, RFC 1122's default MSS), the packet growing by 4
+bytes, unless payload follows the header or the header is already 60 bytes.
+--clamp-mss-to-pmtu takes min(MTU of the packet's route, MTU of the route back to
+its source) - 40; both are device MTUs (at most IP_MAX_MTU, 65520: ipv4_mtu) as
+kptui models no route `mtu` metric nor learned path MTUs.
+
+TCPOPTSTRIP (tcpoptstrip_mangle_packet) overwrites each listed option with NOPs,
+all its bytes, the length unchanged.
 """
 
 from __future__ import annotations
@@ -17,11 +26,16 @@ from typing import Any
 
 from kptui.engine.errors import UnsupportedError
 from kptui.engine.iptables.ext.l4common import kernel_refuses, strtoui_whole
+from kptui.engine.iptables.targets import TargetResult
 from kptui.engine.iptables.values import BadValue
 from kptui.engine.iptables.xtopt import XT, Entry, XtMatch, XtTarget
 
-TCPOPT_MSS, TCPOLEN_MSS = 2, 4
+TCPOPT_NOP, TCPOPT_MSS, TCPOLEN_MSS = 1, 2, 4
 XT_TCPMSS_CLAMP_PMTU = 0xFFFF
+IP_MAX_MTU = 0xFFF0  # include/net/ip.h: ipv4_mtu caps a device MTU with it
+TCP_MSS_DEFAULT = 536  # RFC 1122: a peer without an MSS option is assumed to take 536
+# tcpmss_tg4_check: path-MTU clamping needs the packet's route (a dst)
+CLAMP_HOOKS = frozenset({"FORWARD", "OUTPUT", "POSTROUTING"})
 _ONLY_TCP_MATCH = kernel_refuses("tcpmss match: only valid for protocol 6")
 
 
@@ -105,6 +119,53 @@ class TcpmssTarget(XtTarget):
             return "--clamp-mss-to-pmtu"
         return f"--set-mss {self.mss}"
 
+    def apply(self, pkt: Any, ctx: Any) -> TargetResult:
+        """tcpmss_tg4: tcpmss_mangle_packet, then the IP total length when it grew."""
+        out = TargetResult("CONTINUE")
+        tcp = _tcp_header(pkt, "-j TCPMSS")
+        if tcp is None:
+            out.detail = "a non-first fragment: no TCP header, left alone"
+            return out
+        if self.mss == XT_TCPMSS_CLAMP_PMTU:
+            min_mtu, why = _path_mtu(pkt, ctx)
+            if min_mtu <= 40:  # "unknown or invalid path-MTU": NF_DROP
+                return TargetResult("DROP", detail=f"unknown or invalid path-MTU ({min_mtu})")
+            newmss = min_mtu - 40
+            why = f"path MTU {why}: MSS {newmss}"
+        else:
+            newmss, why = self.mss, f"--set-mss {self.mss}"
+        opts = tcp.options
+        i = 0  # the kernel's i - sizeof(struct tcphdr)
+        while i <= len(opts) - TCPOLEN_MSS:
+            if opts[i] == TCPOPT_MSS and opts[i + 1] == TCPOLEN_MSS:
+                oldmss = opts[i + 2] << 8 | opts[i + 3]
+                if oldmss <= newmss:  # "Never increase MSS, even when setting it"
+                    out.detail = f"{why}; the MSS option says {oldmss}: never raised"
+                    return out
+                new = opts[:i + 2] + bytes((newmss >> 8, newmss & 0xFF)) + opts[i + 4:]
+                _set_options(pkt, new, out)
+                out.detail = f"{why}; MSS {oldmss} -> {newmss}"
+                return out
+            i += 1 if opts[i] <= TCPOPT_NOP or opts[i + 1] == 0 else opts[i + 1]
+        if pkt.payload:
+            out.detail = (f"{why}; no MSS option, and data follows the header: the option "
+                          "cannot be added, the packet is left as is")
+            return out
+        if len(opts) >= 40:  # tcph->doff has 4 bits, do not wrap it to 0
+            out.detail = f"{why}; no MSS option, and the header is full (60 bytes)"
+            return out
+        if pkt.wire is not None:
+            raise UnsupportedError("-j TCPMSS adding an MSS option to a packet read from "
+                                   "partial bytes")
+        mss = min(newmss, TCP_MSS_DEFAULT)
+        old_len = pkt.length
+        _set_options(pkt, bytes((TCPOPT_MSS, TCPOLEN_MSS, mss >> 8, mss & 0xFF)) + opts, out)
+        out.changes.append(("ip.len", old_len, pkt.length))
+        out.detail = (f"{why}; no MSS option: added MSS {mss}"
+                      + (f" (at most {TCP_MSS_DEFAULT}, RFC 1122's default)"
+                         if mss != newmss else "") + ", the packet grows by 4 bytes")
+        return out
+
 
 # tcp_optionmap[]: the names --strip-options takes
 TCP_OPTION_NAMES = {"wscale": 3, "mss": 2, "sack-permitted": 4, "sack": 5, "timestamp": 8,
@@ -144,6 +205,77 @@ class TcpoptstripTarget(XtTarget):
         if not self.strip:
             return ""
         return "--strip-options " + ",".join(str(o) for o in sorted(self.strip))
+
+    def apply(self, pkt: Any, ctx: Any) -> TargetResult:
+        """tcpoptstrip_mangle_packet: every listed option becomes NOPs, all its bytes."""
+        out = TargetResult("CONTINUE")
+        tcp = _tcp_header(pkt, "-j TCPOPTSTRIP")
+        if tcp is None:
+            out.detail = "a non-first fragment: no TCP header, left alone"
+            return out
+        opts = bytearray(tcp.options)
+        hdrlen = 20 + len(opts)
+        i = 20  # as the kernel counts: from the start of the TCP header
+        stripped = []
+        while i < hdrlen - 1:
+            j = i - 20
+            optl = 1 if opts[j] <= TCPOPT_NOP or opts[j + 1] == 0 else opts[j + 1]
+            if i + optl > hdrlen:
+                break
+            if opts[j] in self.strip:
+                stripped.append(str(opts[j]))
+                opts[j:j + optl] = bytes([TCPOPT_NOP]) * optl
+            i += optl
+        if stripped:
+            _set_options(pkt, bytes(opts), out)
+            out.detail = "options " + ", ".join(stripped) + " replaced by NOPs"
+        else:
+            out.detail = "none of the options to strip is in the header"
+        return out
+
+
+def _tcp_header(pkt: Any, what: str) -> Any:
+    """The TCP header to mangle, or None for a non-first fragment (par->fragoff)."""
+    if pkt.ip.frag_offset:
+        return None
+    tcp = pkt.l4
+    if tcp is None or not hasattr(tcp, "options"):
+        raise UnsupportedError(f"{what} on a protocol 6 packet without a TCP header")
+    return tcp
+
+
+def _set_options(pkt: Any, opts: bytes, out: TargetResult) -> None:
+    old, new = pkt.set("tcp.options", opts)
+    if old != new:
+        out.changes.append(("tcp.options", old, new))
+
+
+def _dev_mtu(ctx: Any, dev: str) -> int:
+    return min(ctx.box.interfaces[dev].mtu, IP_MAX_MTU)
+
+
+def _path_mtu(pkt: Any, ctx: Any) -> tuple[int, str]:
+    """min(dst_mtu(skb_dst(skb)), tcpmss_reverse_mtu()) and how it was found.
+
+    The route back is ip_route_output_key({daddr = the packet's source}, nothing else);
+    no route back counts as ~0U."""
+    from kptui.engine.routing import Flow
+
+    if ctx.hook not in CLAMP_HOOKS or ctx.box is None or not ctx.oif:
+        # only a user chain reached from PREROUTING or INPUT gets here (the kernel checks
+        # the hook of base chains only); there the packet may have no route to read
+        raise UnsupportedError(f"-j TCPMSS --clamp-mss-to-pmtu in {ctx.hook or 'a walk'} "
+                               "(the kernel allows it only in FORWARD, OUTPUT and "
+                               "POSTROUTING)")
+    out_mtu = _dev_mtu(ctx, ctx.oif)
+    probe = pkt.copy()
+    probe.ip.dst = pkt.ip.src
+    back = ctx.box.route_output(probe, flow=Flow(dst=pkt.ip.src))
+    if back.error or not back.oif:
+        return out_mtu, f"{out_mtu} (route via {ctx.oif}; no route back to {pkt.ip.src})"
+    in_mtu = _dev_mtu(ctx, back.oif)
+    return min(out_mtu, in_mtu), (f"min({out_mtu} via {ctx.oif}, {in_mtu} back to "
+                                  f"{pkt.ip.src} via {back.oif}) = {min(out_mtu, in_mtu)}")
 
 
 MATCHES = (TcpmssMatch,)
