@@ -242,7 +242,6 @@ def test_statistic_nth_counts_from_every_minus_packet():
 
 
 @pytest.mark.parametrize("table,chain,rule,name", [
-    ("mangle", "PREROUTING", "-m socket", "socket"),
     ("filter", "INPUT", "-m physdev --physdev-in eth1", "physdev"),
     ("filter", "INPUT", "-m policy --dir in --pol none", "policy"),
     ("filter", "INPUT", "-m cgroup --cgroup 1", "cgroup"),

@@ -339,7 +339,6 @@ ttl = 63
 
 @pytest.mark.parametrize("table,chain,target,named", [
     ("filter", "FORWARD", "TEE --gateway 1.1.1.1", "-j TEE (parsed, not simulated)"),
-    ("mangle", "PREROUTING", "TPROXY --on-port 1", "-j TPROXY (parsed, not simulated)"),
     ("filter", "FORWARD", "SYNPROXY --mss 1460", "-j SYNPROXY (parsed, not simulated)"),
     ("mangle", "FORWARD", "SECMARK --selctx system_u:object_r:x:s0",
      "-j SECMARK (parsed, not simulated)"),

@@ -29,7 +29,7 @@ NOT_TEXT = re.compile(
     r"""^(
         # IPv4Address / IPv4Network values: int() is the address as a number
         (addr|src|dst|gateway|old|tup\.src|rng\.(min|max)_addr|flow\.src|route\.prefix\.\w+
-         |pkt\.ip\.(src|dst)|ip\.(src|dst)|net(\.\w+)+|r\.prefix\.network_address
+         |pkt\.ip\.(src|dst)|ip\.(src|dst)|inner\.ip\.(src|dst)|ip\.ip|addrs\[0\]\.ip|net(\.\w+)+|r\.prefix\.network_address
          |conn\.original\.src|IPv4Address\(\w+\)|self\.box\.sysctl\(.*\))
         # numbers already: scroll offsets, simulated clocks and timers, rates
         |self\.scroll_[xy]|event\.detail\.removeprefix\(.*\)\s*or\s*0

@@ -192,6 +192,9 @@ class Box:
         self.routes = RouteTables()
         self.ruleset: Any = Ruleset()
         self.ipsets = IpsetStore()  # the netns' ipset sets, which iptables rules name
+        self.sockets: list[Any] = []  # kptui.engine.sockets.Socket: -m socket, -j TPROXY
+        self.tcp_delivered: set[tuple[int, int, int, int]] = set()  # (saddr, sport, daddr,
+        # dport) of TCP packets delivered to a box with sockets (kptui.engine.sockets)
         self.ruleset.ipsets = self.ipsets
         self.rng: Any = None
         self.clock: float = 0.0  # the simulated clock, seconds (scenario packets' `time`)

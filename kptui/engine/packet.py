@@ -176,6 +176,9 @@ class Meta:
     sock: str = ""
     uid: int = 0
     gid: int = 0
+    # skb->sk of a received packet: the box's socket -j TPROXY assigned it
+    # (kptui.engine.sockets.Socket), which -m socket then takes; None: none
+    tproxy: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

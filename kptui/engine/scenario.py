@@ -29,11 +29,16 @@ IMPLEMENTED_PROFILES = PROFILES
 TOP_KEYS = {"name": str, "description": str, "profile": str, "setup": str, "iptables": str,
             "ipset": str,
             "sysctl": dict, "interfaces": list, "packets": list, "rt_tables": (dict, str),
+            "sockets": list,
             "clock": str}
 # `clock = "2026-12-07T10:30:00+01:00"`: the wall-clock time at the scenario's time 0 (a
 # packet's `time` adds to it), for -m time; its offset is the kernel's time zone (sys_tz,
 # for --kerneltz); "now" is the time of the run. See kptui.engine.wallclock.
 IFACE_KEYS = {"name": str, "addresses": list}
+# [[sockets]]: the box's own sockets, for -m socket and -j TPROXY (kptui.engine.sockets).
+# proto "tcp" (a listener) or "udp"; local "ADDR:PORT" (0.0.0.0: any address); remote
+# "ADDR:PORT" (udp only: connect()ed); transparent (IP_TRANSPARENT); mark (SO_MARK).
+SOCKET_KEYS = {"proto": str, "local": str, "remote": str, "transparent": bool, "mark": int}
 # key: (type, min, max) for the integer ones
 PACKET_KEYS: dict[str, tuple[type, int, int]] = {
     "iif": (str, 0, 0), "proto": (str, 0, 0), "src": (str, 0, 0), "dst": (str, 0, 0),
@@ -198,6 +203,7 @@ class Scenario:
     sysctl: dict[str, Any] = field(default_factory=dict)
     sysctl_lines: dict[str, int] = field(default_factory=dict)
     interfaces: list[IfaceSpec] = field(default_factory=list)
+    sockets: list[Any] = field(default_factory=list)  # kptui.engine.sockets.Socket
     packets: list[PacketSpec] = field(default_factory=list)
     rt_tables: dict[str, int] = field(default_factory=dict)  # route table names
     rt_tables_line: int = 0
@@ -259,6 +265,13 @@ class Scenario:
             box.ipchains = IpchainsRuleset()
             for line, command in chains:
                 apply_ipchains(box.ipchains, command, file=self.file, line=line)
+        for sock in self.sockets:  # bind(2): a non-local address needs IP_TRANSPARENT
+            if sock.laddr and not sock.transparent and \
+                    box.addrtype(IPv4Address(sock.laddr), None) != "LOCAL":
+                raise ParseError(f"sockets.local {sock.text()}: Cannot assign requested "
+                                 "address (not an address of the box; transparent = true "
+                                 "binds it)", file=self.file, line=sock.line)
+        box.sockets = list(self.sockets)
         if self.iptables:
             from kptui.engine.iptables import restore
 
@@ -403,6 +416,8 @@ def load_scenario(text: str, *, file: str) -> Scenario:
                       or where.header(key), key)
     if "interfaces" in data and not all(isinstance(t, dict) for t in data["interfaces"]):
         raise err("interfaces must be [[interfaces]] tables", where.top_key("interfaces"))
+    if "sockets" in data and not all(isinstance(t, dict) for t in data["sockets"]):
+        raise err("sockets must be [[sockets]] tables", where.top_key("sockets"))
     if "packets" in data and not all(isinstance(t, dict) for t in data["packets"]):
         raise err("packets must be [[packets]] tables", where.top_key("packets"))
     profile = data.get("profile", "modern")
@@ -434,6 +449,8 @@ def load_scenario(text: str, *, file: str) -> Scenario:
     for n, entry in enumerate(data.get("interfaces", [])):
         at = where.header("interfaces", n)
         sc.interfaces.append(_interface(entry, at, where, names, err))
+    for n, entry in enumerate(data.get("sockets", [])):
+        sc.sockets.append(_socket(entry, where.header("sockets", n), where, sc.sockets, err))
     clock = 0.0
     for n, entry in enumerate(data.get("packets", [])):
         at = where.header("packets", n)
@@ -516,6 +533,52 @@ def _interface(entry: dict, at: int, where: _Lines, names: set[str], err) -> Ifa
                       where.key("addresses", at) or at, str(text))
         addrs.append(addr)
     return IfaceSpec(name=name, addresses=addrs, line=at)
+
+
+def _socket(entry: dict, at: int, where: _Lines, others: list, err) -> Any:  # noqa: ANN001
+    from kptui.engine.sockets import Socket, conflict
+
+    for key, value in entry.items():
+        if key not in SOCKET_KEYS:
+            raise err(f"unknown key {key!r} in [[sockets]] (known: {', '.join(SOCKET_KEYS)})",
+                      where.key(key, at) or at, key)
+        typ = SOCKET_KEYS[key]
+        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+            raise err(f"sockets.{key} must be a {_tname(typ)}", where.key(key, at) or at, key)
+    proto = entry.get("proto", "")
+    if proto not in ("tcp", "udp"):
+        raise err("sockets.proto must be tcp or udp", where.key("proto", at) or at, str(proto))
+    if "local" not in entry:
+        raise err("[[sockets]] needs local = \"ADDR:PORT\"", at)
+
+    def endpoint(key: str, port_zero: bool) -> tuple[int, int]:
+        text = entry[key]
+        addr, _, port = text.rpartition(":")
+        ip = parse_addr(addr + "/32") if addr else None
+        number = scan_uint(port, 10)
+        if ip is None or number is None or number > 65535 or (number == 0 and not port_zero):
+            raise err(f"sockets.{key} {text!r}: expected ADDR:PORT (a port 1..65535)",
+                      where.key(key, at) or at, text)
+        return int(ip.ip), number
+
+    laddr, lport = endpoint("local", False)
+    raddr = rport = 0
+    if "remote" in entry:
+        if proto != "udp":
+            raise err("sockets.remote: only a udp socket is connected here (the box's TCP "
+                      "connections are not modelled)", where.key("remote", at) or at, "remote")
+        raddr, rport = endpoint("remote", False)
+    mark = entry.get("mark", 0)
+    if not 0 <= mark <= 0xFFFFFFFF:
+        raise err("sockets.mark must be in 0..4294967295", where.key("mark", at) or at, "mark")
+    sock = Socket(6 if proto == "tcp" else 17, laddr, lport, raddr, rport,
+                  entry.get("transparent", False), mark, at)
+    for other in others:
+        if conflict(other, sock):
+            raise err(f"sockets.local {entry['local']}: Address already in use (bind(2): the "
+                      f"socket on line {other.line} has it)", where.key("local", at) or at,
+                      entry["local"])
+    return sock
 
 
 def _packet(entry: dict, at: int, where: _Lines, names: set[str], err) -> PacketSpec:  # noqa: ANN001

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any
 
-from kptui.engine.errors import KptuiError
+from kptui.engine.errors import KptuiError, UnsupportedError
 from kptui.engine.events import (
     AnswerSent,
     ConntrackConfirm,
@@ -512,6 +512,9 @@ class Walk:
     def forward_stage(self, stage: Stage) -> EventGen:
         pkt = self.pkt
         yield StageEnter(stage=stage.id, hook="", title=stage.title)
+        if pkt.meta.tproxy is not None:  # ip_forward's skb->sk test (and ip_fwd_accept_local)
+            raise UnsupportedError("forwarding a packet -j TPROXY gave a socket (route it "
+                                   "to the box: a local route for its mark)")
         if pkt.ip.ttl <= 1:
             # ip_forward's too_many_hops: the error quotes the packet before the decrement
             yield from self.answer_icmp(stage, 11, 0, "ICMP time exceeded: TTL expired in "
@@ -541,7 +544,13 @@ class Walk:
         return GO_ON
 
     def deliver_stage(self, stage: Stage) -> EventGen:
-        return self.fate(stage, "deliver", iface=self.pkt.meta.iif or "lo",
+        pkt = self.pkt
+        if pkt.ip.proto == 6 and pkt.l4 is not None and self.box.sockets:
+            # the box's TCP stack has it now (a request or child socket of a listener):
+            # kptui.engine.sockets refuses to guess about later packets of the connection
+            self.box.tcp_delivered.add((int(pkt.ip.src), pkt.l4.sport, int(pkt.ip.dst),
+                                        pkt.l4.dport))
+        return self.fate(stage, "deliver", iface=pkt.meta.iif or "lo",
                          by=self.accepted_by("routing:local"))
         yield  # pragma: no cover
 

@@ -141,7 +141,9 @@ def scenario_plan(scenario: Any) -> Any:
         setup = scenario.setup or ""
     return Plan([Interface(i.name, list(i.addresses)) for i in scenario.interfaces],
                 sysctls, setup, scenario.iptables or "", packets,
-                file=scenario.file, setup_line=scenario.setup_line, ipset=scenario.ipset)
+                file=scenario.file, setup_line=scenario.setup_line, ipset=scenario.ipset,
+                sockets=[(s.proto, s.laddr, s.lport, s.raddr, s.rport, s.transparent, s.mark)
+                         for s in scenario.sockets])
 
 
 def _title(data: bytes) -> str:

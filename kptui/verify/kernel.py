@@ -160,6 +160,8 @@ class Plan:
     file: str = ""  # for messages: where the setup lines came from
     setup_line: int = 1  # the file line of the setup text's first line
     ipset: str = ""  # the scenario's `ipset` text, given to `ipset restore` before setup
+    # the scenario's [[sockets]]: (proto, laddr, lport, raddr, rport, transparent, mark)
+    sockets: list[tuple[int, int, int, int, int, bool, int]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -241,6 +243,32 @@ def frame_destination(dst: IPv4Address, subnet: list[IPv4Interface], box_mac: by
     return box_mac
 
 
+IP_TRANSPARENT = 19  # linux/in.h
+
+
+def box_socket(proto: int, laddr: int, lport: int, raddr: int, rport: int,
+               transparent: bool, mark: int) -> socket.socket:
+    """One of the scenario's [[sockets]], made in the box: a TCP listener or a UDP socket
+    (connected when it has a remote), with IP_TRANSPARENT and SO_MARK as declared."""
+    kind = socket.SOCK_STREAM if proto == 6 else socket.SOCK_DGRAM
+    sock = socket.socket(socket.AF_INET, kind)
+    try:
+        if transparent:
+            sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
+        if mark:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
+        sock.bind((str(IPv4Address(laddr)), lport))
+        if proto == 6:
+            sock.listen(16)
+        elif raddr:
+            sock.connect((str(IPv4Address(raddr)), rport))
+    except OSError as err:
+        sock.close()
+        raise CommandError(f"the box could not open its socket {IPv4Address(laddr)}:{lport}: "
+                           f"{err.strerror}") from None
+    return sock
+
+
 def owned_raw_socket(uid: int, gid: int) -> socket.socket:
     """A raw IPv4 socket (IP_HDRINCL) whose file has fsuid ``uid``, fsgid ``gid`` and no
     supplementary groups: what xt_owner reads (the file's f_cred, taken when the socket
@@ -285,6 +313,7 @@ class KernelBox:
         self.peers: list[Peer] = []
         self.raw: socket.socket | None = None
         self.owned: dict[tuple[int, int], socket.socket] = {}  # raw sockets of other owners
+        self.box_sockets: list[socket.socket] = []  # the scenario's [[sockets]], open
         self.monitor: subprocess.Popen[str] | None = None
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.parser = TraceParser()
@@ -343,6 +372,8 @@ class KernelBox:
             except CommandError as err:
                 raise CommandError(f"{plan.file}: iptables-restore refused the iptables text: "
                                    f"{err.detail}") from None
+        for spec in plan.sockets:
+            self.box_sockets.append(lab.socket_in(self.box, lambda s=spec: box_socket(*s)))
         lab.run(self.box, ["nft", "-f", "-"], stdin=OWN_TABLE_NFT)
         self.positions = handle_positions(lab.run(self.box, ["nft", "-j", "-a", "list",
                                                              "ruleset"]))
@@ -555,6 +586,8 @@ class KernelBox:
                                                     (tc_before, tc_after)))
         finally:
             self.stop_monitor()
+            for sock in self.box_sockets:
+                sock.close()
         result.unparsed = self.parser.unparsed
         result.handles = {(t, c, pos): h for (t, c, h), pos in self.positions.items()
                           if t != OWN_TABLE}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -23,3 +23,6 @@ class MatchContext:
     dst_mac: str | None = None  # receiving interface's MAC, for LOG's MAC= field
     nat: Any = None  # at a nat hook: kptui.engine.nat.NatHook, what the NAT targets bind with
     box: Any = None  # the box (the kernel's struct net): its conntrack table and ruleset
+    # changes a match makes to the packet (-m socket --restore-skmark sets the mark):
+    # (path, old, new), shown as field changes of the rule, then cleared
+    match_changes: list[tuple[str, Any, Any]] = field(default_factory=list)

@@ -156,6 +156,11 @@ def run_chain(ruleset: Ruleset, table: str, chain: str, pkt: Any, ctx: MatchCont
             num = idx + 1
             yield RuleEval(depth=depth, chain=cur.name, rule=num, matched=reason is None,
                            text=f"-A {cur.name} {rule.text}", reason=reason or "", **ev)
+            if ctx.match_changes:  # a match changed the packet (-m socket --restore-skmark)
+                for path, was, new in ctx.match_changes:
+                    yield FieldChange(stage=stage, hook=hook, depth=depth, path=path, old=was,
+                                      new=new, by=f"{table}:{cur.name}:rule:{num}")
+                ctx.match_changes.clear()
             if reason is not None:
                 continue
             rule.counters.add(pkt.length)
