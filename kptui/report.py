@@ -76,7 +76,9 @@ def _text_one(result: PacketResult, prefix: str = "") -> str:
             lines.extend(prefix + part for part in line.split("\n"))
     text = "\n".join(lines) + "\n"
     for answer in result.answers:
-        text += f"{prefix}  answer ({answer.why}):\n" + _text_one(answer, prefix + "    ")
+        kind = "copy" if getattr(answer.packet, "meta", None) and answer.packet.meta.tee \
+            else "answer"  # -j TEE's copy of the packet, or an answer to it
+        text += f"{prefix}  {kind} ({answer.why}):\n" + _text_one(answer, prefix + "    ")
     return text
 
 

@@ -263,8 +263,6 @@ def test_helper_matches_no_connection_no_helper_expected() -> None:
 
 @pytest.mark.parametrize("rule", [
     "-m cpu --cpu 0",
-    "-m connlabel --label 1",
-    "-m cluster --cluster-total-nodes 2 --cluster-local-node 1 --cluster-hash-seed 1",
     "-m rateest --rateest RE1 --rateest-lt --rateest-pps 5",
     "-j RATEEST --rateest-name RE1 --rateest-interval 250ms --rateest-ewmalog 500ms",
 ])

@@ -338,13 +338,10 @@ ttl = 63
 
 
 @pytest.mark.parametrize("table,chain,target,named", [
-    ("filter", "FORWARD", "TEE --gateway 1.1.1.1", "-j TEE (parsed, not simulated)"),
     ("filter", "FORWARD", "SYNPROXY --mss 1460", "-j SYNPROXY (parsed, not simulated)"),
     ("mangle", "FORWARD", "SECMARK --selctx system_u:object_r:x:s0",
      "-j SECMARK (parsed, not simulated)"),
     ("mangle", "FORWARD", "CONNSECMARK --save", "-j CONNSECMARK (parsed, not simulated)"),
-    ("filter", "FORWARD", "IDLETIMER --timeout 5 --label x",
-     "-j IDLETIMER (parsed, not simulated)"),
     ("filter", "FORWARD", "LED --led-trigger-id x", "-j LED (parsed, not simulated)"),
     ("raw", "PREROUTING", "CT --ctevents new", "the CT target with --ctevents"),
 ])

@@ -1,6 +1,7 @@
 """The packets the box sends back because of a walked packet.
 
-Three kinds, each a new locally generated packet (``meta.iif == ""``) that the
+Three kinds (and -j TEE's copy, built by kptui.engine.iptables.ext.tee), each a new
+locally generated packet (``meta.iif == ""``) that the
 walk can step through OUTPUT and POSTROUTING like any other:
 
 - ``reject_answer``: what the REJECT target sends (net/ipv4/netfilter/ipt_REJECT.c
@@ -349,7 +350,9 @@ def answer_out(pkt: Packet, iface: str | None = None) -> dict[str, Any]:
     or, when not given, ``pkt.meta.oif`` once routing set it; left out while
     unknown), src, dst, proto, sport/dport, ttl, tos, then ``flags`` (and
     ``tcp_options`` when the header has options) for TCP or icmp_type/icmp_code
-    (+icmp_id for echo). No ``mark``: it is not on the wire.
+    (+icmp_id for echo). No ``mark``: it is not on the wire. A -j TEE copy
+    (``meta.tee``) adds ``kind`` "tee" and ``nexthop``: the address whose link-layer
+    address its frame is sent to (kptui.engine.iptables.ext.tee).
     """
     out = pkt.out_dict()
     out.pop("mark", None)
@@ -367,4 +370,6 @@ def answer_out(pkt: Packet, iface: str | None = None) -> dict[str, Any]:
     for key in ("icmp_type", "icmp_code", "icmp_id"):
         if key in out:
             d[key] = out[key]
+    if pkt.meta.tee:  # -j TEE's copy: its kind and the neighbour its frame went to
+        d["kind"], d["nexthop"] = "tee", pkt.meta.tee
     return d

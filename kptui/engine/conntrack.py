@@ -306,6 +306,7 @@ class Conn:
     nat: dict[str, Any] = field(default_factory=dict)
     # nf_conn_acct: packets, bytes of the ORIGINAL direction, then of the REPLY direction
     acct: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    labels: int = 0  # nf_conn_labels: bit N is label N (-m connlabel)
 
     @property
     def proto(self) -> int:
@@ -505,7 +506,9 @@ class ConntrackTable:
         meta = pkt.meta
         if meta.ctinfo == "UNTRACKED":
             return Lookup("untracked", "UNTRACKED",
-                          why="marked NOTRACK in the raw table: conntrack skips it")
+                          why=("a -j TEE copy (nf_dup_ipv4 makes it untracked): "
+                               "conntrack skips it" if meta.tee else
+                               "marked NOTRACK in the raw table: conntrack skips it"))
         if meta.ct is not None:
             conn = meta.ct
             return Lookup("kept", meta.ctinfo, conn, DIR_NAMES[direction_of(meta.ctinfo)],

@@ -320,8 +320,9 @@ class Fate(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AnswerSent(Event):
     """The box answers the walked packet (REJECT's ICMP or RST, the kernel's own ICMP
-    errors). The answer is a new locally generated packet, walked after this one
-    (kptui.engine.run): ``answer`` is that packet as built, before its walk.
+    errors), or sends a copy of it (``clone``: -j TEE). The answer is a new locally
+    generated packet, walked after this one (kptui.engine.run): ``answer`` is that
+    packet as built, before its walk.
 
     ``number`` counts this packet's answers from 0; ``why`` says what sent it and
     ``attached`` the conntrack ctinfo nf_ct_attach gave it ('' when none).
@@ -332,14 +333,20 @@ class AnswerSent(Event):
     number: int = 0
     attached: str = ""
     answer: Any = field(default=None, compare=False, repr=False)  # the Packet, not in to_dict
+    clone: bool = False  # -j TEE's copy of the packet (nf_dup_ipv4), not an answer to it
     kind: ClassVar[str] = "answer"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "stage": self.stage, "hook": self.hook, "depth": self.depth,
-                "packet": self.packet, "why": self.why, "number": self.number,
-                "attached": self.attached}
+        d = {"kind": self.kind, "stage": self.stage, "hook": self.hook, "depth": self.depth,
+             "packet": self.packet, "why": self.why, "number": self.number,
+             "attached": self.attached}
+        if self.clone:  # only then: older event streams (session digests) stay the same
+            d["clone"] = True
+        return d
 
     def describe(self) -> str:
+        if self.clone:
+            return f"the box sends a copy: {self.packet} ({self.why})"
         ct = f"; it carries the connection's entry as {self.attached} (nf_ct_attach)" \
             if self.attached else ""
         return f"the box answers with {self.packet} ({self.why}){ct}"

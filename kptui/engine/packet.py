@@ -179,6 +179,12 @@ class Meta:
     # skb->sk of a received packet: the box's socket -j TPROXY assigned it
     # (kptui.engine.sockets.Socket), which -m socket then takes; None: none
     tproxy: Any = field(default=None, compare=False, repr=False)
+    # -j TEE (ext/tee.py): on a copy nf_dup_ipv4 routed and sends, the next hop whose
+    # link-layer address it goes to; '' on every other packet (those are routed as usual)
+    tee: str = ""
+    # current->in_nf_duplicate while this packet is sent: a TEE copy, and what the kernel
+    # sends while sending one (its REJECT answer); TEE does not copy it again
+    in_dup: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,13 +24,22 @@ the order the events announced them. A debugger or TUI steps an answer walk by
 walking ``AnswerSent.answer.copy()`` in the box right after the original's
 fate (what ``walk_answers`` does).
 
+A -j TEE copy (kptui.engine.iptables.ext.tee) is walked the same way: an
+AnswerSent with ``clone`` set, its packet routed already (``meta.tee``: its next
+hop) and untracked. The kernel sends it inside the TEE rule, before the original
+goes on; where walking it after the original could change a result, the walk
+refuses by name (ext/tee.order_conflict).
+
 In ``to_json()``, ``answers`` lists ``answer_out()`` of every answer walk (at
 any depth) that ended in ``transmit``: the packets seen on a wire, shaped as
-``kptui verify`` records the kernel's (``iface`` first). An answer dropped in
-OUTPUT/POSTROUTING, or sent to the box itself (a REJECT answer to a local
-sender loops back through lo and is delivered), is not in ``answers``: every
-answer walk, whatever its fate, is in ``PacketResult.answers`` and in the text
-and TRACE renderings (kptui.report), but DESIGN.md's --json shape has no key
+``kptui verify`` records the kernel's (``iface`` first); a TEE copy's entry also
+has ``kind`` "tee", its ``nexthop`` and its own ``trace``. An answer walk that
+ended in ``error`` is listed too, with the ``error`` and no ``iface`` (kptui
+cannot say what the kernel does with it; verify then disagrees). An answer
+dropped in OUTPUT/POSTROUTING, or sent to the box itself (a REJECT answer to a
+local sender loops back through lo and is delivered), is not in ``answers``:
+every answer walk, whatever its fate, is in ``PacketResult.answers`` and in the
+text and TRACE renderings (kptui.report), but DESIGN.md's --json shape has no key
 for whole answer walks yet.
 
 ``reply_to = N`` (scenario.PacketSpec.reply_to): the packet is built by
@@ -79,11 +88,9 @@ class PacketResult:
             yield from answer.all_answers()
 
     def wire_answers(self) -> list[dict[str, Any]]:
-        """The ``answers`` of --json: answer_out of every answer that left the box."""
-        from kptui.engine.answers import answer_out
-
-        return [answer_out(a.packet, a.fate.iface) for a in self.all_answers()
-                if a.fate.action == "transmit"]
+        """The ``answers`` of --json (wire_answer of every answer walk, depth first)."""
+        entries = (wire_answer(a.packet, a.fate, a.events) for a in self.all_answers())
+        return [entry for entry in entries if entry is not None]
 
     def to_json(self, *, with_events: bool = True) -> dict[str, Any]:
         """The object ``kptui trace --json`` prints for this packet."""
@@ -97,6 +104,31 @@ class PacketResult:
         if with_events:
             out["events"] = [event.to_dict() for event in self.events]
         return out
+
+
+def wire_answer(packet: Packet, fate: Fate | None,
+                events: list[Event]) -> dict[str, Any] | None:
+    """One entry of --json's ``answers`` for an answer walk, or None when it has none.
+
+    A walk that left the box: answers.answer_out (a -j TEE copy also with its own
+    ``trace``). A walk kptui could not finish (fate ``error``): the packet with the
+    ``error`` instead of an ``iface``, since kptui cannot say whether the kernel sends
+    it. Any other fate, or an unfinished walk: none.
+    """
+    from kptui.engine.answers import answer_out
+
+    if fate is None:
+        return None
+    if fate.action == "transmit":
+        entry = answer_out(packet, fate.iface)
+        if packet.meta.tee:
+            entry["trace"] = trace_lines(events)
+        return entry
+    if fate.action == "error":
+        entry = answer_out(packet, "")
+        entry["error"] = fate.message
+        return entry
+    return None
 
 
 def walk_answers(box: Box, events: list[Event], *, index: int, profile: str,

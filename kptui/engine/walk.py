@@ -98,6 +98,9 @@ class Walk:
         self.last_route: Any = None  # the packet's last route decision (skb_rtable)
         self.input_route: Any = None  # the input route result (redirects need it)
         self.answer_count = 0  # AnswerSent events so far
+        # -j TEE copies sent, and the rules evaluated after the first (ext/tee.order_conflict)
+        self.copies: list[Packet] = []
+        self.after_copy: list[tuple[str, str, int]] | None = None
         self.tracking = uses_conntrack(box.ruleset)
         self.handlers: dict[str, Callable[[Stage], EventGen]] = {
             "table": self.table_stage,
@@ -123,6 +126,10 @@ class Walk:
             while True:
                 outcome = yield from self.run_path(path)
                 if outcome.fate is not None:
+                    if self.after_copy:
+                        from kptui.engine.iptables.ext.tee import order_conflict
+
+                        order_conflict(self.box.ruleset, self.after_copy, self.copies)
                     yield outcome.fate
                     return
                 path = outcome.path
@@ -170,6 +177,10 @@ class Walk:
         state = getattr(self.box, "tc", None)
         ingress = "ingress" in stage.id
         dev = self.pkt.meta.iif if ingress else self.pkt.meta.oif
+        if not ingress and self.pkt.meta.tee:  # ip_finish_output runs before the qdisc
+            outcome = yield from self.copy_too_big(stage)
+            if outcome.fate is not None:
+                return outcome
         if state is None or not state.configured(dev):
             return GO_ON
         run = qos.ingress if ingress else qos.egress
@@ -197,6 +208,25 @@ class Walk:
                             "on now (the clock does not advance; see kptui.engine.qos)")
         yield StageLeave(stage=stage.id, hook="", title=stage.title, verdict="")
         return GO_ON
+
+    def copy_too_big(self, stage: Stage) -> EventGen:
+        """ip_finish_output -> ip_fragment for a -j TEE copy, after POSTROUTING: it always
+        has DF (and no ignore_df), so when it is longer than its device's MTU it is dropped
+        and its sender gets ICMP fragmentation needed about it (checked on Linux 6.18)."""
+        pkt = self.pkt
+        dev = self.box.interfaces.get(pkt.meta.oif)
+        if dev is None or pkt.length <= dev.mtu:
+            return GO_ON
+        if self.box.is_local(pkt.ip.dst):  # __icmp_send's RTCF_LOCAL is the copy's route's
+            raise UnsupportedError("a -j TEE copy of a packet to this box, longer than its "
+                                   "device's MTU (the ICMP error's source address)")
+        yield StageEnter(stage=stage.id, hook="", title=stage.title)
+        yield from self.answer_icmp(stage, 3, 4, f"ICMP fragmentation needed, MTU {dev.mtu} "
+                                    "(ip_fragment, about the TEE copy)", info=dev.mtu)
+        yield StageLeave(stage=stage.id, hook="", title=stage.title, verdict="DROP")
+        return self.fate(stage, "drop", by="mtu",
+                         message=f"{pkt.length} bytes with DF set do not fit {dev.name}'s MTU "
+                                 f"{dev.mtu} (ip_fragment)")
 
     def table_stage(self, stage: Stage) -> EventGen:
         from kptui.engine.iptables import MatchContext, run_chain
@@ -228,6 +258,8 @@ class Walk:
                 elif isinstance(event, PolicyApplied):
                     decider = f"{event.table}:{event.chain}:policy"
                 yield event
+                if ctx.sent or self.after_copy is not None:
+                    yield from self.copies_sent(stage, ctx, event)
         except StopIteration as stop:
             verdict = stop.value
         yield StageLeave(stage=stage.id, hook=stage.hook, title=stage.title, verdict=verdict)
@@ -416,6 +448,8 @@ class Walk:
                 yield event
                 while hook.pending:
                     yield replace(hook.pending.pop(0), by=decider, depth=event.depth)
+                if ctx.sent or self.after_copy is not None:
+                    yield from self.copies_sent(stage, ctx, event)
         except StopIteration as stop:
             verdict = stop.value
         if verdict in ("DROP", "QUEUE"):
@@ -480,6 +514,15 @@ class Walk:
     def output_routing(self, stage: Stage) -> EventGen:
         pkt = self.pkt
         yield StageEnter(stage=stage.id, hook="", title=stage.title)
+        if pkt.meta.tee:  # a -j TEE copy: nf_dup_ipv4 routed it; ip_local_out does not
+            yield RouteDecision(stage=stage.id, hook="", lookup="tee", result="unicast",
+                                oif=pkt.meta.oif, gateway=pkt.meta.tee,
+                                explain=["routed by nf_dup_ipv4 towards the TEE gateway "
+                                         "before ip_local_out, which does not route again: "
+                                         f"out {pkt.meta.oif} to {pkt.meta.tee}'s link-layer "
+                                         "address"])
+            yield StageLeave(stage=stage.id, hook="", title=stage.title, verdict="")
+            return GO_ON
         result = self.box.route_output(pkt)
         yield self.route_event(stage, "output", result)
         yield StageLeave(stage=stage.id, hook="", title=stage.title, verdict="")
@@ -507,6 +550,8 @@ class Walk:
             return self.fate(stage, "drop", by=f"routing:{result.kind}",
                              message=result.error or "no route after reroute")
         yield from self.change(stage, "meta.oif", result.oif, "routing:reroute")
+        if self.pkt.meta.tee:  # a TEE copy now goes where its own destination's route says
+            self.pkt.meta.tee = result.gateway or str(self.pkt.ip.dst)
         return GO_ON
 
     def forward_stage(self, stage: Stage) -> EventGen:
@@ -573,10 +618,36 @@ class Walk:
             yield Note(stage=stage.id, hook=stage.hook,
                        text=f"no answer is sent ({why}): {_silence(self.box, self.pkt, rst)}")
             return
+        if self.pkt.meta.in_dup:  # sent while a TEE copy is being sent (in_nf_duplicate)
+            if self.tracking:
+                raise UnsupportedError(
+                    "an answer to a -j TEE copy in a box that tracks connections: the kernel "
+                    "sends it while the original is still in the TEE rule's hook (its "
+                    "conntrack entry maybe not yet confirmed); kptui walks the copy after "
+                    "the original")
+            answer.meta.in_dup = True
         yield AnswerSent(stage=stage.id, hook=stage.hook, packet=answer.summary(), why=why,
                          number=self.answer_count, attached=answer.meta.ctinfo,
-                         answer=answer)
+                         answer=answer, clone=bool(answer.meta.tee))
         self.answer_count += 1
+
+    def copies_sent(self, stage: Stage, ctx: Any, event: Event) -> Iterator[Event]:
+        """After a rule's event: announce the copies its target sent (-j TEE, ext/tee.py),
+        and remember the rules the original meets after one (ext/tee.order_conflict)."""
+        from kptui.engine.events import RuleEval
+
+        if self.after_copy is not None and isinstance(event, RuleEval):
+            self.after_copy.append((event.table, event.chain, event.rule))
+        for dup in ctx.sent:
+            if dup.clone is None:
+                yield Note(stage=stage.id, hook=stage.hook, depth=event.depth,
+                           text=f"no copy is sent: {dup.why} (nf_dup_ipv4 frees it)")
+                continue
+            if self.after_copy is None:
+                self.after_copy = []
+            self.copies.append(dup.clone)
+            yield from self.announce(stage, dup.clone, dup.why)
+        ctx.sent.clear()
 
     def answer_reject(self, stage: Stage, reject_with: str, decider: str) -> Iterator[Event]:
         """REJECT: nf_send_unreach / nf_send_reset about the packet as it is now (after
@@ -584,6 +655,12 @@ class Walk:
         connection (nf_ct_set_closing)."""
         from kptui.engine.answers import reject_answer
 
+        icmp = reject_with.strip().lower() not in ("tcp-reset", "tcp-rst")
+        if self.pkt.meta.tee and icmp and self.box.is_local(self.pkt.ip.dst):
+            # __icmp_send answers from the destination when the packet's route is local:
+            # a copy's route is the one to its gateway, not the one to its destination
+            raise UnsupportedError("REJECT of a -j TEE copy of a packet to this box (the "
+                                   "ICMP error's source address)")
         answer = reject_answer(self.pkt, reject_with, box=self.box)
         why = f"{decider} REJECT --reject-with {reject_with}"
         rst = reject_with == "tcp-reset"

@@ -194,16 +194,12 @@ class WalkResult:
         return last if isinstance(last, Fate) else None
 
     def wire_answers(self) -> list[dict[str, Any]]:
-        """--json's ``answers``: answer_out of every answer walk that left the box (as
-        PacketResult.wire_answers; an unfinished answer walk has not left it yet)."""
-        from kptui.engine.answers import answer_out
+        """--json's ``answers``, as PacketResult.wire_answers (an unfinished answer walk
+        has not left the box yet, so it has none)."""
+        from kptui.engine.run import wire_answer
 
-        out = []
-        for answer in self.all_answers():
-            fate = answer.fate
-            if fate is not None and fate.action == "transmit":
-                out.append(answer_out(answer.packet, fate.iface))
-        return out
+        entries = (wire_answer(a.packet, a.fate, a.events) for a in self.all_answers())
+        return [entry for entry in entries if entry is not None]
 
     def to_json(self) -> dict[str, Any]:
         from kptui.engine.events import trace_lines

@@ -75,12 +75,20 @@ What is compared, per packet, and the normalisation applied (nothing else):
   `iface` (the box end it left through), then src, dst, proto, sport/dport,
   ttl, tos, and `flags` (+`tcp_options`) (TCP) or icmp_type/icmp_code (+icmp_id for echo), as
   read from the wire (wire.ip_out). kptui's side is `answers` of its --json:
-  answer_out of every answer walk that ended in `transmit` (kptui.engine.run).
+  answer_out of every answer walk that ended in `transmit` (kptui.engine.run),
+  and one with an `error` for an answer walk kptui could not finish (never equal
+  to a kernel frame). A -j TEE copy has the packet's own IP ID and protocol: it is told from the
+  packet by its trace (a trace id of its own that begins at OUTPUT, trace.clones),
+  and its frame from the packet's by the header and device each printed at the end
+  of POSTROUTING (kernel.copy_frames); its entry adds `kind` "tee", `nexthop` (the
+  address whose MAC the frame went to: verify's ARP replies give every address a
+  MAC made of it) and its own `trace`, and its trace lines are not the packet's.
   Compared exactly, all of these fields, in order; the IP ID is not recorded
   (the kernel picks ICMP errors' IDs from its hashed generator). Not
   compared, only shown: the answers to a packet the kernel delivered (the
   local stack's RST, port unreachable or echo reply: no socket listens in
-  verify's box, and kptui models no sockets). Answers the box sends to itself
+  verify's box, and kptui models no sockets); a TEE copy of such a packet still
+  is. Answers the box sends to itself
   (a REJECT answer to a local sender goes out through lo) are not recorded:
   kptui walks them too but leaves them out of `answers`, so they are not
   compared either.

@@ -41,7 +41,8 @@ def normal(result: dict[str, Any], *, answers: bool = True) -> dict[str, Any]:
     """The compared parts of one packet's result, in comparable form.
 
     ``answers``: every recorded field of every answer, in order (the IP ID is not
-    recorded); False when they are not compared (stack_answers).
+    recorded); False when the local stack's answers are not compared (stack_answers):
+    a -j TEE copy (`kind` "tee") is the box's own copy, not the stack's, and still is.
     """
     fate = result.get("fate", {})
     out = dict(result.get("out", {}))
@@ -51,7 +52,8 @@ def normal(result: dict[str, Any], *, answers: bool = True) -> dict[str, Any]:
         "fate": {k: fate[k] for k in FATE_KEYS if fate.get(k)},
         "out": out,
         "trace": list(result.get("trace", [])),
-        "answers": [dict(a) for a in result.get("answers", [])] if answers else [],
+        "answers": [dict(a) for a in result.get("answers", [])
+                    if answers or a.get("kind") == "tee"],
         "qos": [dict(q) for q in result.get("qos", [])],
     }
 
@@ -120,6 +122,8 @@ def render(verdict: Verdict, title: str) -> str:
         lines.append(f"  {'':<7}{'':2} kptui : {sim}")
     if stack_answers(verdict.kernel):
         for answer in verdict.kernel.get("answers") or []:
+            if answer.get("kind") == "tee":
+                continue
             lines.append(f"  answer   kernel: {_answer_text(answer)}  (not compared: the "
                          "local stack's answer; no socket listens in verify's box)")
     return "\n".join(lines)

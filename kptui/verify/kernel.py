@@ -4,9 +4,10 @@ The box is a network namespace; each declared interface is one end of a veth
 pair whose other end sits alone in a peer namespace. The peers never answer
 anything: their kernel has ARP switched off and drops all IPv4 input in an
 nft prerouting chain at priority -500 (AF_PACKET taps see frames before
-that). verify itself answers every ARP request arriving at a peer with that
-peer's MAC, so the box always resolves its next hop, whatever the address,
-and puts a forwarded packet on the wire.
+that). verify itself answers every ARP request arriving at a peer, for any
+address, with a MAC made of that address (neighbour_mac), so the box always
+resolves its next hop and puts a forwarded packet on the wire, and a frame's
+destination MAC tells which neighbour it was sent to (a -j TEE copy's `nexthop`).
 
 verify's own nft table (`ip kptui_trace`, see OWN_TABLE_NFT) sets nftrace at
 priority -350 in prerouting and output (before raw, so the scenario's tables
@@ -38,6 +39,7 @@ import struct
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
@@ -45,7 +47,14 @@ from typing import Any
 from kptui.verify import tc as tcv
 from kptui.verify import wire
 from kptui.verify.netns import CommandError, Lab
-from kptui.verify.trace import OWN_TABLE, PacketTrace, TraceParser, handle_positions, step_label
+from kptui.verify.trace import (
+    OWN_TABLE,
+    PacketTrace,
+    TraceParser,
+    clones,
+    handle_positions,
+    step_label,
+)
 
 ETH_P_ALL = 0x0003
 ETH_P_IP = 0x0800
@@ -168,6 +177,7 @@ class Plan:
 class Frame:
     iface: str  # the box end it left through
     data: bytes  # the IPv4 datagram
+    dst_mac: bytes = b""  # the Ethernet destination: which neighbour it was sent to
 
 
 @dataclass(slots=True)
@@ -546,17 +556,19 @@ class KernelBox:
                         continue
                     if addr[1] != ETH_P_IP:
                         continue
-                    frames.append(Frame(socks[sock].iface.name, data[14:]))
+                    frames.append(Frame(socks[sock].iface.name, data[14:], data[:6]))
                     last = time.monotonic()
 
     def answer_arp(self, peer: Peer, frame: bytes) -> None:
-        """Reply to an ARP request for any address with the peer's MAC (RFC 826 layout)."""
+        """Reply to an ARP request for any address (RFC 826 layout) with a MAC made of
+        that address (neighbour_mac), so a frame's destination tells which neighbour the
+        box sent it to; the peer's packet socket sees frames to any MAC."""
         arp = frame[14:42]
         if len(arp) < 28 or arp[:8] != ARP_REQUEST_HEAD or peer.sock is None:
             return
         sha, spa, tpa = arp[8:14], arp[14:18], arp[24:28]
         reply = (sha + peer.mac + struct.pack("!H", ETH_P_ARP) + ARP_REPLY_HEAD
-                 + peer.mac + tpa + sha + spa)
+                 + neighbour_mac(tpa) + tpa + sha + spa)
         peer.sock.send(reply)
 
     def run(self) -> KernelRun:
@@ -600,15 +612,23 @@ class KernelBox:
                  delta: dict[str, int],
                  tc: tuple[tcv.Snapshot, tcv.Snapshot] = ({}, {})) -> dict[str, Any]:
         ident = wire.ip_ident(spec.data)
-        trace = self.parser.by_ident.pop(ident, PacketTrace(ident))
+        trace, copies = clones(self.parser.by_ident.pop(ident, PacketTrace(ident)))
         labels = [step_label(s, self.positions) for s in trace.steps]
         deciding = [s for s in trace.steps if s.decides]
         last = deciding[-1] if deciding else None
         proto = spec.data[9]
-        mine = [f for f in frames if wire.ip_ident(f.data) == ident and f.data[9] == proto]
+        same = [i for i, f in enumerate(frames)
+                if wire.ip_ident(f.data) == ident and f.data[9] == proto]
+        copy_of = copy_frames(frames, same, trace, copies,  # frame index -> its copy
+                              lambda fields: self.nexthop(fields, spec.origin))
+        mine = [frames[i] for i in same if i not in copy_of]
+        slots = iter(sorted(copy_of.items(), key=lambda item: item[1]))
         answers = []
-        for frame in frames:
-            if frame not in mine:
+        for number, frame in enumerate(frames):
+            if number in copy_of:  # the copies in the order they were sent
+                slot, which = next(slots)
+                answers.append(self.copy_answer(frames[slot], copies[which]))
+            elif number not in same:
                 answers.append({"iface": frame.iface, **wire.ip_out(frame.data)})
         delivered = any(s.chain == "indone" for s in trace.own)
         post = [s for s in trace.own if s.chain == "postdone"]
@@ -659,6 +679,28 @@ class KernelBox:
         if self.tc:
             result["qos"] = tcv.delta(*tc)
         return result
+
+    def nexthop(self, fields: dict[str, str], origin: str) -> str:
+        """The neighbour the box's route sends a packet with these trace fields to (its
+        gateway, or its destination): `ip route get`, an input lookup for a packet that
+        came in on ``origin``, an output lookup for a local one."""
+        dst = fields.get("DST", "0.0.0.0")
+        try:
+            argv = ["ip", "-o", "route", "get", dst, "mark",
+                    str(int(fields.get("MARK", "0x0"), 16))]
+            if origin != "local":
+                argv += ["from", fields.get("SRC", "0.0.0.0"), "iif", origin]
+            words = self.lab.run(self.box, argv).split()
+        except (CommandError, ValueError):
+            return ""
+        return words[words.index("via") + 1] if "via" in words else dst
+
+    def copy_answer(self, frame: Frame, copy: PacketTrace) -> dict[str, Any]:
+        """The answers entry of a -j TEE copy: as read from the wire, the neighbour its
+        frame went to, and its own trace through OUTPUT and POSTROUTING."""
+        return {"iface": frame.iface, **wire.ip_out(frame.data), "kind": "tee",
+                "nexthop": neighbour_of(frame.dst_mac),
+                "trace": [step_label(s, self.positions) for s in copy.steps]}
 
     def held(self, tc: tuple[tcv.Snapshot, tcv.Snapshot]) -> list[str]:
         """The scenario interfaces whose qdisc backlog grew with this packet."""
@@ -718,6 +760,79 @@ class KernelBox:
         first = text.split()[0] if text.split() else ""
         return first if first in ("unreachable", "blackhole", "prohibit", "local",
                                   "broadcast") else "unicast"
+
+
+NEIGHBOUR_MAC = b"\x02\x6b"  # locally administered, unicast; the 4 bytes of the address follow
+
+
+def neighbour_mac(address: bytes) -> bytes:
+    """The MAC verify's ARP replies give ``address`` (4 bytes)."""
+    return NEIGHBOUR_MAC + address
+
+
+def neighbour_of(mac: bytes) -> str:
+    """The address a frame to ``mac`` was sent to (neighbour_mac), or the MAC itself."""
+    if mac[:2] == NEIGHBOUR_MAC and len(mac) == 6:
+        return str(IPv4Address(mac[2:]))
+    return "mac " + ":".join(f"{b:02x}" for b in mac)
+
+
+def _wire_key(frame: Frame) -> tuple[Any, ...]:
+    out = wire.ip_out(frame.data)
+    return (frame.iface, out["src"], out["dst"], out["ttl"], out["tos"], out.get("sport"),
+            out.get("dport"))
+
+
+def _trace_key(fields: dict[str, str]) -> tuple[Any, ...]:
+    try:
+        ports = (int(fields["SPORT"]), int(fields["DPORT"])) if "SPORT" in fields else \
+            (None, None)
+        return (fields.get("OUT", ""), fields.get("SRC", ""), fields.get("DST", ""),
+                int(fields.get("TTL", "-1")), int(fields.get("TOS", "0x0"), 16), *ports)
+    except ValueError:
+        return ()
+
+
+def copy_frames(frames: list[Frame], same: list[int], own: PacketTrace,
+                copies: list[PacketTrace],
+                own_nexthop: Callable[[dict[str, str]], str] = lambda fields: "",
+                ) -> dict[int, int]:
+    """Which of the frames with the packet's IP ID and protocol are -j TEE copies
+    (frame index -> copy index); the others are the packet's own (or its fragments).
+
+    Each skb that got through POSTROUTING (verify's `postdone` chain) printed its
+    final header there: a whole frame (no fragment: a copy always has DF) is matched
+    to an skb not yet matched whose header and out device are the frame's, then by
+    out device alone (a kernel that prints the header only once per trace). When the
+    packet itself and a copy both fit, the frame's neighbour decides: the packet's is
+    ``own_nexthop(its postdone fields)`` (its route's); otherwise the copies go first
+    (the kernel sends a copy inside the TEE rule, before the packet goes on).
+    """
+    if not copies:
+        return {}
+    wanted: list[tuple[int, dict[str, str]]] = []  # (copy index, or -1: the packet; fields)
+    for which, trace in [*enumerate(copies), (-1, own)]:
+        done = [s for s in trace.own if s.chain == "postdone"]
+        if done:
+            wanted.append((which, done[-1].fields))
+    whole = [i for i in same if not struct.unpack("!H", frames[i].data[6:8])[0] & 0x3FFF]
+    taken: dict[int, int] = {}
+    for width in (7, 1):  # the whole key, then the out device alone
+        for i in whole:
+            if i in taken:
+                continue
+            key = _wire_key(frames[i])[:width]
+            fits = [w for w in wanted if _trace_key(w[1])[:width] == key]
+            if not fits:
+                continue
+            slot = fits[0]
+            packet = next((w for w in fits if w[0] < 0), None)
+            if packet is not None and len(fits) > 1:
+                mine = own_nexthop(packet[1]) == neighbour_of(frames[i].dst_mac)
+                slot = packet if mine else next(w for w in fits if w[0] >= 0)
+            wanted.remove(slot)
+            taken[i] = slot[0]
+    return {i: which for i, which in taken.items() if which >= 0}
 
 
 def check_duration(plan: Plan) -> None:

@@ -11,7 +11,9 @@ shapes were read on this machine (kernel 6.18, iptables 1.8.9 nf_tables):
 A PACKET line opens every base chain a traced packet enters; the TRACE lines
 after it share its trace id. The id changes when the skb is looped back
 through lo, so lines are grouped by the IP header's ID= instead (verify gives
-every packet it sends a distinct one). A rule's verdict is ACCEPT, DROP
+every packet it sends a distinct one). A copy -j TEE sends has the same ID but
+an id of its own, first seen at OUTPUT (a PACKET line without IN=): `clones`
+splits those off. A rule's verdict is ACCEPT, DROP
 (also for REJECT, whose rule text says `-j REJECT`), CONTINUE (non-terminating
 targets), JUMP:X, GOTO:X or RETURN; a user chain that runs out of rules is
 not printed at all. Older kernels (Debian's 6.1, used for the NAME.vm
@@ -45,6 +47,7 @@ class TraceStep:
     verdict: str  # ACCEPT, DROP, CONTINUE, JUMP, GOTO, RETURN, ...
     rule_text: str  # the iptables rule as xtables-monitor prints it, '' for policies
     fields: dict[str, str] = field(default_factory=dict)  # of the PACKET line above it
+    trace_id: str = ""  # the monitor's id of the skb (a copy -j TEE makes has its own)
 
     @property
     def decides(self) -> bool:
@@ -59,6 +62,7 @@ class PacketTrace:
     steps: list[TraceStep] = field(default_factory=list)  # without verify's own table
     own: list[TraceStep] = field(default_factory=list)  # verify's own chains only
     headers: list[dict[str, str]] = field(default_factory=list)  # every PACKET line's fields
+    header_ids: list[str] = field(default_factory=list)  # the trace id of each of them
 
 
 def packet_fields(text: str) -> dict[str, str]:
@@ -88,7 +92,9 @@ class TraceParser:
             self._current[m.group(1)] = fields
             ident = _ident(fields)
             if ident is not None:
-                self._trace(ident).headers.append(fields)
+                seen = self._trace(ident)
+                seen.headers.append(fields)
+                seen.header_ids.append(m.group(1))
             return
         m = _TRACE.match(line)
         if not m:
@@ -109,7 +115,8 @@ class TraceParser:
         else:
             handle, verdict = 0, rest
         step = TraceStep(table=table, chain=chain, kind=kind, handle=handle,
-                         verdict=verdict, rule_text=(text or "").strip(), fields=fields)
+                         verdict=verdict, rule_text=(text or "").strip(), fields=fields,
+                         trace_id=trace_id)
         target = self._trace(ident)
         (target.own if table == OWN_TABLE else target.steps).append(step)
 
@@ -132,6 +139,34 @@ def _verdict_name(verdict: str) -> str:
         return _NF_VERDICTS.get(int(verdict, 16) & 0xFF, verdict)
     except ValueError:
         return verdict
+
+
+def clones(trace: PacketTrace) -> tuple[PacketTrace, list[PacketTrace]]:
+    """The packet's own trace, and one per -j TEE copy of it, in the order they began.
+
+    A copy (nf_dup_ipv4) is a new skb: a trace id other than the packet's first one
+    whose first PACKET line has no IN= (it begins at OUTPUT, ip_local_out). The
+    packet itself keeps its id, or gets a new one at PREROUTING (IN=lo) when it
+    loops back through lo.
+    """
+    first: dict[str, dict[str, str]] = {}
+    for trace_id, fields in zip(trace.header_ids, trace.headers, strict=True):
+        first.setdefault(trace_id, fields)
+    ids = list(first)
+    copies = [i for i in ids[1:] if "IN" not in first[i]]
+    if not copies:
+        return trace, []
+    own = PacketTrace(trace.ident)
+    parts = {i: PacketTrace(trace.ident) for i in copies}
+    for step in trace.steps:
+        parts.get(step.trace_id, own).steps.append(step)
+    for step in trace.own:
+        parts.get(step.trace_id, own).own.append(step)
+    for trace_id, fields in zip(trace.header_ids, trace.headers, strict=True):
+        part = parts.get(trace_id, own)
+        part.headers.append(fields)
+        part.header_ids.append(trace_id)
+    return own, [parts[i] for i in copies]
 
 
 def _ident(fields: dict[str, str]) -> int | None:

@@ -26,3 +26,6 @@ class MatchContext:
     # changes a match makes to the packet (-m socket --restore-skmark sets the mark):
     # (path, old, new), shown as field changes of the rule, then cleared
     match_changes: list[tuple[str, Any, Any]] = field(default_factory=list)
+    # packets a target sends besides this one (-j TEE's copy: ext/tee.Duplicate), which
+    # the walk announces after the target's event, then clears
+    sent: list[Any] = field(default_factory=list)

@@ -39,6 +39,8 @@ class Match:
     proto_error: ClassVar[str] = ""
     chains: ClassVar[frozenset[str] | None] = None  # built-in chains it may be used in
     uses_sets: ClassVar[bool] = False  # the parser gives it the box's ipset sets (.sets)
+    proto_now: int = 0  # the rule's -p as parsed up to this module's current option
+    proto_inv_now: bool = False
 
     def __init__(self) -> None:
         self.seen: set[str] = set()
@@ -70,7 +72,7 @@ def _is_fragment(pkt: Any) -> bool:
     return pkt.ip.frag_offset != 0
 
 
-# ----------------------------------------------------------------------------- tcp / udp
+# ----------------------------------------------------------------------------- tcp
 TCP_FLAG_NAMES: dict[str, int] = {
     "FIN": 0x01, "SYN": 0x02, "RST": 0x04, "PSH": 0x08, "ACK": 0x10, "URG": 0x20,
     "ALL": 0x3F, "NONE": 0,
@@ -94,7 +96,7 @@ def tcp_flag_text(v: int) -> str:
 
 
 class _Ports(Match):
-    """Shared by tcp and udp: --sport/--dport with ranges (xt_tcpudp)."""
+    """tcp's --sport/--dport with ranges (xt_tcpudp; -m udp is ext/udp.py, on xtopt)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -103,9 +105,14 @@ class _Ports(Match):
         self.sinv = self.dinv = False
 
     def option(self, opt: str, args: list[str], inv: bool) -> None:
+        # tcp_parse: each pair of spellings is one option, given at most once
         if opt in ("--sport", "--source-port"):
+            if self.sport is not None:
+                raise BadValue("Only one `--source-port' allowed")
             self.sport, self.sinv = parse_port_range(args[0]), inv
         elif opt in ("--dport", "--destination-port"):
+            if self.dport is not None:
+                raise BadValue("Only one `--destination-port' allowed")
             self.dport, self.dinv = parse_port_range(args[0]), inv
 
     def _ports_save(self) -> list[str]:
@@ -141,7 +148,7 @@ class TcpMatch(_Ports):
     options = {**_PORT_OPTS, "--tcp-flags": Opt(2, True), "--syn": Opt(0, True),
                "--tcp-option": Opt(1, True)}
     protos = (6,)
-    proto_error = "TCP match requires '-p tcp'"
+    own_checks = True  # tcp_parse words its own "Only one ... allowed" (libxt_tcp 1.8.9)
 
     def __init__(self) -> None:
         super().__init__()
@@ -157,13 +164,28 @@ class TcpMatch(_Ports):
             if opt == "--syn":
                 self.flags = (0x17, 0x02)  # FIN,SYN,RST,ACK SYN
             else:
+                if args[1][:1] in ("-", "!"):  # tcp_parse looks at the word after optarg
+                    raise BadValue("--tcp-flags requires two args.")
                 self.flags = (parse_tcp_flag_list(args[0]), parse_tcp_flag_list(args[1]))
             self.finv = inv
         elif opt == "--tcp-option":
-            self.tcpopt = parse_uint(args[0], 0, 255, f"Bad TCP option `{args[0]}'")
+            if self.tcpopt is not None:
+                raise BadValue("Only one `--tcp-option' allowed")
+            self.tcpopt = parse_uint(args[0], 1, 255, f'Bad TCP option "{args[0]}"')
             self.oinv = inv
         else:
             super().option(opt, args, inv)
+
+    @property
+    def proto_error(self) -> str:  # type: ignore[override]
+        """nft.c add_nft_tcp: a --tcp-option, or nothing to compare (tcp_all_zero), stays
+        an xt match, which the kernel refuses without -p tcp; ports and flags become nft
+        payload comparisons, which iptables-nft refuses without -p tcp itself."""
+        full = (None, (0, 0xFFFF))
+        if self.tcpopt is not None or not (self.sinv or self.dinv or self.finv) and \
+                self.sport in full and self.dport in full and self.flags in (None, (0, 0)):
+            return "tcp match: only valid for protocol 6 (the kernel refuses it: Invalid argument)"
+        return "TCP match requires '-p tcp'"
 
     def save(self) -> str:
         out = self._ports_save()
@@ -211,120 +233,6 @@ def _tcp_option_kinds(opts: bytes) -> set[int]:
     return kinds
 
 
-class UdpMatch(_Ports):
-    name = "udp"
-    options = dict(_PORT_OPTS)
-    protos = (17,)
-    proto_error = "UDP match requires '-p udp'"
-
-    def save(self) -> str:
-        return " ".join(self._ports_save())
-
-    def test(self, pkt: Any, ctx: Any) -> str | None:
-        if _is_fragment(pkt):
-            return "a non-first fragment has no UDP header"
-        return self._ports_test(pkt)
-
-
-# ----------------------------------------------------------------------------- icmp
-# iptables' icmp_codes table: name -> (type, min code, max code).
-ICMP_TYPES: dict[str, tuple[int, int, int]] = {
-    "any": (255, 0, 255), "echo-reply": (0, 0, 255), "destination-unreachable": (3, 0, 255),
-    "network-unreachable": (3, 0, 0), "host-unreachable": (3, 1, 1),
-    "protocol-unreachable": (3, 2, 2), "port-unreachable": (3, 3, 3),
-    "fragmentation-needed": (3, 4, 4), "source-route-failed": (3, 5, 5),
-    "network-unknown": (3, 6, 6), "host-unknown": (3, 7, 7),
-    "network-prohibited": (3, 9, 9), "host-prohibited": (3, 10, 10),
-    "TOS-network-unreachable": (3, 11, 11), "TOS-host-unreachable": (3, 12, 12),
-    "communication-prohibited": (3, 13, 13), "host-precedence-violation": (3, 14, 14),
-    "precedence-cutoff": (3, 15, 15), "source-quench": (4, 0, 255), "redirect": (5, 0, 255),
-    "network-redirect": (5, 0, 0), "host-redirect": (5, 1, 1),
-    "TOS-network-redirect": (5, 2, 2), "TOS-host-redirect": (5, 3, 3),
-    "echo-request": (8, 0, 255), "router-advertisement": (9, 0, 255),
-    "router-solicitation": (10, 0, 255), "time-exceeded": (11, 0, 255),
-    "ttl-zero-during-transit": (11, 0, 0), "ttl-zero-during-reassembly": (11, 1, 1),
-    "parameter-problem": (12, 0, 255), "ip-header-bad": (12, 0, 0),
-    "required-option-missing": (12, 1, 1), "timestamp-request": (13, 0, 255),
-    "timestamp-reply": (14, 0, 255), "address-mask-request": (17, 0, 255),
-    "address-mask-reply": (18, 0, 255),
-}
-
-
-def parse_icmp_type(text: str) -> tuple[int, int, int]:
-    found = [n for n in ICMP_TYPES if n.lower().startswith(text.lower())]
-    exact = [n for n in found if n.lower() == text.lower()]
-    if exact:
-        return ICMP_TYPES[exact[0]]
-    if len(found) > 1:
-        raise BadValue(f"Ambiguous ICMP type `{text}': `{found[0]}' or `{found[1]}'?")
-    if found:  # a prefix of a name (names start with a letter, numbers never match)
-        return ICMP_TYPES[found[0]]
-    t, sep, c = text.partition("/")
-    bad = f"Unknown ICMP type `{text}'"
-    typ = parse_uint(t, 0, 255, bad)
-    if sep:
-        code = parse_uint(c, 0, 255, bad)
-        return typ, code, code
-    return typ, 0, 255
-
-
-class IcmpMatch(Match):
-    name = "icmp"
-    options = {"--icmp-type": Opt(1, True)}
-    protos = (1,)
-    proto_error = "ICMP match requires '-p icmp'"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.spec = (255, 0, 255)
-        self.inv = False
-
-    def option(self, opt: str, args: list[str], inv: bool) -> None:
-        self.spec, self.inv = parse_icmp_type(args[0]), inv
-
-    def save(self) -> str:
-        t, lo, hi = self.spec
-        if t == 255:
-            val = "any"
-        elif (lo, hi) == (0, 255):
-            val = str(t)
-        else:
-            val = f"{t}/{lo}"
-        return f"{_neg(self.inv)}--icmp-type {val}"
-
-    def test(self, pkt: Any, ctx: Any) -> str | None:
-        if _is_fragment(pkt):
-            return "a non-first fragment has no ICMP header"
-        t, lo, hi = self.spec
-        l4 = pkt.l4
-        ok = t == 255 or (l4.type == t and lo <= l4.code <= hi)
-        if ok == self.inv:
-            return f"ICMP type {l4.type}/{l4.code} {'matches' if ok else 'is not'} {self.save()}"
-        return None
-
-
-# ---------------------------------------------------- tos and dscp names (TOS, DSCP targets)
-TOS_NAMES = {"Minimize-Delay": 0x10, "Maximize-Throughput": 0x08,
-             "Maximize-Reliability": 0x04, "Minimize-Cost": 0x02, "Normal-Service": 0x00}
-
-
-DSCP_CLASSES = {
-    "CS0": 0, "CS1": 8, "CS2": 16, "CS3": 24, "CS4": 32, "CS5": 40, "CS6": 48, "CS7": 56,
-    "BE": 0, "AF11": 10, "AF12": 12, "AF13": 14, "AF21": 18, "AF22": 20, "AF23": 22,
-    "AF31": 26, "AF32": 28, "AF33": 30, "AF41": 34, "AF42": 36, "AF43": 38, "EF": 46,
-}
-
-
-def parse_dscp(opt: str, text: str, module: str) -> int:
-    if opt.endswith("-class"):
-        v = DSCP_CLASSES.get(text.upper())
-        if v is None:
-            raise BadValue(f"Invalid DSCP value `{text}'")
-        return v
-    return parse_uint(text, 0, 63,
-                      f'{module}: bad value for option "{opt}", or out of range (0-63).')
-
-
 # ----------------------------------------------------------------------------- conntrack
 CT_STATES = ("INVALID", "NEW", "RELATED", "ESTABLISHED", "UNTRACKED", "SNAT", "DNAT")
 
@@ -347,7 +255,5 @@ def _ct_statebit(pkt: Any) -> str:
     return CTINFO_STATE[meta.ctinfo]
 
 
-MATCHES: dict[str, type[Match]] = {
-    cls.name: cls for cls in (
-        TcpMatch, UdpMatch, IcmpMatch)
-}
+# -m udp and -m icmp are xtopt extensions: ext/udp.py, ext/icmp.py
+MATCHES: dict[str, type[Match]] = {cls.name: cls for cls in (TcpMatch,)}

@@ -188,6 +188,9 @@ class RuleParser:
             seen = owner.seen
             if t in seen and t != "--mark" and not own:
                 raise self.err(f'{owner.name}: "{t}" option may only be specified once', tok)
+            # what an extension's parse sees of the rule so far (cb->xt_entry): the -p
+            # given before this option (libxt_NAT's portok, libxt_multiport's check_proto)
+            owner.proto_now, owner.proto_inv_now = ip.proto, ip.proto_inv
             try:
                 if nargs == 1:
                     owner.option(t, [toks[i + 1][0]], inv)

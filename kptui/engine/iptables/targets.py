@@ -24,7 +24,7 @@ from kptui.engine.iptables.logline import (
     LOG_UID,
     log_line,
 )
-from kptui.engine.iptables.matches import TOS_NAMES, Opt, parse_dscp
+from kptui.engine.iptables.matches import Opt
 from kptui.engine.iptables.values import (
     SERVICES,
     BadValue,
@@ -50,6 +50,8 @@ class Target:
     tables: ClassVar[frozenset[str] | None] = None
     chains: ClassVar[frozenset[str] | None] = None
     verdict: ClassVar[str] = "CONTINUE"
+    proto_now: int = 0  # the rule's -p as parsed up to this target's current option
+    proto_inv_now: bool = False
     uses_sets: ClassVar[bool] = False  # the parser gives it the box's ipset sets (.sets)
 
     def __init__(self) -> None:
@@ -98,145 +100,9 @@ def _set(pkt: Any, path: str, value: Any, out: TargetResult) -> None:
         out.changes.append((path, old, new))
 
 
-# ----------------------------------------------------------------------------- MARK family
-class MarkTarget(Target):
-    """xt_MARK: mark = (mark & ~mask) ^ value; every option is saved as --set-xmark."""
-
-    name = "MARK"
-    options = {o: Opt(1, False) for o in
-               ("--set-mark", "--set-xmark", "--and-mark", "--or-mark", "--xor-mark")}
-    path = "meta.mark"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.value, self.mask = 0, 0
-
-    def option(self, opt: str, args: list[str], inv: bool) -> None:
-        if self.seen & set(self.options):
-            raise BadValue(f"{self.name} target: Can't specify more than one action")
-        what = f'{self.name}: bad value for option "{opt}"'
-        if opt in ("--set-mark", "--set-xmark"):
-            v, m = parse_value_mask(args[0], what)
-            self.value, self.mask = v, (m | v if opt == "--set-mark" else m)
-        else:
-            v = parse_uint(args[0], 0, 0xFFFFFFFF, what)
-            self.value, self.mask = {"--and-mark": (0, ~v & 0xFFFFFFFF), "--or-mark": (v, v),
-                                     "--xor-mark": (v, 0)}[opt]
-
-    def finish(self, proto: int, proto_inv: bool) -> None:
-        if not self.seen:
-            raise BadValue(f"{self.name} target: Parameter --set/and/or/xor-mark is required")
-
-    def save(self) -> str:
-        return f"--set-xmark {self.value:#x}/{self.mask:#x}"
-
-    def apply(self, pkt: Any, ctx: Any) -> TargetResult:
-        out = TargetResult("CONTINUE")
-        old = pkt.get(self.path)
-        _set(pkt, self.path, (old & ~self.mask & 0xFFFFFFFF) ^ self.value, out)
-        out.detail = f"{self.path} {old:#x} -> {pkt.get(self.path):#x}"
-        return out
-
-
-class TosTarget(Target):
-    name = "TOS"
-    options = {o: Opt(1, False) for o in ("--set-tos", "--and-tos", "--or-tos", "--xor-tos")}
-    tables = frozenset({"mangle"})
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.value, self.mask = 0, 0
-
-    def option(self, opt: str, args: list[str], inv: bool) -> None:
-        what = f'TOS: bad value for option "{opt}", or out of range (0-255).'
-        a = args[0]
-        if opt == "--set-tos":
-            names = {k.lower(): v for k, v in TOS_NAMES.items()}
-            if a.lower() in names:
-                self.value, self.mask = names[a.lower()], 0x3F
-                return
-            v, sep, m = a.partition("/")
-            self.value = parse_uint(v, 0, 255, what)
-            self.mask = parse_uint(m, 0, 255, what) if sep else 0xFF
-        else:
-            v = parse_uint(a, 0, 255, what)
-            self.value, self.mask = {"--and-tos": (0, ~v & 0xFF), "--or-tos": (v, v),
-                                     "--xor-tos": (v, 0)}[opt]
-
-    def finish(self, proto: int, proto_inv: bool) -> None:
-        if not self.seen:
-            raise BadValue("TOS: --set-tos parameter required")
-
-    def save(self) -> str:
-        return f"--set-tos {self.value:#04x}/{self.mask:#04x}"
-
-    def apply(self, pkt: Any, ctx: Any) -> TargetResult:
-        out = TargetResult("CONTINUE")
-        _set(pkt, "ip.tos", (pkt.ip.tos & ~self.mask & 0xFF) ^ self.value, out)
-        return out
-
-
-class DscpTarget(Target):
-    name = "DSCP"
-    options = {"--set-dscp": Opt(1, False), "--set-dscp-class": Opt(1, False)}
-    tables = frozenset({"mangle"})
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.dscp = 0
-
-    def option(self, opt: str, args: list[str], inv: bool) -> None:
-        if self.seen:
-            raise BadValue("DSCP target: Only use --set-dscp ONCE!")
-        self.dscp = parse_dscp(opt, args[0], "DSCP")
-
-    def finish(self, proto: int, proto_inv: bool) -> None:
-        if not self.seen:
-            raise BadValue("DSCP target: Parameter --set-dscp is required")
-
-    def save(self) -> str:
-        return f"--set-dscp {self.dscp:#04x}"
-
-    def apply(self, pkt: Any, ctx: Any) -> TargetResult:
-        out = TargetResult("CONTINUE")
-        _set(pkt, "ip.tos", (pkt.ip.tos & 0x03) | (self.dscp << 2), out)
-        return out
-
-
-class TtlTarget(Target):
-    name = "TTL"
-    options = {"--ttl-set": Opt(1, False), "--ttl-dec": Opt(1, False), "--ttl-inc": Opt(1, False)}
-    tables = frozenset({"mangle"})
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.op, self.value = "", 0
-
-    def option(self, opt: str, args: list[str], inv: bool) -> None:
-        if self.op:
-            raise BadValue("TTL: You must specify only one action")
-        self.op = opt
-        self.value = parse_uint(args[0], 0, 255,
-                                f'TTL: bad value for option "{opt}", or out of range (0-255).')
-        if self.value == 0 and opt != "--ttl-set":
-            raise BadValue(f"TTL: {'decreasing' if opt == '--ttl-dec' else 'increasing'} by 0?")
-
-    def finish(self, proto: int, proto_inv: bool) -> None:
-        if not self.op:
-            raise BadValue("TTL: You must specify an action")
-
-    def save(self) -> str:
-        return f"{self.op} {self.value}"
-
-    def apply(self, pkt: Any, ctx: Any) -> TargetResult:
-        t = pkt.ip.ttl
-        new = {"--ttl-set": self.value, "--ttl-dec": max(0, t - self.value),
-               "--ttl-inc": min(255, t + self.value)}[self.op]
-        out = TargetResult("CONTINUE")
-        _set(pkt, "ip.ttl", new, out)
-        return out
-
-
+# ----------------------------------------------------------------------------- CLASSIFY, TRACE
+# (MARK, TOS, DSCP and TTL are xtopt extensions: ext/mark_target.py, ext/tos_target.py,
+# ext/ttl_target.py)
 class ClassifyTarget(Target):
     """xt_CLASSIFY: `skb->priority = clinfo->priority` (net/netfilter/xt_CLASSIFY.c).
 
@@ -627,6 +493,10 @@ class _NatTarget(_Opaque):
         self.set_ports(text)
 
     def set_ports(self, text: str) -> None:
+        # __NAT_parse's portok: the -p given before this option names a protocol with
+        # ports (getopt order: `-j DNAT --to-destination :80 -p tcp` is refused)
+        if self.proto_now not in _PORT_PROTOS:
+            raise BadValue("Need TCP, UDP, SCTP or DCCP with port specification")
         lo, hi, base = _nat_ports(text)
         self.ports, self.has_ports = (lo, hi), True
         self.flags |= PROTO_SPECIFIED
@@ -635,10 +505,6 @@ class _NatTarget(_Opaque):
             self.base = base if self.keeps_base else 0  # the compat range has no base
 
     def finish(self, proto: int, proto_inv: bool) -> None:
-        # __NAT_parse refuses ports unless -p names a protocol with ports; iptables
-        # looks at the -p given before the option, kptui at the rule's -p
-        if self.has_ports and proto not in _PORT_PROTOS:
-            raise BadValue("Need TCP, UDP, SCTP or DCCP with port specification")
         self.check()
         self.range = _nat_range()(self.flags & ~PROTO_OFFSET, *self.addrs, *self.ports)
 
@@ -820,7 +686,7 @@ class ImqTarget(Target):
 
 TARGETS: dict[str, type[Target]] = {
     cls.name: cls for cls in (
-        MarkTarget, TosTarget, DscpTarget, TtlTarget, ClassifyTarget, TraceTarget, LogTarget,
+        ClassifyTarget, TraceTarget, LogTarget,
         RejectTarget, ConnmarkTarget,
         DnatTarget, SnatTarget, MasqueradeTarget, RedirectTarget, NetmapTarget,
         NotrackTarget, ImqTarget,

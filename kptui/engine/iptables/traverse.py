@@ -37,7 +37,8 @@ from kptui.engine.events import (
     TargetApplied,
 )
 from kptui.engine.iptables.context import MatchContext
-from kptui.engine.iptables.matches import TcpMatch, UdpMatch
+from kptui.engine.iptables.ext.udp import UdpMatch
+from kptui.engine.iptables.matches import TcpMatch
 from kptui.engine.iptables.model import Chain, Rule, Ruleset
 from kptui.engine.iptables.targets import ChainTarget
 

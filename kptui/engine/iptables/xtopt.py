@@ -121,12 +121,20 @@ _WHOLE: dict[str, int | None] = {}
 _WHOLE_MAX = 8192
 
 
+def xt_strtoul(text: str) -> tuple[int | None, str]:
+    """xtables_strtoul with an end pointer: strtoul, but any ``-`` (after blanks) is
+    refused, ``-0`` too (checked on iptables 1.8.9: ``--ttl-set -0``)."""
+    if text.lstrip(" \t\n\v\f\r")[:1] == "-":
+        return None, text
+    return strtoul_prefix(text)
+
+
 def strtoui(text: str, lo: int, hi: int) -> int | None:
     """xtables_strtoul(text, NULL, &v, lo, hi): the whole text, base 0, in range."""
     try:
         value = _WHOLE[text]
     except KeyError:
-        value, rest = strtoul_prefix(text)
+        value, rest = xt_strtoul(text)
         if rest:
             value = None
         if len(_WHOLE) < _WHOLE_MAX:
@@ -163,11 +171,19 @@ def inet_aton(text: str) -> int | None:
 
 
 def port_by_name(text: str) -> int | None:
-    """xtables_getportbyname: a decimal port (getaddrinfo's strtoul base 10) or a service."""
-    v = scan_uint(text, 10, strtoul=True)
-    if v is not None:
-        return v if v <= 65535 else None
-    return SERVICES.get(text)
+    """xtables_getportbyname: getaddrinfo(NULL, text). glibc reads a service that is all
+    a number with strtoul(base 10) into an int: a negative int (bit 31 set, a ``-``,
+    an overflow) makes it a name, which no service has; else the port is its low 16
+    bits (htons): ``65616`` is 80, ``-0`` and ``""`` are 0 (checked, iptables 1.8.9)."""
+    body = text.lstrip(" \t\n\v\f\r")
+    neg = body[:1] == "-"
+    digits = body[1:] if body[:1] in "+-" else body
+    v = scan_uint(digits, 10) if digits else (0 if text == "" else None)
+    if v is None:
+        return SERVICES.get(text)
+    v = 0xFFFFFFFFFFFFFFFF if v > 0xFFFFFFFFFFFFFFFF else (-v if neg else v)
+    v &= 0xFFFFFFFF
+    return v & 0xFFFF if v < 0x80000000 else None
 
 
 TOS_NAMES = {"minimize-delay": 0x10, "maximize-throughput": 0x08,
@@ -267,7 +283,7 @@ def _mint(ext: str, e: Entry, arg: str) -> list[int]:
             end = i
             value = lmax if len(values) == 1 else 0
         else:
-            got, after = strtoul_prefix(rest)
+            got, after = xt_strtoul(rest)
             if got is None or got > lmax:
                 raise BadValue(f'{ext}: bad value for option "--{e.name}" near "{rest}", '
                                f"or out of range (0-{lmax}).")
@@ -301,7 +317,7 @@ def _mport(ext: str, e: Entry, arg: str) -> list[int]:
 
 
 def _tosmask(arg: str, def_mask: int) -> tuple[int, int]:
-    value, rest = strtoul_prefix(arg)
+    value, rest = xt_strtoul(arg)
     if value is not None and value <= 0xFF:
         mask = 0xFF
         if rest.startswith("/"):
@@ -320,14 +336,14 @@ def _tosmask(arg: str, def_mask: int) -> tuple[int, int]:
 
 def _markmask(ext: str, e: Entry, arg: str) -> tuple[int, int]:
     bad = f'{ext}: bad integer value for option "--{e.name}", or out of range.'
-    value, rest = strtoul_prefix(arg)
+    value, rest = xt_strtoul(arg)
     if value is None or value > 0xFFFFFFFF:
         raise BadValue(bad)
     if rest == "":
         return value, 0xFFFFFFFF
     if not rest.startswith("/"):
         raise BadValue(f'{ext}: trailing garbage after value for option "--{e.name}".')
-    mask, rest = strtoul_prefix(rest[1:])
+    mask, rest = xt_strtoul(rest[1:])
     if mask is None or mask > 0xFFFFFFFF:
         raise BadValue(bad)
     if rest:

@@ -1,9 +1,14 @@
-"""-m cluster (libxt_cluster 1.8.9, xt_cluster.c): parsed and printed, not simulated.
+"""-m cluster (libxt_cluster 1.8.9, xt_cluster.c): one node's share of the connections.
 
 ``--cluster-local-node N`` is saved as the mask ``--cluster-local-nodemask``
-1 << (N - 1). The match hashes the connection's original source address
-(jhash with the seed) into a node number and also turns multicast packets into
-PACKET_HOST ones; kptui does not model that.
+1 << (N - 1). xt_cluster_mt: no conntrack entry, no match (`!` or not);
+otherwise the connection's original source address (as the __be32 reads on a
+little-endian host) is hashed with jhash_1word(addr, seed) (= jhash2 of one
+word), scaled to a node with reciprocal_scale(hash, total), and the match is
+that node's bit in the mask, `!` inverting it. (The match also turns a
+PACKET_MULTICAST frame to a unicast address into PACKET_HOST; a kptui packet's
+link type follows its address, so that case does not arise.) Kernel-verified:
+tests/kernel/scenarios/ext-cluster.toml.
 """
 
 from __future__ import annotations
@@ -62,6 +67,20 @@ class ClusterMatch(XtMatch):
     def save(self) -> str:
         return (f"{'! ' if self.inv else ''}--cluster-local-nodemask 0x{self.node_mask:08x} "
                 f"--cluster-total-nodes {self.total} --cluster-hash-seed 0x{self.seed:08x}")
+
+    def test(self, pkt: Any, ctx: Any) -> str | None:
+        from kptui.engine.nat import _raw, jhash2
+
+        conn = pkt.meta.ct
+        if conn is None:
+            return "the packet has no conntrack entry"
+        src = conn.original.src
+        node = (jhash2([_raw(src)], self.seed) * self.total) >> 32  # reciprocal_scale
+        mine = bool(self.node_mask >> node & 1)
+        if mine != self.inv:
+            return None
+        return f"{src} hashes to node {node + 1} of {self.total}" + \
+            (", and the rule says !" if self.inv else "")
 
 
 MATCHES = (ClusterMatch,)

@@ -1,4 +1,11 @@
-"""-m connlabel (libxt_connlabel 1.8.9, xt_connlabel.c): parsed and printed, not simulated.
+"""-m connlabel (libxt_connlabel 1.8.9, xt_connlabel.c): a connection's label bits.
+
+connlabel_mt: no conntrack entry, the rule's `!` is the answer; the label bit set
+on the connection matches (`!`: does not); else --set sets it and matches, and
+without --set it does not. Labels live on the entry (Conn.labels); the kernel
+gives every entry created once a connlabel rule exists its labels, and in a kptui
+box the rules come before the packets, so every entry has them.
+Kernel-verified: tests/kernel/scenarios/ext-connlabel.toml.
 
 A label is a bit number (0-127, the kernel refuses a higher one with ERANGE) or a
 name from /etc/xtables/connlabel.conf. Neither that file nor connection labels
@@ -34,6 +41,7 @@ def _label_bit(text: str) -> int:
 
 class ConnlabelMatch(XtMatch):
     name = "connlabel"
+    stateful = True  # --set changes the connection
     entries = (Entry("label", XT.STRING, mand=True, invert=True, min=1),
                Entry("set"))
 
@@ -57,6 +65,20 @@ class ConnlabelMatch(XtMatch):
     def save(self) -> str:
         text = f'{"! " if self.inv else ""}--label "{self.bit}"'
         return text + (" --set" if self.set else "")
+
+    def test(self, pkt: Any, ctx: Any) -> str | None:
+        conn = pkt.meta.ct
+        if conn is None:
+            return None if self.inv else "the packet has no conntrack entry"
+        bit = 1 << self.bit
+        if conn.labels & bit:
+            return f"the connection has label {self.bit}, and the rule says !" \
+                if self.inv else None
+        if self.set:
+            conn.labels |= bit
+            return f"label {self.bit} set on the connection, and the rule says !" \
+                if self.inv else None
+        return None if self.inv else f"the connection has no label {self.bit}"
 
 
 MATCHES = (ConnlabelMatch,)

@@ -1,8 +1,11 @@
-"""-j IDLETIMER (libxt_IDLETIMER 1.8.9 revision 1, xt_IDLETIMER.c): parsed, not simulated.
+"""-j IDLETIMER (libxt_IDLETIMER 1.8.9 revision 1, xt_IDLETIMER.c): an idle timer.
 
-The target restarts a per-label timer whose expiry the kernel reports through
-sysfs and uevents; the packet itself goes on unchanged, but kptui has no model
-of those timers, so a walk reaching it stops, named. The label is cut to the
+idletimer_tg_target restarts the label's timer (--timeout seconds; --alarm: an
+alarm timer) and returns XT_CONTINUE: the packet goes on unchanged, and that is
+what the walk shows. The timer's expiry is reported through sysfs
+(/sys/class/xt_idletimer/timers/LABEL) and a uevent, outside the packet path,
+which kptui does not model. Kernel-verified: tests/kernel/scenarios/ext-realm.toml
+(its IDLETIMER rule). The label is cut to the
 27 characters of its field (XTOPT_PUT) and printed as is; the kernel's
 idletimer_tg_checkentry refusals are reproduced.
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kptui.engine.iptables.targets import TargetResult
 from kptui.engine.iptables.values import BadValue
 from kptui.engine.iptables.xtopt import XT, Entry, XtTarget
 
@@ -53,6 +57,10 @@ class IdletimerTarget(XtTarget):
             why = f'the label "{self.label}", which cannot be a sysfs file name'
         if why:
             raise BadValue(f"IDLETIMER: {why} (the kernel refuses it: Invalid argument)")
+
+    def apply(self, pkt: Any, ctx: Any) -> TargetResult:
+        return TargetResult("CONTINUE", detail=f"timer {self.label} restarted: it fires "
+                            f"after {self.timeout} s without packets here")
 
     def save(self) -> str:
         """idletimer_tg_save_v1: the label is printed without quoting."""

@@ -76,6 +76,11 @@ class MultiportMatch(SharedIds, XtMatch):
         self.inv = False
 
     def parsed(self, name: str, value: Any, inv: bool) -> None:
+        # check_proto, at the option: the -p given before it (an inverted one never does)
+        if self.proto_inv_now or (self.proto_now and self.proto_now not in self.protos):
+            raise BadValue("multiport only works with TCP, UDP, UDPLITE, SCTP and DCCP")
+        if not self.proto_now:
+            raise BadValue(self.proto_error)
         self.ports = parse_ports(value)
         self.which = self.ids[name]
         self.inv = self.inv or inv

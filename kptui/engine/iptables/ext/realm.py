@@ -1,9 +1,11 @@
 """-m realm (libipt_realm 1.8.9, xt_realm.c): the route's realm (dst->tclassid).
 
-Parsed and printed as iptables 1.8.9 does, not simulated: kptui's routes carry no
-realms (``ip route ... realm N`` is not modelled), so the value the kernel compares
-is not known. Realm names are /etc/iproute2/rt_realms as iproute2 ships it
-(0 is "cosmos"); iptables-save prints a realm by its name when it has one.
+realm_mt: (dst->tclassid & mask) == id, `!` inverting it. A kptui route has no
+realm (setup refuses `ip route ... realm N` and `ip rule ... realms`, as not
+modelled), so the tclassid the kernel compares is 0 on every route: the match is
+simulated with that. Kernel-verified: tests/kernel/scenarios/ext-realm.toml.
+Names are /etc/iproute2/rt_realms as iproute2 ships it (0 is "cosmos");
+iptables-save prints a realm by its name when it has one.
 """
 
 from __future__ import annotations
@@ -61,6 +63,12 @@ class RealmMatch(XtMatch):
 
     def save(self) -> str:
         return f"{'! ' if self.inv else ''}--realm {val_mask_text(self.id, self.mask, _NAME_OF)}"
+
+    def test(self, pkt: Any, ctx: Any) -> str | None:
+        tclassid = 0  # no route of a kptui box has a realm
+        if ((tclassid & self.mask) == self.id) != self.inv:
+            return None
+        return "the route's realm is 0" + (", and the rule says !" if self.inv else "")
 
 
 MATCHES = (RealmMatch,)
