@@ -53,11 +53,30 @@ def cmd_trace(args: argparse.Namespace) -> int:
     from kptui import report
     from kptui.engine.run import run_scenario
 
-    if args.demo and args.scenario:
-        raise KptuiError("give a scenario file or --demo, not both")
-    if not args.demo and not args.scenario:
-        raise KptuiError("trace needs a scenario file (or --demo for the built-in one)")
-    scenario = load(None if args.demo else args.scenario)
+    if sum(map(bool, (args.demo, args.scenario, args.live))) > 1:
+        raise KptuiError("give one of a scenario file, --demo or --live")
+    if not args.demo and not args.scenario and not args.live:
+        raise KptuiError("trace needs a scenario file (or --demo for the built-in one, or "
+                         "--live for this box as it is now)")
+    if args.live:
+        from kptui.engine.scenario import load_scenario
+
+        text, name = live_text()
+        try:
+            scenario = load_scenario(text, file=name)
+        except KptuiError as err:
+            raise KptuiError(f"{err} (--live: `kptui capture` writes the scenario whose "
+                             "line this is)") from None
+    else:
+        scenario = load(None if args.demo else args.scenario)
+    for note in scenario.notes:
+        print(f"kptui: note: {note}", file=sys.stderr)
+    from kptui import pcaprun, sendrun
+
+    pcaprun.check_iif(args)
+    sendrun.check(args)
+    sendrun.use_sends(scenario, args.send)  # --send: its packets in place of the file's
+    box = pcaprun.use_capture(scenario, args.pcap, args.iif)[0] if args.pcap else None
     if args.packet is not None and not 0 <= args.packet < len(scenario.packets):
         raise KptuiError(
             f"--packet {args.packet}: the scenario has {len(scenario.packets)} packet(s), "
@@ -66,11 +85,12 @@ def cmd_trace(args: argparse.Namespace) -> int:
     if args.save:
         if args.packet is not None:
             raise KptuiError("--save records the whole run: leave out --packet")
+        pcaprun.refuse_save(scenario, "--save")
         from kptui.sessions.format import save
         from kptui.sessions.replay import record_run
 
         save(record_run(scenario, scenario.text, scenario.file), args.save)
-    box = scenario.build_box()
+    box = box or scenario.build_box()
     results = list(run_scenario(scenario, only=args.packet, box=box))
     fmt = "json" if args.json else args.format
     if fmt == "trace":  # rule handles come from the box's ruleset, as the kernel's do
@@ -78,14 +98,58 @@ def cmd_trace(args: argparse.Namespace) -> int:
                                          profile=scenario.profile))
         return 0
     render = {"text": report.as_text, "json": report.as_json_lines}
+    if args.pcap:  # each walk with its capture frame and time
+        render = pcaprun.renderers(scenario.packets)
     sys.stdout.write(render[fmt](results))
     return 0
 
 
+def live_text() -> tuple[str, str]:
+    """(text, name) of this box captured now, in memory (`--live`); nothing is written."""
+    from kptui.capture import capture_live
+
+    captured = capture_live(check=False)  # the caller loads it: one load, not two
+    if captured.error:
+        raise KptuiError(f"--live: this box's scenario does not load in kptui: "
+                         f"{captured.error}")
+    if captured.notes:
+        print(f"kptui: note: --live: {len(captured.notes)} thing(s) on this box are not "
+              "modelled or not captured (`kptui capture` writes them in the scenario)",
+              file=sys.stderr)
+    return captured.text, "live"
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    """`kptui capture [-o FILE] [--from DIR]`: this box (or the dumps in DIR) as a scenario."""
+    from kptui.capture import capture_dir, capture_live, write
+
+    captured = capture_dir(args.from_dir) if args.from_dir else capture_live()
+    if args.output:
+        write(args.output, captured.text)
+    else:
+        sys.stdout.write(captured.text)
+    where = args.output or "the scenario"
+    if captured.notes:
+        print(f"kptui: capture: {len(captured.notes)} note(s) on what kptui does not model "
+              f"or the dumps did not say, at the top of {where}", file=sys.stderr)
+    if captured.error:
+        print(f"kptui: capture: the scenario does not load in kptui (written anyway, to "
+              f"correct by hand): {captured.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
+    from kptui import pcaprun
     from kptui.verify import verify_main
 
-    return verify_main(args.scenarios, record=args.record)
+    pcaprun.check_iif(args)
+    from kptui import sendrun
+
+    sendrun.check(args)
+    prepare = pcaprun.verify_prepare(args.pcap, args.iif, record=args.record) or \
+        sendrun.verify_prepare(args.send, record=args.record)
+    return verify_main(args.scenarios, record=args.record, prepare=prepare)
 
 
 # Scenario texts up to this size are loaded before the screen opens, so a bad file gives
@@ -215,27 +279,44 @@ def _on_terminal() -> bool:
 def cmd_open(args: argparse.Namespace) -> int:
     """`kptui [SCENARIO]`: the full-screen debugger; the text trace when not on a terminal.
     `kptui SESSION.kpt`: the session reopened where it was saved, as it was on screen."""
-    from kptui import report
+    from kptui import pcaprun, report, sendrun
     from kptui.engine.run import run_scenario
 
+    pcaprun.check_iif(args)
+    sendrun.check(args)
+    if args.live and args.scenario:
+        raise KptuiError("give a scenario file or --live, not both")
+    if is_session_file(args.scenario) and args.send:
+        raise KptuiError("--send replaces a scenario's packets: give a scenario .toml, "
+                         "not a session")
     if is_session_file(args.scenario):
+        if args.pcap:
+            raise KptuiError("--pcap replaces a scenario's packets: give a scenario .toml, "
+                             "not a session")
         return open_session(args.scenario, headless=args.no_tui or not _on_terminal())
-    text, name = read_scenario_text(args.scenario)
+    text, name = live_text() if args.live else read_scenario_text(args.scenario)
+    text = sendrun.text_with_sends(text, name, args.send)  # --send: in the text, for sessions
     if args.no_tui or not (sys.stdout.isatty() and sys.stdin.isatty()):
         from kptui.engine.scenario import load_scenario
 
         scenario = load_scenario(text, file=name)
+        if args.pcap:
+            box = pcaprun.use_capture(scenario, args.pcap, args.iif)[0]
+            sys.stdout.write(pcaprun.as_text(run_scenario(scenario, box=box),
+                                             scenario.packets))
+            return 0
         sys.stdout.write(report.as_text(run_scenario(scenario)))
         return 0
     from kptui.app import KptApp
 
-    if len(text) <= SYNC_LOAD_LIMIT:
+    if len(text) <= SYNC_LOAD_LIMIT or args.pcap:
         from kptui.engine.debugger import Debugger
         from kptui.engine.scenario import load_scenario
 
         scenario = load_scenario(text, file=name)
+        notes = pcaprun.use_capture(scenario, args.pcap, args.iif)[1] if args.pcap else []
         app = KptApp(scenario, debugger=Debugger.for_scenario(scenario),
-                     name=scenario.name or name)
+                     name=scenario.name or name, notice="\n".join(notes))
     else:
         app = KptApp(text=text, name=name)
     result = app.run()
@@ -309,11 +390,27 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return _diverged(args.session, done.divergence)
 
 
+def add_pcap_args(parser: argparse.ArgumentParser) -> None:
+    """--pcap FILE [--iif IFACE]: a capture's IPv4 packets in place of the scenario's."""
+    parser.add_argument("--pcap", metavar="FILE",
+                        help="walk the IPv4 packets of this pcap/pcapng capture (tcpdump -w) "
+                             "instead of the scenario's, in order, at the capture's times")
+    parser.add_argument("--iif", action="append", default=[], metavar="IFACE",
+                        help="where the --pcap packets arrive: a box interface, or local for "
+                             "the box's own; CAPTURED=IFACE for the frames the capture says "
+                             "arrived on CAPTURED (a pcapng interface name, an SLL2 "
+                             "interface index); may repeat. Default: the capture's pcapng "
+                             "interface names, or the box's only interface")
+
+
 def build_parsers() -> dict[str, argparse.ArgumentParser]:
+    from kptui import sendrun
+
     top = argparse.ArgumentParser(
         prog="kptui",
         description="A stepping debugger for the Linux packet path.",
-        epilog="subcommands: trace, replay, verify, route (run `kptui trace --help`)",
+        epilog="subcommands: trace, replay, verify, route, capture (run `kptui trace "
+               "--help`)",
     )
     top.add_argument("--version", action="version", version=f"kptui {__version__}")
     top.add_argument("scenario", nargs="?",
@@ -322,6 +419,11 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     top.add_argument("--no-tui", action="store_true",
                      help="print the trace as text instead of opening the full-screen "
                           "debugger (the default when stdout is not a terminal)")
+    add_pcap_args(top)
+    sendrun.add_send_args(top)
+    top.add_argument("--live", action="store_true",
+                     help="open the debugger on this box as it is now (captured in memory "
+                          "as `kptui capture` does; needs root or CAP_NET_ADMIN)")
     top.set_defaults(func=cmd_open)
 
     trace = argparse.ArgumentParser(
@@ -330,11 +432,17 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     )
     trace.add_argument("scenario", nargs="?", help="scenario .toml file")
     trace.add_argument("--demo", action="store_true", help="use the built-in demo scenario")
+    trace.add_argument("--live", action="store_true",
+                       help="this box as it is now (captured in memory, nothing written; "
+                            "needs root or CAP_NET_ADMIN): with --send, what would it do "
+                            "with this packet")
     trace.add_argument("--json", action="store_true", help="same as --format json")
     trace.add_argument("--format", choices=("text", "json", "trace"), default="text",
                        help="text for people (default), json (one object per packet), "
                             "or trace (TRACE: lines)")
     trace.add_argument("--packet", type=packet_number, metavar="N", help="only packet N (from 0)")
+    add_pcap_args(trace)
+    sendrun.add_send_args(trace)
     trace.add_argument("--save", metavar="FILE.kpt",
                        help="also record the run (every packet to its fate) as a session "
                             "file, for `kptui replay` or `kptui FILE.kpt`")
@@ -369,6 +477,8 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     verify.add_argument("scenarios", nargs="+", metavar="SCENARIO")
     verify.add_argument("--record", action="store_true",
                         help="write the kernel's answers to NAME.kernel.jsonl beside each")
+    add_pcap_args(verify)
+    sendrun.add_send_args(verify)
     verify.set_defaults(func=cmd_verify)
 
     route = argparse.ArgumentParser(
@@ -384,7 +494,23 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     route.add_argument("--explain", action="store_true",
                        help="also print the RPDB rules tried and why, as # lines")
     route.set_defaults(func=cmd_route)
-    return {"": top, "trace": trace, "verify": verify, "route": route, "replay": replay}
+    capture = argparse.ArgumentParser(
+        prog="kptui capture",
+        description="Write a scenario of this box as it is now (interfaces, addresses, "
+                    "routes and rules, iptables, ipsets, tc, the sysctls kptui reads, the "
+                    "conntrack table; needs root or CAP_NET_ADMIN), or of another box from "
+                    "the dumps in a directory (--from; the README gives the commands to "
+                    "run there). What kptui does not model is named at the top of the "
+                    "file. Exit 2 on a dump kptui cannot read, 1 when the scenario does "
+                    "not load in kptui (it is written anyway).",
+    )
+    capture.add_argument("-o", "--output", metavar="FILE",
+                         help="write the scenario here (atomically) instead of to stdout")
+    capture.add_argument("--from", dest="from_dir", metavar="DIR",
+                         help="read the dumps in DIR instead of this box")
+    capture.set_defaults(func=cmd_capture)
+    return {"": top, "trace": trace, "verify": verify, "route": route, "replay": replay,
+            "capture": capture}
 
 
 def main(argv: list[str]) -> int:

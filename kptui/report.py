@@ -55,6 +55,8 @@ def _as_monitor(results: Iterable[PacketResult], ruleset: Any) -> str:
     for result in results:
         for number, walked in enumerate((result, *result.all_answers())):
             headers = getattr(walked, "headers", None)
+            if headers is None and walked.sent is None:  # never sent: nothing was traced
+                continue
             if headers is None:
                 headers = monitor.headers_by_replay(walked.sent, walked.events)
             lines.extend(monitor.monitor_lines(walked.events, headers, handle_of,

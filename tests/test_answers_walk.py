@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kptui.engine.errors import KptuiError, ParseError
+from kptui.engine.errors import ParseError
 from kptui.engine.events import AnswerSent, Fate, Note, WalkStart
 from kptui.engine.run import run_scenario
 from kptui.engine.scenario import load_scenario
@@ -226,9 +226,13 @@ def test_reply_to_validation_names_file_and_line(extra, line, words):
     assert words in str(err.value)
 
 
-def test_reply_to_a_dropped_packet_is_an_error_naming_the_file():
+def test_reply_to_a_dropped_packet_is_reported_on_that_packet_naming_the_file():
+    # issue 15 item 5: not a failure of the whole run (packet 0's drop stays traceable)
     text = BASE.replace('dst = "192.0.2.1"', 'dst = "203.0.113.9"') + \
         "[[packets]]\nreply_to = 0\n"  # no route, forwarding off: packet 0 is dropped
     scenario = load_scenario(text, file="s.toml")
-    with pytest.raises(KptuiError, match=r"s\.toml:13: reply_to = 0: packet 0 was not"):
-        list(run_scenario(scenario))
+    first, reply = run_scenario(scenario)
+    assert first.fate.action == "drop"
+    assert reply.packet is None and reply.fate.action == "error" and reply.fate.by == "reply_to"
+    assert reply.fate.message.startswith("not sent: s.toml:13: reply_to = 0: packet 0 was not")
+    assert reply.to_json()["out"] == {} and reply.to_json()["trace"] == []

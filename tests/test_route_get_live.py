@@ -51,6 +51,25 @@ CASES = [
     ("route-multipath-dead-path", "198.51.100.200"),
     ("route-default-rules-removed", "198.51.100.200"),
     ("route-named-table", "198.51.100.200 mark 2"),
+    # an output lookup with a source (a bound socket): `ip rule from` applies; with an oif,
+    # any lookup error (an unreachable route, a prohibit rule) is "on link"; a limited
+    # broadcast from an address leaves by that address's device, without a lookup; a
+    # loopback source may not leave by another device
+    ("route-output-bound-source", "198.51.100.200"),
+    ("route-output-bound-source", "198.51.100.200 from 192.0.2.1"),
+    ("route-output-bound-source", "198.51.100.200 from 198.51.100.1"),
+    ("route-output-bound-source", "203.0.113.9 from 192.0.2.1"),
+    ("route-output-bound-source", "203.0.113.9 from 192.0.2.1 oif eth0"),
+    ("route-output-bound-source", "203.0.113.9 from 192.0.2.1 oif eth1"),
+    ("route-output-bound-source", "198.51.100.200 from 192.0.2.2"),
+    ("route-output-bound-source", "198.51.100.200 from 192.0.2.2 oif eth1"),
+    ("route-output-bound-source", "255.255.255.255"),
+    ("route-output-bound-source", "255.255.255.255 oif eth0"),
+    ("route-output-bound-source", "255.255.255.255 from 192.0.2.1"),
+    ("route-output-bound-source", "255.255.255.255 from 192.0.2.2 oif eth1"),
+    ("route-output-bound-source", "198.51.100.200 from 127.0.0.1"),
+    ("route-output-bound-source", "198.51.100.200 from 127.0.0.1 oif lo"),
+    ("route-output-bound-source", "198.51.100.200 from 224.0.0.5"),
 ]
 
 

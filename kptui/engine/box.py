@@ -164,6 +164,18 @@ def scope_of(addr: IPv4Interface) -> int:
     return SCOPE_HOST if addr.ip in LOOPBACK_NET else SCOPE_UNIVERSE
 
 
+def sysctl_path(name: str) -> list[str]:
+    """The /proc/sys path components of a sysctl name, as sysctl(8) finds them (procps
+    slashdot): when the first separator is a dot, dots separate and a slash stands for a
+    dot inside a component (``net.ipv4.conf.eth0/100.rp_filter`` is device eth0.100's);
+    when it is a slash, slashes separate."""
+    body = name.strip("./")
+    first = next((c for c in body if c in "./"), ".")
+    if first == "/":
+        return body.split("/")
+    return [part.replace("/", ".") for part in body.split(".")]
+
+
 def _proc_int(text: str) -> int | None:
     """What proc_dointvec reads from a sysctl write: blanks, an optional "-", then
     strtoul base 0 ("010" is 8, "0x10" 16, "+1" and "08" refused; the first of
@@ -327,15 +339,15 @@ class Box:
 
     def _split(self, name: str) -> tuple[str, str, str]:
         """('global', name, '') or ('conf', who, key); UnsupportedError when not modelled."""
-        norm = name.replace("/", ".").strip(".")
+        parts = sysctl_path(name)
+        norm = ".".join(parts)
         if norm in GLOBAL_SYSCTLS:
             return ("global", norm, "")
-        parts = norm.split(".")
         if len(parts) == 5 and parts[:3] == ["net", "ipv4", "conf"] and parts[4] in CONF_DEFAULTS:
             who = parts[3]
             if who in ("all", "default") or who in self.interfaces:
                 return ("conf", who, parts[4])
-            raise SysctlError(f"sysctl: cannot stat /proc/sys/{norm.replace('.', '/')}: "
+            raise SysctlError(f"sysctl: cannot stat /proc/sys/{'/'.join(parts)}: "
                               "No such file or directory")
         raise UnsupportedError(f"sysctl {norm}")
 
@@ -618,7 +630,11 @@ class Box:
     def _redirect(self, iif: str, src: IPv4Address, out_dev: str, gw: IPv4Address | None,
                   flow: Flow) -> bool:
         """__mkroute_input's RTCF_DOREDIRECT: out where it came in, the source on-link
-        (fib_validate_source said 1) and the source and gateway on one subnet."""
+        (fib_validate_source said 1), and IN_DEV_SHARED_MEDIA or the source and gateway
+        on one of the device's subnets (inet_addr_onlink; no gateway: the source's alone).
+        shared_media is 1 by default (and not a sysctl kptui models), so the subnet test
+        decides nothing: a packet to another subnet gets its redirect too (checked on
+        kernel 6.18: tests/kernel/capture_roundtrips.py, addresses-reconciled)."""
         if out_dev != iif or not self.conf(iif, "send_redirects"):
             return False
         back = self._rpdb(Flow(dst=src, src=flow.dst, tos=flow.tos, proto=flow.proto,
@@ -626,9 +642,7 @@ class Box:
         if back.route is None or back.error or back.route.dev != iif \
                 or back.route.nh_scope < SCOPE_HOST:
             return False
-        hop = gw or flow.dst
-        return any(src in a.network and hop in a.network
-                   for a in self.interfaces[iif].addresses)
+        return True
 
     def _broadcast_input(self, iif: str, src: IPv4Address, route: Route | None,
                          explain: list[str], flow: Flow) -> RouteResult:
@@ -732,18 +746,38 @@ class Box:
         return False, (f"reverse path: {src} is reached through "
                        f"{', '.join(sorted(devs))}, not {iif}")
 
+    def bound_source(self, pkt: Packet) -> IPv4Address | None:
+        """The address a local packet's socket is bound to, or None for an unbound one.
+
+        A process's packet (meta.sock "user") whose source is an address of the box
+        (inet_addr_type RTN_LOCAL) comes from a socket bound to it, as a server's reply
+        or `ping -I ADDR` does; the kernel's output lookup then carries that source,
+        so `ip rule from ADDR` applies. A source the box does not have cannot be bound
+        (bind(2): EADDRNOTAVAIL): a raw socket (IP_HDRINCL) writes it into the header
+        and is looked up without one; 0.0.0.0 is an unbound socket, whose source the
+        route picks. (raw_bind keeps no source for a broadcast or multicast address.)
+        Checked on kernel 6.18 with UDP and raw sockets, bound and unbound.
+        """
+        src = pkt.ip.src
+        if pkt.meta.iif or pkt.meta.sock != "user" or not int(src) or not self.is_local(src):
+            return None
+        return src
+
     def output_flow(self, pkt: Packet, *, reroute: bool = False) -> Flow:
         """The flow of a local packet's output lookup.
 
         A scenario's local packet is sent as `kptui verify` sends it: from a raw
-        socket (IP_HDRINCL, SO_MARK): raw_sendmsg looks up {to dst, mark, iif lo} with
-        no source address, protocol raw (255), no ports and the socket's tos (0), so
-        rules on from, ipproto, ports or tos do not see it (checked on kernel 6.18).
+        socket (IP_HDRINCL, SO_MARK), bound to its source when that is an address
+        of the box (bound_source): raw_sendmsg looks up {to dst, from the bound
+        address or none, mark, iif lo}, protocol raw (255), no ports and the
+        socket's tos (0), so rules on ipproto, ports or tos do not see it, nor
+        rules on from an unbound one (checked on kernel 6.18).
         ip_route_me_harder (reroute) looks up with the header's source, tos, protocol
         and ports (fib4_rules_early_flow_dissect).
         """
         if not reroute:
-            return Flow(dst=pkt.ip.dst, mark=pkt.meta.mark, proto=255)
+            return Flow(dst=pkt.ip.dst, src=self.bound_source(pkt) or IPv4Address(0),
+                        mark=pkt.meta.mark, proto=255)
         src = pkt.ip.src if self.addrtype(pkt.ip.src) in ("LOCAL", "UNICAST") else \
             IPv4Address(0)
         return Flow(dst=pkt.ip.dst, src=src, mark=pkt.meta.mark, tos=pkt.ip.tos,
@@ -759,22 +793,47 @@ class Box:
                    + (f" mark 0x{flow.mark:x}" if flow.mark else "")]
         if dst.is_multicast:
             raise UnsupportedError(f"multicast output routing (to {dst})")
+        if int(flow.src) and (flow.src.is_multicast or flow.src == LBCAST):
+            explain.append(f"source {flow.src} is a broadcast or multicast address: EINVAL")
+            return RouteResult(kind="martian_source", error="EINVAL", explain=explain,
+                               reason="martian")
+        if dst == LBCAST and int(flow.src) and not flow.oif:
+            # "user can direct ... limited broadcast via necessary interface": no lookup
+            dev = self._addr_dev(flow.src)
+            if dev is None:
+                explain.append(f"{flow.src} is on no device of this box: ENETUNREACH")
+                return RouteResult(kind="unreachable", error="ENETUNREACH", explain=explain,
+                                   reason="no_route")
+            explain.append(f"limited broadcast from {flow.src}: out of {dev}, the device "
+                           "with that address, without a route lookup")
+            return self._checked_source(RouteResult(kind="broadcast", oif=dev, explain=explain),
+                                        flow.src)
         if int(flow.src) and not anysrc and not self.is_local(flow.src):
             explain.append(f"{flow.src} is not an address of this box: ENETUNREACH")
             return RouteResult(kind="unreachable", error="ENETUNREACH", explain=explain,
                                reason="no_route")
+        if dst == LBCAST and flow.oif:
+            src = flow.src if int(flow.src) else self.select_addr(flow.oif, None, SCOPE_LINK)
+            explain.append(f"limited broadcast with oif {flow.oif}: out of it, without a "
+                           "route lookup")
+            return self._checked_source(RouteResult(
+                kind="broadcast", oif=flow.oif, prefsrc=str(src or ""), explain=explain), src)
         if int(dst) == 0:
             explain.append("destination 0.0.0.0: the kernel sends it to itself over lo")
             return RouteResult(kind="local", oif="lo", prefsrc="127.0.0.1", explain=explain)
         res = self._rpdb(flow)
         explain += res.explain
         route = res.route
-        if res.error and flow.oif and route is None:
-            explain.append(f"no route, but oif {flow.oif} is given: the kernel assumes the "
+        if res.error and flow.oif:
+            # any lookup error (no route, an unreachable/prohibit/blackhole route or rule)
+            what = f"the lookup failed ({res.error})" if route is None and res.rule is None \
+                else f"the {route.type if route is not None else res.rule.action} " \
+                     f"{'route' if route is not None else 'rule'} gives {res.error}"
+            explain.append(f"{what}, but oif {flow.oif} is given: the kernel assumes the "
                            "destination is on that link")
             src = flow.src if int(flow.src) else self.select_addr(flow.oif, None, SCOPE_LINK)
-            return RouteResult(kind="unicast", oif=flow.oif, prefsrc=str(src or ""),
-                               explain=explain)
+            return self._checked_source(RouteResult(
+                kind="unicast", oif=flow.oif, prefsrc=str(src or ""), explain=explain), src)
         if res.error:
             if route is not None and route.type != "throw":
                 kind = route.type
@@ -792,8 +851,36 @@ class Box:
         kind = "broadcast" if route.type == "broadcast" or dst == LBCAST else route.type
         dev, gw, _ = self._path(route, flow.oif)
         src = route.src or self.select_addr(dev, gw, route.scope)
-        return self._result(kind, res, explain, prefsrc=str(src) if src else "",
-                            oif=flow.oif)
+        result = self._result(kind, res, explain, prefsrc=str(src) if src else "",
+                              oif=flow.oif)
+        if dst == LBCAST:  # __mkroute_output: a limited broadcast has no gateway (fi NULL)
+            result.gateway = ""
+        return self._checked_source(result, flow.src if int(flow.src) else src)
+
+    def _checked_source(self, result: RouteResult, src: IPv4Address | None) -> RouteResult:
+        """__mkroute_output's refusal of a loopback source leaving a device that is not
+        lo (unless route_localnet is set on it): EINVAL, as `ip route get 8.8.8.8 from
+        127.0.0.1` gives (checked on kernel 6.18)."""
+        dev = result.oif
+        if src is None or src not in LOOPBACK_NET or not dev or dev == "lo" or \
+                self.conf(dev, "route_localnet"):
+            return result
+        result.explain.append(f"source {src} is a loopback address and {dev} is not lo "
+                              "(route_localnet is 0): EINVAL")
+        return RouteResult(kind="martian_source", error="EINVAL", explain=result.explain,
+                           reason="martian", table=result.table, route=result.route,
+                           rule=result.rule)
+
+    def _addr_dev(self, ip: IPv4Address) -> str | None:
+        """__ip_dev_find: the device that has address ``ip``, else the device of its
+        local-table route (an address local by a route, not assigned); None if neither."""
+        for iface in self.interfaces.values():
+            if any(a.ip == ip for a in iface.addresses):
+                return iface.name
+        res = self.routes.table_lookup("local", ip)
+        if res.route is not None and not res.error and res.route.type == "local":
+            return res.route.dev
+        return None
 
     def route_get(self, dst: IPv4Address, *, src: IPv4Address | None = None, iif: str = "",
                   oif: str = "", mark: int = 0, tos: int = 0) -> tuple[RouteResult, str]:

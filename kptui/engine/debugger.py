@@ -230,6 +230,13 @@ def _fresh_packet(item: Any, walked: Sequence[tuple[Any, Any]] = ()) -> Any:
     raise TypeError(f"not a packet, packet spec or packet factory: {item!r}")
 
 
+def _reply_of(item: Any) -> int | None:
+    """The packet ``item`` replies to (a scenario's reply_to, a queued ReplySpec), or None."""
+    if isinstance(item, ReplySpec):
+        return item.of
+    return getattr(item, "reply_to", None)
+
+
 @dataclass(frozen=True, slots=True)
 class ReplySpec:
     """A packet to come: the reply to packet ``of``, built once ``of`` reached its fate."""
@@ -357,8 +364,17 @@ class Debugger:
     def _start_packet(self, index: int, answer: tuple[Any, int, str] | None = None) -> None:
         """Start packet ``index``'s walk, or the walk of an ``answer`` it caused."""
         self.index = index
+        unsent: list[Event] | None = None
         if answer is None:
-            self.packet = _fresh_packet(self._packets[index], self._walked)
+            try:
+                self.packet = _fresh_packet(self._packets[index], self._walked)
+            except KptuiError as err:  # a reply to a packet that never got through
+                of = _reply_of(self._packets[index])
+                if of is None:
+                    raise
+                from kptui.engine.run import unsent_events
+
+                self.packet, unsent = None, unsent_events(index, of, err)
             self.answer_depth, why = 0, ""
         else:
             self.packet, self.answer_depth, why = answer
@@ -369,8 +385,9 @@ class Debugger:
             linear = self._needs_every_rule()
             self._linear[self.walk_start] = linear
         options = {"linear": linear} if self._walker is _default_walker else {}
-        self._walk = iter(self._walker(self.box, self.packet, index=index,
-                                       profile=self.profile, **options))
+        self._walk = iter(unsent) if unsent is not None else \
+            iter(self._walker(self.box, self.packet, index=index, profile=self.profile,
+                              **options))
         for bp in self.breakpoints.values():
             bp.was_true = False
         self._record({"op": "packet", "index": index})
@@ -468,7 +485,8 @@ class Debugger:
         for bp in self.breakpoints.values():
             if not bp.enabled or not bp.at(event, prev):
                 continue
-            holds = bp.condition is None or bp.condition.evaluate(self.packet)
+            holds = bp.condition is None or (self.packet is not None
+                                             and bp.condition.evaluate(self.packet))
             if bp.kind == "if":
                 rising = holds and not bp.was_true
                 bp.was_true = holds
@@ -680,7 +698,7 @@ class Debugger:
         """A bare `if` set or re-enabled mid-walk starts from its current value, as gdb's
         watch does: it fires on the next change to true, not at once."""
         bp.was_true = bool(bp.kind == "if" and self.in_walk and bp.condition is not None
-                           and bp.condition.evaluate(self.packet))
+                           and self.packet is not None and bp.condition.evaluate(self.packet))
 
     # -- reverse execution ---------------------------------------------------------------
 

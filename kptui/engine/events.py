@@ -37,11 +37,13 @@ class Event:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WalkStart(Event):
     packet: str  # a one-line summary of the packet as it enters
-    origin: str  # interface name, or "local"
+    origin: str  # interface name, or "local"; "" for a packet never built (not sent)
     index: int = 0  # which packet of the scenario
     kind: ClassVar[str] = "walk_start"
 
     def describe(self) -> str:
+        if not self.origin:  # a packet that was never built (run.unsent_events)
+            return f"packet {self.index}: {self.packet}"
         where = "generated locally" if self.origin == "local" else f"arrives on {self.origin}"
         return f"packet {self.index} {where}: {self.packet}"
 

@@ -826,6 +826,18 @@ def _check_options(opts: bytes, what: str, limit: int) -> None:
 # Parsing
 
 
+class ChecksumError(FieldError):
+    """A TCP/UDP/ICMP checksum that is not what the datagram's bytes sum to, with where it
+    is (``offset`` in the datagram) and the right value: a capture taken on the sending
+    host, before checksum offload fills the field in, shows one on every packet
+    (kptui.pcapin puts the right one in, and says so)."""
+
+    def __init__(self, message: str, *, offset: int, want: int) -> None:
+        super().__init__(message)
+        self.offset = offset
+        self.want = want
+
+
 def _parse(data: bytes, *, quoted: bool) -> Packet:
     where = "icmp.inner.ip" if quoted else "ip"
     n = len(data)
@@ -876,8 +888,8 @@ def _parse(data: bytes, *, quoted: bool) -> Packet:
             got = struct.unpack("!H", rest[at:at + 2])[0]
             want = struct.unpack("!H", pkt._finish_l4(seg, at, pseudo, len(rest))[at:at + 2])[0]
             if got != want:
-                raise FieldError(f"{pkt.proto_name}.checksum: {got:#06x} is wrong, "
-                                 f"should be {want:#06x}")
+                raise ChecksumError(f"{pkt.proto_name}.checksum: {got:#06x} is wrong, "
+                                    f"should be {want:#06x}", offset=ihl + at, want=want)
     return pkt
 
 

@@ -582,7 +582,9 @@ def format_route_get(result, *, dst: IPv4Address, src: IPv4Address | None, iif: 
         words += ["mark", str(mark) if mark < 16 else f"0x{mark:x}"]
     if not iif:
         words += ["uid", "0"]
-    flags = {"local": "<local>", "broadcast": "<local,brd>"}.get(result.kind, "")
+    # RTCF_LOCAL also when the route leaves by lo (__mkroute_output: IFF_LOOPBACK)
+    flags = {"local": "<local>", "broadcast": "<local,brd>"}.get(
+        result.kind, "<local>" if result.oif == "lo" else "")
     if getattr(result, "redirect", False):
         flags = "<redirect>"
     cache = ["cache"] + ([flags] if flags else []) + (["iif", iif] if iif else [])

@@ -44,7 +44,11 @@ for whole answer walks yet.
 
 ``reply_to = N`` (scenario.PacketSpec.reply_to): the packet is built by
 answers.reply_to from packet N's walked packet at its fate (tuple swapped as
-seen after NAT), arriving where packet N left, with the spec's overrides.
+seen after NAT), arriving where packet N left, with the spec's overrides. When
+packet N never got through (dropped, rejected, or itself not sent) there is no
+reply: that packet's own result says so (``unsent``: a WalkStart and an ``error``
+fate by ``reply_to``, ``out`` empty in --json), and the run goes on, so
+``kptui trace --packet M`` still shows every other packet, the drop included.
 """
 
 from __future__ import annotations
@@ -53,7 +57,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kptui.engine.events import AnswerSent, Event, Fate, trace_lines
+from kptui.engine.errors import KptuiError
+from kptui.engine.events import AnswerSent, Event, Fate, WalkStart, trace_lines
 from kptui.engine.walk import walk
 
 if TYPE_CHECKING:
@@ -70,7 +75,7 @@ class PacketResult:
 
     index: int
     events: list[Event]
-    packet: Packet
+    packet: Packet | None  # None: never built (``unsent``)
     answers: list[PacketResult] = field(default_factory=list)
     why: str = ""  # for an answer walk: what sent it
     sent: Packet | None = None  # the packet as built, before its walk (what verify sends)
@@ -97,7 +102,7 @@ class PacketResult:
         out: dict[str, Any] = {
             "packet": self.index,
             "fate": self.fate.to_json(),
-            "out": self.packet.out_dict(),
+            "out": self.packet.out_dict() if self.packet is not None else {},
             "trace": trace_lines(self.events),
             "answers": self.wire_answers(),
         }
@@ -149,6 +154,16 @@ def walk_answers(box: Box, events: list[Event], *, index: int, profile: str,
     return out
 
 
+def unsent_events(index: int, of: int, err: KptuiError) -> list[Event]:
+    """The walk of a reply to packet ``of`` that could not be built (packet ``of`` never
+    got through, so no server saw it to reply): a WalkStart and an ``error`` fate by
+    ``reply_to`` whose message says why. A packet of its own, not a failure of the run."""
+    return [WalkStart(stage="", hook="", packet=f"the reply to packet {of}, not sent",
+                      origin="", index=index),
+            Fate(stage="", hook="", action="error", by="reply_to",
+                 message=f"not sent: {err}")]
+
+
 def run_scenario(scenario: Scenario, *, only: int | None = None,
                  box: Box | None = None) -> Iterator[PacketResult]:
     """Walk every packet of ``scenario`` in order (state carries over between them).
@@ -161,9 +176,18 @@ def run_scenario(scenario: Scenario, *, only: int | None = None,
     """
     if box is None:
         box = scenario.build_box()
-    walked: list[tuple[Packet, Event]] = []
+    walked: list[tuple[Packet | None, Event]] = []
     for index, spec in enumerate(scenario.packets):
-        pkt = spec.build_after(walked)
+        try:
+            pkt = spec.build_after(walked)
+        except KptuiError as err:
+            if spec.reply_to is None:
+                raise
+            events = unsent_events(index, spec.reply_to, err)
+            walked.append((None, events[-1]))
+            if only is None or only == index:
+                yield PacketResult(index, events, None)
+            continue
         sent = pkt.copy()
         events = list(walk(box, pkt, index=index, profile=scenario.profile))
         answers = walk_answers(box, events, index=index, profile=scenario.profile)

@@ -30,7 +30,10 @@ TOP_KEYS = {"name": str, "description": str, "profile": str, "setup": str, "ipta
             "ipset": str,
             "sysctl": dict, "interfaces": list, "packets": list, "rt_tables": (dict, str),
             "sockets": list,
-            "clock": str}
+            "clock": str, "conntrack": str, "nftables": str}
+# `conntrack = """..."""`: the box's conntrack entries at time 0, as `conntrack -L` prints
+# them (kptui.engine.ct_entries); `nftables = """..."""`: native nftables tables as `nft
+# list ruleset` prints them, kept verbatim and not simulated yet (a note says so).
 # `clock = "2026-12-07T10:30:00+01:00"`: the wall-clock time at the scenario's time 0 (a
 # packet's `time` adds to it), for -m time; its offset is the kernel's time zone (sys_tz,
 # for --kerneltz); "now" is the time of the run. See kptui.engine.wallclock.
@@ -62,6 +65,9 @@ REPLY_OVERRIDES = ("iif", "ttl", "tos", "flags", "seq", "ack", "df", "time", "ma
 # `uid`/`gid` (local packets only, default 0): the fsuid and fsgid of the sending socket's
 # file, what -m owner matches (kptui verify opens that packet's raw socket with them).
 LOCAL_ONLY = ("mark", "uid", "gid")
+# A local packet's `src` says which socket sends it (Box.bound_source): an address of the
+# box is a socket bound to it (its output route lookup is from it: `ip rule from` applies),
+# "0.0.0.0" an unbound one (the route picks the source), any other a raw socket's header.
 # The quoted packet of an ICMP error: `inner = { proto = "udp", src = ..., ... }`.
 INNER_KEYS = ("proto", "src", "dst", "sport", "dport", "flags", "ttl", "seq", "ack",
               "icmp_type", "icmp_code", "icmp_id", "tcp_options")
@@ -200,6 +206,11 @@ class Scenario:
     iptables_line: int = 1
     ipset: str = ""  # `ipset save` text (ipset restore's input), loaded before the setup lines
     ipset_line: int = 1
+    conntrack: str = ""  # `conntrack -L` lines: entries the box has at time 0
+    conntrack_line: int = 1
+    nftables: str = ""  # native nftables tables (`nft list ruleset` text), not simulated
+    nftables_line: int = 1
+    notes: list[str] = field(default_factory=list)  # what loading found kptui cannot model
     sysctl: dict[str, Any] = field(default_factory=dict)
     sysctl_lines: dict[str, int] = field(default_factory=dict)
     interfaces: list[IfaceSpec] = field(default_factory=list)
@@ -209,6 +220,9 @@ class Scenario:
     rt_tables_line: int = 0
     clock: str = ""  # the `clock` text as written ("now" until kptui.realclock resolves it)
     wall_clock: WallClock | None = None  # its value (None: no clock, or "now")
+    # Where `packets` come from when not from the text ("--pcap FILE": kptui.pcaprun put a
+    # capture's in their place); a session, which keeps only the text, cannot hold them.
+    packets_from: str = ""
 
     def build_box(self) -> Box:
         """Interfaces and addresses, sysctls, the ipset text, setup lines, then the
@@ -277,6 +291,12 @@ class Scenario:
 
             restore(box.ruleset, self.iptables, file=self.file, first_line=self.iptables_line)
         check_ruleset(box.ruleset, self.profile, file=self.file, text=self.text)
+        if self.conntrack.strip():
+            from kptui.engine.ct_entries import load_entries, parse_entries
+
+            load_entries(box.conntrack, parse_entries(self.conntrack, file=self.file,
+                                                      first_line=self.conntrack_line),
+                         file=self.file)
         return box, kernel
 
 
@@ -429,7 +449,15 @@ def load_scenario(text: str, *, file: str) -> Scenario:
                   setup=data.get("setup", ""), setup_line=where.string_start("setup"),
                   iptables=data.get("iptables", ""),
                   iptables_line=where.string_start("iptables"),
-                  ipset=data.get("ipset", ""), ipset_line=where.string_start("ipset"))
+                  ipset=data.get("ipset", ""), ipset_line=where.string_start("ipset"),
+                  conntrack=data.get("conntrack", ""),
+                  conntrack_line=where.string_start("conntrack"),
+                  nftables=data.get("nftables", ""),
+                  nftables_line=where.string_start("nftables"))
+    if sc.nftables.strip():
+        from kptui.engine.nftables_text import notes, split_tables
+
+        sc.notes += notes(split_tables(sc.nftables, file=file, first_line=sc.nftables_line))
     sc.rt_tables_line = where.top_key("rt_tables") or where.header("rt_tables")
     if "clock" in data:
         sc.clock = data["clock"]

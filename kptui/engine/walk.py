@@ -524,15 +524,34 @@ class Walk:
             yield StageLeave(stage=stage.id, hook="", title=stage.title, verdict="")
             return GO_ON
         result = self.box.route_output(pkt)
+        why = self.socket_source()
+        if why:
+            result.explain.insert(0, why)
         yield self.route_event(stage, "output", result)
         yield StageLeave(stage=stage.id, hook="", title=stage.title, verdict="")
         if result.kind not in ("unicast", "local", "broadcast"):
-            return self.fate(stage, "drop", by=f"routing:{result.kind}",
+            by = "martian" if result.reason == "martian" else f"routing:{result.kind}"
+            return self.fate(stage, "drop", by=by,
                              message=f"the sending socket gets {result.error or 'an error'}")
         if int(pkt.ip.src) == 0 and result.prefsrc:
             yield from self.change(stage, "ip.src", IPv4Address(result.prefsrc), "routing:output")
         yield from self.change(stage, "meta.oif", result.oif, "routing:output")
         return GO_ON
+
+    def socket_source(self) -> str:
+        """Why a process's packet is looked up with the source it is (Box.bound_source),
+        in words; "" for the kernel's own packets (answers), looked up as before."""
+        pkt = self.pkt
+        src = pkt.ip.src
+        if pkt.meta.sock != "user":
+            return ""
+        if self.box.bound_source(pkt) is not None:
+            return (f"sent from a socket bound to {src}, an address of this box: looked up "
+                    f"from {src} (ip rule from {src} applies)")
+        if int(src):
+            return (f"{src} is not an address of this box, so no socket can be bound to it: "
+                    "a raw socket (IP_HDRINCL) writes it, looked up without a source")
+        return "sent from an unbound socket: looked up without a source; the route picks it"
 
     def reroute(self, stage: Stage, changed: list[str]) -> EventGen:
         """ip_route_me_harder: a new output lookup; the source address is kept."""

@@ -626,6 +626,10 @@ class DebuggerScreen(Screen[None]):
 
         if self.scenario is None or not getattr(self.scenario, "text", None):
             return "this session has no scenario text to save (opened without a scenario)"
+        if getattr(self.scenario, "packets_from", ""):  # --pcap: not in the scenario text
+            return (f"unsupported yet: saving a session whose packets come from "
+                    f"{self.scenario.packets_from} (a session keeps the scenario text, which "
+                    "does not hold them)")
         if self.busy:
             return "still working on the last command"
         try:

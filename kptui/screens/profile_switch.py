@@ -46,6 +46,8 @@ def switch_profile(screen: Any, profile: str) -> str | None:
         return None
     try:
         new = load_scenario(with_profile(scenario.text, profile), file=scenario.file)
+        if scenario.packets_from:  # --pcap: the capture's packets, not the text's
+            new.packets, new.packets_from = scenario.packets, scenario.packets_from
         debugger = Debugger.for_scenario(new)
     except KptuiError as err:
         message = f"cannot switch to {profile}: {err}"

@@ -206,7 +206,8 @@ class WalkResult:
 
         fate = self.fate
         return {"packet": self.index, "fate": fate.to_json() if fate else None,
-                "out": self.packet.out_dict(), "trace": trace_lines(self.events),
+                "out": self.packet.out_dict() if self.packet is not None else {},
+                "trace": trace_lines(self.events),
                 "answers": self.wire_answers(),
                 "events": [ev.to_dict() for ev in self.events]}
 
@@ -237,9 +238,9 @@ def walks(dbg: Debugger) -> list[WalkResult]:
         if isinstance(event, ChainEnter) and event.via == "hook":
             # the headers as the kernel's trace dumps them at each base chain
             current.headers[len(current.events) - 1] = packet_fields(packet, event.hook)
-        if isinstance(event, Fate):
+        if isinstance(event, Fate) and packet is not None:  # None: a reply never built
             current.packet = packet.copy()
-    if current is not None and current.packet is None:
+    if current is not None and current.packet is None and dbg.packet is not None:
         current.packet = dbg.packet.copy()
     return out
 
@@ -259,8 +260,8 @@ def pcap_records(dbg: Debugger) -> list[pcap.Record]:
             if event.index != index:
                 index, count = event.index, 0
             last = b""
-        if not isinstance(event, (WalkStart, StageLeave, Fate)):
-            continue
+        if not isinstance(event, (WalkStart, StageLeave, Fate)) or packet is None:
+            continue  # None: a reply to a packet that never got through, never built
         data = packet.to_bytes()
         if data != last:
             records.append(pcap.Record(index, count, data))

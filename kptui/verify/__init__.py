@@ -12,7 +12,10 @@ peer end (to the box's MAC, or to the broadcast/multicast MAC when the
 destination is a broadcast of that link's subnet or a multicast group, as a
 real sender addresses it), or from a raw socket (IP_HDRINCL, SO_MARK) inside the box for
 `iif = "local"` (for a packet with `uid`/`gid`, a raw socket opened with them as its
-fsuid/fsgid and no supplementary groups, which is what -m owner reads).
+fsuid/fsgid and no supplementary groups, which is what -m owner reads), bound to the
+packet's source when bind(2) takes it (an address of the box: the output route lookup is
+then made from it, as kptui's Box.bound_source says; a source the box does not have is
+only written into the header, looked up without one).
 `xtables-monitor --trace` gives the trace; AF_PACKET sockets on the peer ends see
 what leaves and what is answered. A packet with a `time` is sent that many seconds
 after the first packet (verify sleeps; it refuses scenarios spanning more than 30 s),
@@ -31,7 +34,9 @@ simulated first, and the bytes are answers.reply_to of kptui's packet N at
 its fate (with the overrides), sent from the interface packet N left through
 (or from the box's raw socket when packet N was delivered to the box). The
 kernel's own packet N is not read back: when kptui walks packet N wrongly, the
-reply is still sent, and the disagreement shows on packet N.
+reply is still sent, and the disagreement shows on packet N. When kptui's packet N
+never got through, there is no reply to send: verify sends nothing, and both sides
+report that packet as not sent (an `error` fate by `reply_to`, compared as any fate).
 
 Connection tracking state carries over between packets on both sides. The
 box's own answers to packets delivered to it (a RST for a closed TCP port,
@@ -132,11 +137,17 @@ def scenario_plan(scenario: Any) -> Any:
 
     packets = []
     built = [spec.build() if spec.reply_to is None else None for spec in scenario.packets]
+    why = [""] * len(built)
     if None in built:  # reply_to: the bytes of kptui's reply, built from its walk of packet N
         from kptui.engine.run import run_scenario
 
-        built = [result.sent for result in run_scenario(scenario)]
+        results = list(run_scenario(scenario))
+        built = [result.sent for result in results]
+        why = [result.fate.message if result.sent is None else "" for result in results]
     for index, (spec, pkt) in enumerate(zip(scenario.packets, built, strict=True)):
+        if pkt is None:  # a reply to a packet that never got through: nothing to send
+            packets.append(SendSpec("local", b"", time=spec.time, unsent=why[index]))
+            continue
         data = wire.with_ident(pkt.to_bytes(), FIRST_IDENT + index)
         origin = pkt.meta.iif or "local"
         packets.append(SendSpec(origin, data, pkt.meta.mark, spec.time, pkt.meta.uid,
@@ -151,13 +162,28 @@ def scenario_plan(scenario: Any) -> Any:
                 sysctls, setup, scenario.iptables or "", packets,
                 file=scenario.file, setup_line=scenario.setup_line, ipset=scenario.ipset,
                 sockets=[(s.proto, s.laddr, s.lport, s.raddr, s.rport, s.transparent, s.mark)
-                         for s in scenario.sockets])
+                         for s in scenario.sockets],
+                conntrack=conntrack_commands(scenario), nftables=scenario.nftables)
+
+
+def conntrack_commands(scenario: Any) -> list[tuple[int, list[str]]]:
+    """(line, `conntrack -I` argv) for each of the scenario's conntrack entries."""
+    if not scenario.conntrack.strip():
+        return []
+    from kptui.engine.ct_entries import parse_entries
+    from kptui.verify.ctinsert import insert_argv
+
+    return [(entry.line, insert_argv(entry.conn)) for entry in
+            parse_entries(scenario.conntrack, file=scenario.file,
+                          first_line=scenario.conntrack_line)]
 
 
 def _title(data: bytes) -> str:
     """The one-line summary of a packet verify sends (as kptui's model reads its bytes)."""
     from kptui.engine.packet import Packet
 
+    if not data:
+        return "(not sent)"
     try:
         return Packet.from_bytes(data).summary()
     except (KptuiError, ValueError):
@@ -197,7 +223,7 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-def verify_one(path: str, *, record: bool) -> bool:
+def verify_one(path: str, *, record: bool, prepare: Any = None) -> bool:
     """Run one scenario on the kernel and in kptui, print the comparison; True if they agree."""
     from kptui.cli import load
     from kptui.realclock import resolve
@@ -205,12 +231,19 @@ def verify_one(path: str, *, record: bool) -> bool:
     from kptui.verify.kernel import run_plan
 
     scenario = load(path, now=False)  # clock = "now": the time the packets are sent
+    if prepare is not None:  # --pcap: a capture's packets in place of the file's
+        prepare(scenario)
     plan = scenario_plan(resolve(scenario))
     run = run_plan(plan)
     kernel = run.results
     kptui = simulate(resolve(scenario, run.wall_start_ns))
     verdicts = compare_all(kernel, kptui)
     print(f"== {path}: {len(kernel)} packet(s), kernel run {run.seconds:.2f}s")
+    for note in scenario.notes:
+        print(f"  (note: {note})")
+    if plan.conntrack and _has_counters(scenario):
+        print("  (conntrack -I cannot set an entry's packet and byte counters: the kernel's "
+              "entries start at 0, kptui's have the scenario's)")
     if scenario.clock not in ("", "now"):  # the kernel's clock cannot be set from here
         print(f"  (kptui simulates clock = {scenario.clock}; the kernel ran on its own real "
               "time, so only -m time rules that hold on any date agree)")
@@ -232,6 +265,13 @@ def verify_one(path: str, *, record: bool) -> bool:
     return agree == len(verdicts) and not handles
 
 
+def _has_counters(scenario: Any) -> bool:
+    from kptui.engine.ct_entries import parse_entries
+
+    return any(any(e.conn.acct) for e in parse_entries(
+        scenario.conntrack, file=scenario.file, first_line=scenario.conntrack_line))
+
+
 def handle_differences(kernel: dict[tuple[str, str, int], int], scenario: Any) -> list[str]:
     """Where kptui's nf_tables rule handles (what `--format trace` prints as
     ``rule:0xHANDLE``) differ from the ones the kernel gave the loaded rules."""
@@ -247,7 +287,7 @@ def handle_differences(kernel: dict[tuple[str, str, int], int], scenario: Any) -
             if kernel.get((t, c, pos)) != ours.get((t, c, pos))]
 
 
-def verify_main(paths: list[str], *, record: bool) -> int:
+def verify_main(paths: list[str], *, record: bool, prepare: Any = None) -> int:
     """`kptui verify [--record] SCENARIO...`: 0 all agree, 1 a disagreement, 2 cannot run."""
     from kptui.verify.netns import check_environment
 
@@ -263,7 +303,7 @@ def verify_main(paths: list[str], *, record: bool) -> int:
     all_agree = True
     for path in paths:
         try:
-            all_agree &= verify_one(path, record=record)
+            all_agree &= verify_one(path, record=record, prepare=prepare)
         except KptuiError as err:
             print(f"kptui: error: {err}", file=sys.stderr)
             return 2

@@ -34,6 +34,7 @@ import os
 import queue
 import select
 import shlex
+import shutil
 import socket
 import struct
 import subprocess
@@ -128,6 +129,12 @@ SEND_ERRORS = {  # errno of a local sender -> what decided (ip-route(8), KERNEL-
 }
 
 
+# An input route lookup's error (`ip route get DST from SRC iif DEV`, forwarding on) ->
+# what decided: a prohibit route or rule (EACCES), an unreachable one or no route at all
+# (EHOSTUNREACH, ENETUNREACH); EINVAL (blackhole, or a martian) is told apart below.
+INPUT_ROUTE_ERRORS = {"EACCES": "routing:prohibit", "EHOSTUNREACH": "routing:unreachable",
+                      "ENETUNREACH": "routing:unreachable"}
+
 # `ip route get` errors -> route type: blackhole EINVAL, prohibit EACCES, unreachable
 # EHOSTUNREACH, no route ENETUNREACH (net/ipv4/fib_semantics.c fib_props).
 ROUTE_ERRORS = (
@@ -155,6 +162,18 @@ class SendSpec:
     time: float = 0.0  # when to send it, in seconds on the scenario's clock (`time`)
     uid: int = 0  # a local packet's socket owner (fsuid, fsgid): what -m owner matches
     gid: int = 0
+    # not sent, and why: a reply_to packet kptui could not build (its original never got
+    # through in kptui's walk); the kernel gets nothing and the result says so (unsent_row)
+    unsent: str = ""
+
+
+def unsent_row(index: int, why: str) -> dict[str, Any]:
+    """The result of a packet verify did not send, shaped as kptui's (run.unsent_events):
+    an `error` fate by `reply_to`, nothing out, traced or answered."""
+    return {"packet": index, "fate": {"action": "error", "by": "reply_to",
+                                      "message": "verify sent nothing: "
+                                                 + why.removeprefix("not sent: ")},
+            "out": {}, "trace": [], "answers": []}
 
 
 @dataclass(slots=True)
@@ -171,6 +190,9 @@ class Plan:
     ipset: str = ""  # the scenario's `ipset` text, given to `ipset restore` before setup
     # the scenario's [[sockets]]: (proto, laddr, lport, raddr, rport, transparent, mark)
     sockets: list[tuple[int, int, int, int, int, bool, int]] = field(default_factory=list)
+    # the scenario's conntrack entries: (line, `conntrack -I` argv), made after the rules
+    conntrack: list[tuple[int, list[str]]] = field(default_factory=list)
+    nftables: str = ""  # native nftables tables (not simulated by kptui), for `nft -f`
 
 
 @dataclass(slots=True)
@@ -323,6 +345,8 @@ class KernelBox:
         self.peers: list[Peer] = []
         self.raw: socket.socket | None = None
         self.owned: dict[tuple[int, int], socket.socket] = {}  # raw sockets of other owners
+        # (uid, gid, source) -> the raw socket that sends it (bound to it if it can be)
+        self.bound: dict[tuple[int, int, IPv4Address], socket.socket] = {}
         self.box_sockets: list[socket.socket] = []  # the scenario's [[sockets]], open
         self.monitor: subprocess.Popen[str] | None = None
         self.lines: queue.Queue[str | None] = queue.Queue()
@@ -343,8 +367,8 @@ class KernelBox:
             lab.run(self.box, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
                                "net.ipv6.conf.default.disable_ipv6=1"])
         used = {a.ip for i in plan.interfaces for a in i.addresses}
-        used |= {IPv4Address(p.data[12:16]) for p in plan.packets}
-        used |= {IPv4Address(p.data[16:20]) for p in plan.packets}
+        used |= {IPv4Address(p.data[12:16]) for p in plan.packets if p.data}
+        used |= {IPv4Address(p.data[16:20]) for p in plan.packets if p.data}
         gws = gateways(plan.setup)
         for n, iface in enumerate(plan.interfaces):
             peer_ns = lab.add(f"p{n}")
@@ -382,6 +406,21 @@ class KernelBox:
             except CommandError as err:
                 raise CommandError(f"{plan.file}: iptables-restore refused the iptables text: "
                                    f"{err.detail}") from None
+        if plan.nftables.strip():
+            try:
+                lab.run(self.box, ["nft", "-f", "-"], stdin=plan.nftables)
+            except CommandError as err:
+                raise CommandError(f"{plan.file}: nft -f refused the nftables text: "
+                                   f"{err.detail}") from None
+        if plan.conntrack and shutil.which("conntrack") is None:
+            raise CommandError(f"{plan.file}: the scenario has conntrack entries: verify needs "
+                               "the conntrack tool (apt-get install conntrack)")
+        for number, argv in plan.conntrack:
+            try:
+                lab.run(self.box, argv)
+            except CommandError as err:
+                raise CommandError(f"{plan.file}:{number}: the kernel refused the conntrack "
+                                   f"entry (`{shlex.join(argv)}`): {err.detail}") from None
         for spec in plan.sockets:
             self.box_sockets.append(lab.socket_in(self.box, lambda s=spec: box_socket(*s)))
         lab.run(self.box, ["nft", "-f", "-"], stdin=OWN_TABLE_NFT)
@@ -403,7 +442,8 @@ class KernelBox:
         """Permanent neighbour entries, so the box sends no ARP through counted qdiscs."""
         wanted = set(gateways(self.plan.setup))
         for spec in self.plan.packets:
-            wanted |= {IPv4Address(spec.data[12:16]), IPv4Address(spec.data[16:20])}
+            if spec.data:
+                wanted |= {IPv4Address(spec.data[12:16]), IPv4Address(spec.data[16:20])}
         for peer in self.peers:
             if peer.address is not None:
                 wanted.add(peer.address.ip)
@@ -507,9 +547,7 @@ class KernelBox:
     def send(self, spec: SendSpec) -> int:
         """Put the packet on its way; returns the local sender's errno (0 if none)."""
         if spec.origin == "local":
-            raw = self.raw if (spec.uid, spec.gid) == (0, 0) else self.owned_raw(spec.uid,
-                                                                                   spec.gid)
-            assert raw is not None
+            raw = self.sender(spec.uid, spec.gid, IPv4Address(spec.data[12:16]))
             raw.setsockopt(socket.SOL_SOCKET, SO_MARK, spec.mark)
             try:
                 raw.sendto(spec.data, (socket.inet_ntoa(spec.data[16:20]), 0))
@@ -524,6 +562,33 @@ class KernelBox:
         frame = dst_mac + peer.mac + struct.pack("!H", ETH_P_IP) + spec.data
         peer.sock.send(frame)
         return 0
+
+    def sender(self, uid: int, gid: int, src: IPv4Address) -> socket.socket:
+        """The box's raw socket for a local packet: owned by ``uid``/``gid``, and bound to
+        the packet's source when bind(2) takes it (an address of the box), as a socket
+        that sends from that address is (kptui's Box.bound_source); a source the box does
+        not have is only written into the header, by an unbound socket."""
+        key = (uid, gid, src)
+        sock = self.bound.get(key)
+        if sock is None:
+            unbound = self.raw if (uid, gid) == (0, 0) else self.owned_raw(uid, gid)
+            assert unbound is not None
+            sock = unbound
+            if int(src):
+                made = self.lab.socket_in(self.box, lambda: socket.socket(
+                    socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)) \
+                    if (uid, gid) == (0, 0) else \
+                    self.lab.socket_in(self.box, lambda: owned_raw_socket(uid, gid))
+                try:
+                    made.bind((str(src), 0))
+                    sock = made
+                except OSError as err:
+                    made.close()
+                    if err.errno != errno.EADDRNOTAVAIL:
+                        raise CommandError(f"could not bind a raw socket to {src}: "
+                                           f"{err.strerror}") from None
+            self.bound[key] = sock
+        return sock
 
     def owned_raw(self, uid: int, gid: int) -> socket.socket:
         """The box's raw socket for packets owned by ``uid``/``gid`` (-m owner), made once."""
@@ -581,6 +646,9 @@ class KernelBox:
             result.wall_start_ns = time.time_ns() - round(
                 (self.plan.packets[0].time if self.plan.packets else 0) * 1e9)
             for index, spec in enumerate(self.plan.packets):
+                if spec.unsent:  # nothing to send: say so, as kptui does
+                    result.results.append(unsent_row(index, spec.unsent))
+                    continue
                 wait = base + spec.time - time.monotonic()
                 if wait > 0:  # the scenario's `time`: let the kernel's clock run as far
                     time.sleep(wait)
@@ -724,6 +792,10 @@ class KernelBox:
                 self.box, f"/proc/sys/net/ipv4/conf/{spec.origin}/forwarding").strip()
             if fwd == "0":
                 return "ip_forward"
+        if spec.origin != "local":  # the input lookup's own answer (rules on iif, from...)
+            error = self.input_route_error(dst, src, spec.origin)
+            if error in INPUT_ROUTE_ERRORS:
+                return INPUT_ROUTE_ERRORS[error]
         if kind in ("unreachable", "blackhole", "prohibit"):
             return f"routing:{kind}"
         if spec.origin != "local" and self.input_route_error(dst, src, spec.origin) == "EINVAL":
@@ -744,6 +816,11 @@ class KernelBox:
         except CommandError as err:
             if "Invalid argument" in err.detail:
                 return "EINVAL"
+            for words, errno_name in (("Permission denied", "EACCES"),
+                                      ("No route to host", "EHOSTUNREACH"),
+                                      ("Network is unreachable", "ENETUNREACH")):
+                if words in err.detail:
+                    return errno_name
             return "error"
         return ""
 
