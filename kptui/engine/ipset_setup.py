@@ -523,12 +523,17 @@ def _place(s: IpSet, key: tuple, where: dict[str, int]) -> None:
     s.elems = dict(items)
 
 
-def cmd_del(c: Line) -> None:
-    _index, s = _existing(c, 1, "del")
-    text = _need(c, 2, "second", "del")
+def _named_elements(c: Line, cmd: str) -> tuple[IpSet, str, list[tuple], int]:
+    """del and test: the set, the element text, its keys and the time (jiffies)."""
+    _index, s = _existing(c, 1, cmd)
+    text = _need(c, 2, "second", cmd)
     keys = elements(c, s, text, 2)
-    _elem_options(c, s, 3, "del")
-    now = jiffies(c.now)
+    _elem_options(c, s, 3, cmd)
+    return s, text, keys, jiffies(c.now)
+
+
+def cmd_del(c: Line) -> None:
+    s, _text, keys, now = _named_elements(c, "del")
     for key in keys:
         e = s.elems.get(key)
         if e is None or e.expired(now):
@@ -539,11 +544,7 @@ def cmd_del(c: Line) -> None:
 
 
 def cmd_test(c: Line) -> None:
-    _index, s = _existing(c, 1, "test")
-    text = _need(c, 2, "second", "test")
-    keys = elements(c, s, text, 2)
-    _elem_options(c, s, 3, "test")
-    now = jiffies(c.now)
+    s, text, keys, now = _named_elements(c, "test")
     for key in keys:
         e = find(s, key, now)
         if e is None or e.nomatch:

@@ -125,22 +125,26 @@ class _Ports(Match):
         return out
 
     def _ports_test(self, pkt: Any) -> str | None:
-        l4 = pkt.l4
-        if self.sport is not None:
-            lo, hi = self.sport
-            if (lo <= l4.sport <= hi) == self.sinv:
-                return f"source port {l4.sport} {'in' if self.sinv else 'not in'} {lo}:{hi}"
-        if self.dport is not None:
-            lo, hi = self.dport
-            if (lo <= l4.dport <= hi) == self.dinv:
-                return f"destination port {l4.dport} {'in' if self.dinv else 'not in'} {lo}:{hi}"
-        return None
+        return ports_test(self, pkt.l4)
 
 
 _PORT_OPTS = {
     "--sport": Opt(1, True), "--source-port": Opt(1, True),
     "--dport": Opt(1, True), "--destination-port": Opt(1, True),
 }
+
+
+def ports_test(m: Any, l4: Any) -> str | None:
+    """tcp_mt / udp_mt's port_match on both ports: None, or why the packet is not in."""
+    if m.sport is not None:
+        lo, hi = m.sport
+        if (lo <= l4.sport <= hi) == m.sinv:
+            return f"source port {l4.sport} {'in' if m.sinv else 'not in'} {lo}:{hi}"
+    if m.dport is not None:
+        lo, hi = m.dport
+        if (lo <= l4.dport <= hi) == m.dinv:
+            return f"destination port {l4.dport} {'in' if m.dinv else 'not in'} {lo}:{hi}"
+    return None
 
 
 class TcpMatch(_Ports):

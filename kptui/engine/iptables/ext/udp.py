@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from kptui.engine.iptables.ext.l4common import kernel_refuses
+from kptui.engine.iptables.matches import ports_test
 from kptui.engine.iptables.values import BadValue, range_text
 from kptui.engine.iptables.xtopt import XT, Entry, XtMatch, parse_entry_value
 
@@ -89,16 +90,7 @@ class UdpMatch(XtMatch):
     def test(self, pkt: Any, ctx: Any) -> str | None:
         if pkt.ip.frag_offset != 0:
             return "a non-first fragment has no UDP header"
-        l4 = pkt.l4
-        if self.sport is not None:
-            lo, hi = self.sport
-            if (lo <= l4.sport <= hi) == self.sinv:
-                return f"source port {l4.sport} {'in' if self.sinv else 'not in'} {lo}:{hi}"
-        if self.dport is not None:
-            lo, hi = self.dport
-            if (lo <= l4.dport <= hi) == self.dinv:
-                return f"destination port {l4.dport} {'in' if self.dinv else 'not in'} {lo}:{hi}"
-        return None
+        return ports_test(self, pkt.l4)
 
 
 MATCHES = (UdpMatch,)
