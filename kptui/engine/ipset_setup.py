@@ -32,9 +32,9 @@ from kptui.engine.ipsets import (
     IpsetStore,
     add_element,
     cidr_loops,
-    jiffies,
     netmask,
 )
+from kptui.engine.jiffies import jiffies
 from kptui.engine.numbers import U32, U64, scan_uint
 
 

@@ -26,14 +26,14 @@ at jiffies J expires once jiffies > J + T*HZ; timeout 0 is permanent.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address
 from typing import Any
 
 from kptui.engine.errors import KptuiError
+from kptui.engine.jiffies import HZ
 
-HZ = 250
 PERMANENT = -1  # an element without expiry
 IPSET_MAXNAMELEN = 32
 HOST_MASK = 32
@@ -63,11 +63,6 @@ UNMODELLED_TYPES = ("hash:net,net", "hash:net,port,net", "hash:ip,mark", "hash:m
 
 class IpsetError(KptuiError):
     """An ipset command the kernel (or ipset) refuses, in ipset's words."""
-
-
-def jiffies(now: float) -> int:
-    """The jiffies counter at ``now`` seconds of the box's clock."""
-    return math.floor(now * HZ + 1e-9)
 
 
 def netmask(cidr: int) -> int:
@@ -321,7 +316,7 @@ def packet_key(s: IpSet, pkt: Any, ctx: Any, flags: tuple[bool, ...],
         if kind == "ip":
             ip = _addr(pkt, src) & netmask(s.netmask)
             if s.type == "bitmap:ip" and not s.first <= ip <= s.last:
-                return None, f"{_ip(ip)} is outside the range of {s.name}"
+                return None, f"{IPv4Address(ip)} is outside the range of {s.name}"
             parts.append(ip)
         elif kind == "net":
             cidr = cidrs[net_i] if cidrs else HOST_MASK
@@ -417,10 +412,6 @@ def add_element(s: IpSet, key: Any, ext: Elem, timeout: int | None, *, exist: bo
     s.elems[key] = ext
 
 
-def _ip(v: int) -> str:
-    return f"{v >> 24}.{v >> 16 & 255}.{v >> 8 & 255}.{v & 255}"
-
-
 # ipset's lib/icmp.c: the ICMP type/code names it reads and prints (type << 8 | code)
 ICMP_NAMES: dict[str, int] = {
     "echo-reply": 0x0000, "network-unreachable": 0x0300, "host-unreachable": 0x0301,
@@ -455,9 +446,9 @@ def element_text(s: IpSet, key: Any, slots: list[IpSet | None] | None = None) ->
     out = []
     for kind, part in zip(s.dims, key, strict=True):
         if kind == "ip":
-            out.append(_ip(part))
+            out.append(str(IPv4Address(part)))
         elif kind == "net":
-            out.append(_ip(part[0]) + ("" if part[1] == HOST_MASK else f"/{part[1]}"))
+            out.append(str(IPv4Address(part[0])) + ("" if part[1] == HOST_MASK else f"/{part[1]}"))
         elif kind == "port":
             out.append(str(part) if s.type == "bitmap:port" else _port_text(*part))
         elif kind == "iface":

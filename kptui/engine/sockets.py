@@ -24,6 +24,7 @@ use"); a socket bound to an address the box does not have needs `transparent`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from typing import Any
 
 from kptui.engine.errors import UnsupportedError
@@ -52,9 +53,7 @@ class Socket:
         return self.raddr != 0
 
     def text(self) -> str:
-        def ip(v: int) -> str:
-            return f"{v >> 24}.{v >> 16 & 255}.{v >> 8 & 255}.{v & 255}"
-
+        ip = IPv4Address
         kind = "tcp listener" if self.proto == TCP else "udp socket"
         out = f"{kind} {ip(self.laddr)}:{self.lport}"
         if self.connected:
@@ -74,7 +73,7 @@ def lookup(box: Any, proto: int, saddr: int, sport: int, daddr: int, dport: int,
     """The socket the kernel finds for a packet (saddr:sport -> daddr:dport)."""
     sockets: list[Socket] = box.sockets
     if proto == UDP:
-        return _udp(sockets, saddr, sport, daddr, dport, established, listener)
+        return _udp(sockets, saddr, sport, daddr, dport)  # one lookup; TPROXY sorts them
     if proto != TCP:
         return None
     if established and (saddr, sport, daddr, dport) in box.tcp_delivered:
@@ -89,10 +88,9 @@ def lookup(box: Any, proto: int, saddr: int, sport: int, daddr: int, dport: int,
     return None
 
 
-def _udp(sockets: list[Socket], saddr: int, sport: int, daddr: int, dport: int,
-         established: bool, listener: bool) -> Socket | None:
+def _udp(sockets: list[Socket], saddr: int, sport: int, daddr: int,
+         dport: int) -> Socket | None:
     """__udp4_lib_lookup: bound to daddr first, then to INADDR_ANY; best score wins."""
-    del established, listener  # a UDP lookup is one lookup; TPROXY sorts connected ones
     for want in (daddr, 0):
         best, best_score = None, -1
         for s in sockets:

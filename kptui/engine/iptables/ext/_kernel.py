@@ -18,21 +18,15 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 from kptui.engine.iptables.ext.l4common import kernel_refuses as refusal_text
 from kptui.engine.iptables.values import BadValue
+from kptui.engine.jiffies import HZ, jiffies  # noqa: F401 - the extensions take them here
 
-HZ = 250  # CONFIG_HZ of the reference kernel
 U32 = 0xFFFFFFFF
 U64 = 0xFFFFFFFFFFFFFFFF
-
-
-def jiffies(now: float) -> int:
-    """The jiffies counter at ``now`` seconds of the box's clock."""
-    return math.floor(now * HZ + 1e-9)
 
 
 def msecs_to_jiffies(ms: int) -> int:

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from kptui.engine.ipsets import IPSET_MAXNAMELEN, Probe, jiffies
+from kptui.engine.ipsets import IPSET_MAXNAMELEN, Probe
 from kptui.engine.iptables.matches import Match, Opt
 from kptui.engine.iptables.targets import Target, TargetResult, _set
 from kptui.engine.iptables.values import BadValue
+from kptui.engine.jiffies import jiffies
 from kptui.engine.numbers import U64, scan_uint
 
 IPSET_DIM_MAX = 6
