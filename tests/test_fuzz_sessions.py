@@ -13,7 +13,7 @@ from pathlib import Path
 
 import msgpack
 from fuzzing import fuzz, fuzz_settings, mutated, own_error_or_success
-from hypothesis import given
+from hypothesis import given, reject
 from hypothesis import strategies as st
 
 from kptui.sessions import format as fmt
@@ -30,7 +30,10 @@ WORDS = ("step", "cont", "edit", "break", "inject", "reply", "seed", "delete", "
 
 def reseal(raw: dict) -> bytes:
     del raw["checksum"]
-    return msgpack.packb(fmt.seal(raw), use_bin_type=True)
+    try:
+        return msgpack.packb(fmt.seal(raw), use_bin_type=True)
+    except UnicodeEncodeError:  # a lone surrogate (a tricky word): no msgpack text holds it
+        reject()
 
 
 @st.composite

@@ -322,3 +322,66 @@ def test_sessions_import_no_ui():
                          check=True)
     assert not [m for m in out.stdout.split()
                 if m.split(".")[0] in ("textual", "rich") or m.startswith("kptui.screens")]
+
+
+# -- the inline checks of long journals and event lists ------------------------------------
+
+
+def _outcome(fn):
+    try:
+        return ("ok", fn())
+    except SessionError as err:
+        return ("error", str(err))
+
+
+_WORD = st.sampled_from(["", "x", "step", "packet", "edit", "seed", "inject", "cont"]) | st.text()
+_ANY = st.recursive(st.none() | st.booleans() | st.integers(-2**64, 2**64) | st.floats()
+                    | _WORD | st.binary(max_size=10),
+                    lambda kids: st.lists(kids, max_size=4)
+                    | st.dictionaries(_WORD, kids, max_size=3), max_leaves=8)
+_ENTRY = st.one_of(
+    st.sampled_from(fmt.STEP_OPS).map(lambda op: {"op": op}),
+    st.fixed_dictionaries({"op": st.sampled_from([*fmt.ENTRY_SHAPES, "nope"]) | _ANY},
+                          optional={"index": _ANY, "id": _ANY, "x": _ANY}),
+    _ANY)
+_RECORD = st.one_of(
+    st.tuples(st.binary(min_size=7, max_size=9),
+              st.integers(62, 66).map(lambda n: "k" * n) | st.text(max_size=8) | _ANY,
+              st.sampled_from([0, fmt.MAX_TEXT * 4, fmt.MAX_TEXT * 4 + 1]).map(
+                  lambda n: "t" * n) | st.text(max_size=8) | _ANY).map(list),
+    st.lists(st.binary(min_size=8, max_size=8) | st.text(max_size=3), max_size=4),
+    _ANY)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(st.lists(_ENTRY, max_size=6), st.lists(_RECORD, max_size=6))
+def test_the_inline_checks_agree_with_the_field_by_field_ones(entries, records):
+    # loading checks the usual shapes (bare steps, event records) inline, for speed; any
+    # list of values must give what checking each one by itself gives: the same values, or
+    # the same error naming the same place
+    check = fmt._Checker("x.kpt")
+    assert _outcome(lambda: check.journal(entries)) == _outcome(
+        lambda: [check.entry(e, f"journal[{i}]") for i, e in enumerate(entries)])
+    assert _outcome(lambda: check.events(records)) == _outcome(
+        lambda: [check.event(e, f"events[{i}]") for i, e in enumerate(records)])
+
+
+def test_a_long_text_in_an_event_record_is_refused_naming_it(good_bytes):
+    raw = msgpack.unpackb(good_bytes, raw=False)
+    raw["events"][3][2] = "x" * (fmt.MAX_TEXT * 4 + 1)
+    del raw["checksum"]
+    with pytest.raises(SessionError, match=r"events\[3\]\.text is 16,385 characters long"):
+        fmt.decode(msgpack.packb(fmt.seal(raw), use_bin_type=True), file="x.kpt")
+
+
+def test_a_recording_serialises_each_event_once_and_says_the_same():
+    from kptui.sessions.replay import event_record, first_difference, stream_digest
+
+    dbg = debugged()
+    s = record(dbg, SCENARIO, "tiny.toml")
+    assert s.events == [event_record(ev) for ev in dbg.events]
+    assert s.digest == stream_digest(dbg.events) == stream_digest(iter(dbg.events))
+    changed = list(s.events)
+    changed[4] = (b"\0" * 8, *changed[4][1:])
+    assert first_difference(changed, dbg.events).startswith("event 4 differs: recorded ")
+    assert first_difference(s.events, dbg.events) == ""

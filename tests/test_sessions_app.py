@@ -171,3 +171,30 @@ async def test_replay_screen_steps_both_ways_and_jumps(tmp_path):
         assert screen.position == 3
         # the replay never records actions
         assert screen.debugger.journal == load(path).journal
+
+
+def test_next_and_previous_packet_land_where_they_did_when_the_starts_were_scanned():
+    # `N` / `P` find the packet starts by bisection now (not a scan of every start per
+    # key); on any timeline and at any position they must land where the scan did
+    import random
+    from types import SimpleNamespace
+
+    rng = random.Random(16)
+    for _ in range(2000):
+        size = rng.randrange(0, 40)
+        starts = sorted(rng.sample(range(size), rng.randrange(0, size + 1))) if size else []
+        position = rng.randrange(0, size + 1)
+        delta = rng.choice((1, -1))
+        screen = ReplayScreen.__new__(ReplayScreen)  # action_packet reads only these
+        screen.timeline, screen.starts, sought = [object()] * size, starts, []
+        screen.debugger = SimpleNamespace(events=[None] * position)
+        screen._seek = sought.append
+        screen.action_packet(delta)
+        here = position - 1
+        if delta > 0:
+            later = [s for s in starts if s > here]
+            target = later[0] if later else size - 1
+        else:
+            earlier = [s for s in starts if s < here]
+            target = earlier[-1] if earlier else -1
+        assert sought == [target + 1], (starts, position, delta)

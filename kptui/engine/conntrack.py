@@ -45,7 +45,9 @@ What follows the kernel, function by function:
   checksums), ``tcp_error``'s truncated-header check (headers are whole).
 - Timeouts run on the box's simulated clock (``box.clock``, seconds) and use
   the kernel defaults or the ``net.netfilter.nf_conntrack_*timeout*``
-  sysctls; an expired entry is gone for lookups and listings. Seconds left
+  sysctls; an expired entry is gone for lookups and listings (collected by a heap of
+  timers, kptui.engine.ct_timers, so a listing never looks at the live entries; an
+  entry in the table is refreshed with ``ConntrackTable.refresh``). Seconds left
   (``Conn.remaining``, what ``--ctexpire`` and `conntrack -L` show) are 0 for
   an unconfirmed entry: its timeout is still relative, and nf_ct_expires()
   subtracts the jiffies stamp from it (checked on kernel 6.18; strictly this
@@ -72,11 +74,14 @@ and sets ``Conn.status`` (SRC_NAT, DST_NAT, *_NAT_DONE), ``Conn.reply``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
 from enum import IntFlag
 from ipaddress import IPv4Address
+from operator import attrgetter
 from typing import Any, Protocol
 
+from kptui.engine.ct_timers import Timers
 from kptui.engine.errors import UnsupportedError
 
 ORIGINAL, REPLY = 0, 1
@@ -283,6 +288,44 @@ class TcpTrack:
     last_flags: int = 0
     retrans: int = 0
 
+    def copy(self) -> TcpTrack:
+        """An independent copy (the TcpSides copied too)."""
+        track = TcpTrack(*_TRACK_VALUES(self))
+        track.seen = [TcpSide(*_SIDE_VALUES(side)) for side in self.seen]
+        return track
+
+
+def field_setter(names: tuple[str, ...]) -> Callable[[Any, tuple[Any, ...]], None]:
+    """``set(obj, values)``: the attributes ``names`` (paths below ``obj``) from
+    ``values``, in one unpacking assignment (ten times faster than setattr in a loop):
+    table snapshots rewind thousands of entries with it."""
+    targets = ", ".join(f"obj.{name}" for name in names)
+    namespace: dict[str, Any] = {}
+    exec(f"def set_fields(obj, values):\n    {targets}, = values\n", namespace)  # noqa: S102
+    return namespace["set_fields"]
+
+
+_SIDE_FIELDS = tuple(f.name for f in fields(TcpSide))
+_TRACK_SCALARS = tuple(f.name for f in fields(TcpTrack) if f.name != "seen")
+_SIDE_VALUES = attrgetter(*_SIDE_FIELDS)
+_TRACK_VALUES = attrgetter(*(f.name for f in fields(TcpTrack)))
+_TRACK_SCALAR_VALUES = attrgetter(*_TRACK_SCALARS)
+
+
+def tcp_values(track: TcpTrack) -> tuple[Any, ...]:
+    """A TcpTrack as one flat tuple of numbers: its fields, then both sides' fields."""
+    original, reply = track.seen
+    return _TRACK_SCALAR_VALUES(track) + _SIDE_VALUES(original) + _SIDE_VALUES(reply)
+
+
+_SET_TCP = field_setter(_TRACK_SCALARS + tuple(f"seen[{i}].{name}" for i in (0, 1)
+                                               for name in _SIDE_FIELDS))
+
+
+def set_tcp_values(track: TcpTrack, values: tuple[Any, ...]) -> None:
+    """Back to a ``tcp_values``, in place."""
+    _SET_TCP(track, values)
+
 
 # ----------------------------------------------------------------------------- entries
 @dataclass(slots=True, eq=False)
@@ -334,7 +377,8 @@ class Conn:
         return max(0.0, self.expires - now)
 
     def refresh(self, now: float, seconds: float) -> None:
-        """nf_ct_refresh: expires ``seconds`` from now (from confirm if unconfirmed)."""
+        """nf_ct_refresh: expires ``seconds`` from now (from confirm if unconfirmed).
+        For an entry in a table, ConntrackTable.refresh (it moves the entry's timer)."""
         self.timeout = seconds
         self.expires = now + seconds
 
@@ -372,6 +416,44 @@ class Conn:
 
     def set_nat_initialized(self, manip: str) -> None:
         self.status |= Status.SRC_NAT_DONE if manip == "SRC" else Status.DST_NAT_DONE
+
+    # -- for table snapshots ----------------------------------------------------------
+
+    def state(self) -> tuple[Any, ...]:
+        """Every field's value in one flat tuple (the mutable fields, MUTABLE_FIELDS, by
+        value): what ``set_state`` gives back, any number of times. One object per
+        entry, so that snapshotting a big table does not feed the garbage collector."""
+        tcp = self.tcp
+        nat = tuple(self.nat.items()) if self.nat else None
+        head = _SCALAR_VALUES(self) + tuple(self.acct) + (nat,)
+        return head if tcp is None else head + tcp_values(tcp)
+
+    def set_state(self, state: tuple[Any, ...]) -> None:
+        """Back to a ``state()``, in place: the entry, its TcpTrack, acct and nat are the
+        same objects (a packet carrying this entry keeps carrying it)."""
+        _SET_SCALARS(self, state[:_N_SCALARS])
+        self.acct[:] = state[_N_SCALARS:_NAT_AT]
+        nat = state[_NAT_AT]
+        self.nat.clear()
+        if nat is not None:
+            self.nat.update(nat)
+        if len(state) == _NAT_AT + 1:
+            self.tcp = None
+        else:
+            if self.tcp is None:
+                self.tcp = TcpTrack()
+            set_tcp_values(self.tcp, state[_NAT_AT + 1:])
+
+
+CONN_FIELDS = tuple(f.name for f in fields(Conn))
+# The fields holding mutable objects, kept by value by Conn.state (the others hold
+# immutable values: tuples, Status, numbers). A new mutable field of Conn goes here.
+MUTABLE_FIELDS = ("tcp", "nat", "acct")
+_SCALARS = tuple(name for name in CONN_FIELDS if name not in MUTABLE_FIELDS)
+_SCALAR_VALUES = attrgetter(*_SCALARS)
+_SET_SCALARS = field_setter(_SCALARS)
+_N_SCALARS = len(_SCALARS)
+_NAT_AT = _N_SCALARS + 4  # after the four acct counters
 
 
 # ----------------------------------------------------------------------------- packets
@@ -425,13 +507,41 @@ class _Verdict:
 
 
 # ----------------------------------------------------------------------------- the table
+def source_key(tup: CtTuple) -> tuple[int, IPv4Address, int]:
+    """What nf_nat_core.c's same_src compares of an ORIGINAL tuple: the protocol, the
+    source address and the source port (the ICMP id; 0 for other protocols)."""
+    return (tup.proto, tup.src, tup.sport)
+
+
+@dataclass(frozen=True, slots=True)
+class TableState:
+    """ConntrackTable.snapshot(): the entries (in creation order, each with its
+    Conn.state), the tuple hash as it was, the timers and the next entry id."""
+
+    conns: tuple[tuple[Any, ...], ...]  # (id, Conn, *Conn.state()) each
+    by_tuple: dict[CtTuple, tuple[Conn, int]]
+    timers: tuple[list[tuple[float, int]], dict[int, float]]
+    next_id: int
+
+
 class ConntrackTable:
-    """The box's conntrack hash: confirmed entries, found by either tuple."""
+    """The box's conntrack hash: confirmed entries, found by either tuple.
+
+    Indexed as the kernel indexes them, so that no packet costs a walk over the
+    table: ``_by_tuple`` is the conntrack hash (both tuples of every entry,
+    nf_conntrack_hash), ``_by_source`` is NAT's nf_nat_bysource (entries by
+    ``source_key`` of their ORIGINAL tuple, in creation order: walked newest first,
+    as hlist_add_head leaves them), and ``_timers`` (kptui.engine.ct_timers) the
+    entries' timeouts on the box's clock, so an expired entry is collected without
+    looking at the live ones.
+    """
 
     def __init__(self, box: Clocked) -> None:
         self.box = box
         self._by_tuple: dict[CtTuple, tuple[Conn, int]] = {}
-        self._conns: dict[int, Conn] = {}
+        self._conns: dict[int, Conn] = {}  # by id, in creation order (`conntrack -L`)
+        self._by_source: dict[tuple[int, IPv4Address, int], dict[int, Conn]] = {}
+        self._timers = Timers()
         self._next_id = 1
 
     # -- clock and settings -----------------------------------------------------------
@@ -474,6 +584,13 @@ class ConntrackTable:
             return None
         return hit
 
+    def same_source(self, tup: CtTuple) -> list[Conn]:
+        """nf_nat_bysource's bucket for ``tup``: the confirmed, unexpired entries whose
+        ORIGINAL tuple has ``tup``'s source_key, newest first (find_appropriate_src)."""
+        self._expire()
+        bucket = self._by_source.get(source_key(tup))
+        return list(reversed(bucket.values())) if bucket else []
+
     def insert(self, conn: Conn) -> None:
         """__nf_conntrack_confirm: into the hash, CONFIRMED, the timeout starts now."""
         conn.status |= Status.CONFIRMED
@@ -481,23 +598,80 @@ class ConntrackTable:
         if not conn.id:
             conn.id = self._next_id
             self._next_id += 1
+        old = self._conns.get(conn.id)
+        if old is not None and old is not conn:  # an id not from this table: replaced
+            self._unindex_source(old)
         self._conns[conn.id] = conn
+        self._by_source.setdefault(source_key(conn.original), {})[conn.id] = conn
         self._by_tuple[conn.original] = (conn, ORIGINAL)
         self._by_tuple[conn.reply] = (conn, REPLY)
+        self._timers.arm(conn.id, conn.expires)
+
+    def refresh(self, conn: Conn, seconds: float) -> None:
+        """nf_ct_refresh of ``conn`` on this table's clock. Use this, not Conn.refresh,
+        for an entry that may be in the table: an entry that expires earlier than
+        before needs its timer moved."""
+        conn.refresh(self.now, seconds)
+        if self._conns.get(conn.id) is conn:
+            self._timers.arm(conn.id, conn.expires)
 
     def remove(self, conn: Conn) -> None:
         """nf_ct_kill / nf_ct_delete: out of the hash, DYING."""
         conn.status |= Status.DYING
-        if self._conns.pop(conn.id, None) is None:
+        gone = self._conns.pop(conn.id, None)
+        if gone is None:
             return
+        self._unindex_source(gone)
+        self._timers.cancel(conn.id)
         for tup in (conn.original, conn.reply):
             if self._by_tuple.get(tup, (None,))[0] is conn:
                 del self._by_tuple[tup]
 
+    def _unindex_source(self, conn: Conn) -> None:
+        key = source_key(conn.original)
+        bucket = self._by_source.get(key)
+        if bucket is not None and bucket.get(conn.id) is conn:
+            del bucket[conn.id]
+            if not bucket:
+                del self._by_source[key]
+
     def _expire(self) -> None:
-        now = self.now
-        for conn in [c for c in self._conns.values() if now >= c.expires]:
-            self.remove(conn)
+        """Collect every entry expired at the clock's now (the kernel's gc worker)."""
+        conns = self._conns
+        for key in self._timers.expired(self.now, lambda key: conns[key].expires):
+            self.remove(conns[key])
+
+    # -- checkpoints ------------------------------------------------------------------
+
+    def held(self) -> Iterable[Conn]:
+        """The entries in the table, expired or not (nothing is collected: looking must
+        not change the state a snapshot is taken of)."""
+        return self._conns.values()
+
+    def snapshot(self) -> TableState:
+        """All the table's state, O(entries): ``restore`` gives it back, any number of
+        times. The box is not part of it (the table keeps its box)."""
+        return TableState(tuple((key, conn) + conn.state() for key, conn in self._conns.items()),
+                          dict(self._by_tuple), self._timers.state(), self._next_id)
+
+    def restore(self, state: object) -> None:
+        """Back to a ``snapshot()``. The entries are the same Conn objects, rewound in
+        place: a packet that carried an entry at the snapshot still carries the
+        table's entry. Entries made after the snapshot are no longer in the table."""
+        assert isinstance(state, TableState)
+        conns: dict[int, Conn] = {}
+        by_source: dict[tuple[int, IPv4Address, int], dict[int, Conn]] = {}
+        for record in state.conns:
+            key, conn = record[0], record[1]
+            conn.set_state(record[2:])
+            conns[key] = conn
+            by_source.setdefault(source_key(conn.original), {})[key] = conn
+        self._conns = conns
+        self._by_source = by_source
+        self._by_tuple = dict(state.by_tuple)
+        self._timers = Timers()
+        self._timers.load(state.timers)
+        self._next_id = state.next_id
 
     # -- nf_conntrack_in ------------------------------------------------------------------
 
@@ -637,7 +811,7 @@ class ConntrackTable:
 
     def _refresh_acct(self, conn: Conn, direction: int, pkt: Any, timeout: str) -> None:
         """nf_ct_refresh_acct: the timeout renewed, the packet counted."""
-        conn.refresh(self.now, self.timeout(timeout))
+        self.refresh(conn, self.timeout(timeout))
         conn.account(direction, pkt.length)
 
     def _tcp_packet(self, conn: Conn, direction: int, pkt: Any) -> tuple[str, str]:
@@ -715,7 +889,7 @@ class ConntrackTable:
         elif (not conn.has(Status.ASSURED) and old in (sSR, sES) and new == sES):
             conn.status |= Status.ASSURED
             change += "; ASSURED"
-        conn.refresh(self.now, timeout)
+        self.refresh(conn, timeout)
         conn.account(direction, pkt.length)  # nf_ct_refresh_acct
         return _Verdict.ACCEPT, change
 

@@ -7,11 +7,14 @@ over). Every user action is appended to ``journal`` as plain data; replaying
 the journal on a fresh box reproduces the same events, which is what sessions
 save and what reverse stepping uses: going back means re-executing history
 from the last checkpoint before that event (walks are deterministic, so the
-result is exact). A checkpoint is a deep copy of the box and of the debugger's
-position, taken at a packet boundary (walks are generators, which cannot be
-copied) once ``checkpoint_every`` events have passed since the last one, so a
-step back re-executes at most about that many events plus one walk, however
-long the session.
+result is exact). A checkpoint is a snapshot of the box's state
+(kptui.engine.snapshot: counters, conntrack, queues, clocks; the ruleset, routes
+and interfaces are shared, so it costs what the state costs, not what the box
+costs) and of the debugger's position, taken at a packet boundary (walks are
+generators, which cannot be copied) once ``checkpoint_every`` events have passed
+since the last one, so a step back re-executes at most about that many events
+plus one walk, however long the session. Going back to the very start restores
+the snapshot taken when the box was built, instead of building it again.
 
 Journal entries (dicts of str/int, in order)::
 
@@ -67,7 +70,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kptui.engine import expr
+from kptui.engine import expr, snapshot
 from kptui.engine.errors import FieldError, KptuiError, ParseError, UnsupportedError
 from kptui.engine.events import (
     ChainEnter,
@@ -173,12 +176,12 @@ class _Checkpoint:
     """The debugger between two walks, after its first ``count`` events."""
 
     count: int
-    box: Any
+    state: snapshot.BoxState  # the box, with the packet and the answers still to walk
     index: int
-    packet: Any
     walk_start: int
-    answers: tuple[tuple[Any, int, str], ...] = ()  # answers still to walk: depth, why
-    walked: tuple[tuple[Any, Any], ...] = ()  # scenario packets at their fates (reply_to)
+    # scenario packets at their fates (reply_to): entries are never changed once walked,
+    # so the checkpoint keeps the same objects (a deep copy here made sessions quadratic)
+    walked: tuple[tuple[Any, Any], ...] = ()
 
 
 def build_packet(fields: dict[str, str]) -> Packet:
@@ -302,6 +305,7 @@ class Debugger:
         self._edits: dict[int, tuple[str, str]] = {}  # event position of a UserEdit -> text
         self._linear: dict[int, bool] = {}  # position of a WalkStart -> linear walk or not
         self.last_stop: Stop | None = None  # what the last replayed action returned
+        self._pristine: snapshot.BoxState | None = None  # the box as built, before any event
         self._reset(first)
 
     @classmethod
@@ -313,8 +317,13 @@ class Debugger:
     # -- state ---------------------------------------------------------------------------
 
     def _reset(self, box: Any = None) -> None:
-        """Back to before the first packet, with a fresh box."""
-        self.box = box if box is not None else self._make_box()
+        """Back to before the first packet, with a fresh box (the first time built, then
+        the snapshot of it as built restored: a 20,000-rule box is not parsed again)."""
+        if box is not None or self._pristine is None:
+            self.box = box if box is not None else self._make_box()
+            self._pristine = snapshot.take(self.box)
+        else:
+            snapshot.restore(self.box, self._pristine)
         self.events: list[Event] = []
         self.packet: Any = None
         self.index = -1
@@ -446,9 +455,10 @@ class Debugger:
         if at < len(counts) and counts[at] < count + self.checkpoint_every:
             return  # one just ahead already (kept while seeking along a timeline)
         self._checkpoints.insert(at, _Checkpoint(
-            count, copy.deepcopy(self.box), self.index, copy.deepcopy(self.packet),
-            self.walk_start, copy.deepcopy(tuple(self._answers)),
-            copy.deepcopy(tuple(self._walked))))
+            count, snapshot.take(self.box, self.packet, tuple(self._answers),
+                                 layout=self._pristine.layout if self._pristine else None),
+            self.index,
+            self.walk_start, tuple(self._walked)))
 
     def _drop_checkpoints_after(self, count: int) -> None:
         """History after ``count`` is being rewritten: checkpoints there no longer hold."""
@@ -463,13 +473,12 @@ class Debugger:
             self._reset()
             return 0
         cp = self._checkpoints[at - 1]
-        self.box = copy.deepcopy(cp.box)
+        self.packet, answers = snapshot.restore(self.box, cp.state)
         self.events = list(history[:cp.count])
         self.index = cp.index
-        self.packet = copy.deepcopy(cp.packet)
         self.walk_start = cp.walk_start
-        self._answers = copy.deepcopy(list(cp.answers))
-        self._walked = copy.deepcopy(list(cp.walked))
+        self._answers = list(answers)
+        self._walked = list(cp.walked)
         self._walk = None
         return cp.count
 

@@ -7,7 +7,7 @@ gives the JSON shape of ``kptui trace --json``'s ``events`` list.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 
@@ -25,13 +25,45 @@ class Event:
     kind: ClassVar[str] = "event"
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"kind": self.kind}
-        d.update(asdict(self))
+        """``kind``, then every field in declaration order, valued as ``dataclasses.asdict``
+        values them (lists copied), without asdict's cost: its recursion and deep copies
+        were most of a session replay's time. Field names are read once per class."""
+        cls = type(self)
+        names = _FIELD_NAMES.get(cls) or _field_names(cls)
+        d: dict[str, Any] = {"kind": self.kind}
+        for name in names:
+            value = getattr(self, name)
+            d[name] = value if type(value) in _ATOMIC else _as_asdict(value)
         return d
 
     def describe(self) -> str:
         """One line for people: what happened and why."""
         return self.kind
+
+
+# to_dict's table: an event class -> its dataclass field names, in order (filled lazily:
+# subclasses live in other modules too, walk_historical.ImqPass).
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+# Values asdict returns as they are (its deepcopy of them is the same value).
+_ATOMIC = frozenset({str, int, bool, float, type(None)})
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
+@dataclass(slots=True)
+class _Holder:
+    value: Any
+
+
+def _as_asdict(value: Any) -> Any:
+    """``value`` as ``dataclasses.asdict`` turns a field's value: a list of text (route
+    explanations, tc counters) is copied here; anything else goes through asdict itself."""
+    if type(value) is list and all(type(v) in _ATOMIC for v in value):
+        return list(value)
+    return asdict(_Holder(value))["value"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -268,19 +268,24 @@ class Binding:
 
 def _find_appropriate_src(table: Any, tup: CtTuple, rng: NatRange,
                           conn: Conn) -> CtTuple | None:
-    """find_appropriate_src: the newest connection of the same source already SRC-bound."""
-    for other in reversed(table.entries()):
+    """find_appropriate_src: the newest connection of the same source already SRC-bound.
+
+    The kernel walks the nf_nat_bysource bucket of the source (hash_by_src, same_src);
+    ``table.same_source`` is that bucket. The kernel adds an entry to it when its SRC
+    binding is made (nf_nat_setup_info, before confirm), kptui when it is confirmed: in
+    one walk at a time the only unconfirmed entry is the packet's own, which the kernel
+    adds after this search, so both see the same entries in the same order.
+    """
+    for other in table.same_source(tup):
         if other is conn or not other.status & Status.SRC_NAT_DONE:
             continue
-        o = other.original
-        if o.proto == tup.proto and o.src == tup.src and o.sport == tup.sport:
-            inv = other.reply.invert()
-            if inv is None:
-                continue
-            result = CtTuple(inv.src, tup.dst, tup.proto, inv.sport, tup.dport, tup.icmp_type,
-                             tup.icmp_code)
-            if in_range(result, rng):
-                return result
+        inv = other.reply.invert()
+        if inv is None:
+            continue
+        result = CtTuple(inv.src, tup.dst, tup.proto, inv.sport, tup.dport, tup.icmp_type,
+                         tup.icmp_code)
+        if in_range(result, rng):
+            return result
     return None
 
 

@@ -704,7 +704,8 @@ class Walk:
         if closing and conn.confirmed and getattr(conn, "tcp", None) is not None \
                 and conn.tcp.state != sCL:
             conn.tcp.state = sCL  # nf_conntrack_tcp_set_closing
-            conn.refresh(self.box.clock, self.box.conntrack.tcp_timeout(sCL))
+            table = self.box.conntrack
+            table.refresh(conn, table.tcp_timeout(sCL))
 
     def answer_icmp(self, stage: Stage, icmp_type: int, code: int, why: str, *,
                     info: int = 0) -> Iterator[Event]:

@@ -10,6 +10,7 @@ journaled. Moves run in the engine worker like the debugger's commands.
 
 from __future__ import annotations
 
+import bisect
 from typing import Any
 
 from textual import on
@@ -76,6 +77,9 @@ class ReplayScreen(DebuggerScreen, inherit_bindings=False):
         self.timeline = list(timeline)
         self.divergence = divergence
         self.starts = [i for i, ev in enumerate(self.timeline) if isinstance(ev, WalkStart)]
+        # packet number -> where `p N` jumps (made once, not per jump; an answer walk has
+        # its packet's number, and the last walk of a number is the one kept, as before)
+        self.packet_starts = {self.timeline[s].index: s for s in self.starts}
         self.start_position = max(0, min(start, len(self.timeline)))
 
     def compose(self) -> ComposeResult:
@@ -140,11 +144,11 @@ class ReplayScreen(DebuggerScreen, inherit_bindings=False):
         already there, the previous packet's."""
         here = self.position - 1
         if delta > 0:
-            later = [s for s in self.starts if s > here]
-            target = later[0] if later else len(self.timeline) - 1
+            at = bisect.bisect_right(self.starts, here)  # the first start after here
+            target = self.starts[at] if at < len(self.starts) else len(self.timeline) - 1
         else:
-            earlier = [s for s in self.starts if s < here]
-            target = earlier[-1] if earlier else -1
+            at = bisect.bisect_left(self.starts, here)  # the starts before here end at it
+            target = self.starts[at - 1] if at else -1
         self._seek(target + 1)
 
     def jump_to(self, text: str) -> str | None:
@@ -158,7 +162,7 @@ class ReplayScreen(DebuggerScreen, inherit_bindings=False):
         except NumberError as err:
             return f"{err}: type an event number (like 42) or p and a packet number (like p3)"
         if packet:
-            starts = {self.timeline[s].index: s for s in self.starts}
+            starts = self.packet_starts
             if number not in starts:
                 return (f"no packet {number} in this session (packets: "
                         f"{', '.join(str(p) for p in sorted(starts)) or 'none'})")

@@ -103,14 +103,16 @@ class Session:
 
 
 def _body(session: Session) -> dict[str, Any]:
+    """The map to pack. The journal and event lists are packed as they are (msgpack
+    writes a tuple as the array a list is), not copied item by item."""
     return {
         "format": FORMAT_VERSION,
         "kptui_version": session.kptui_version,
         "scenario": {"text": session.scenario_text, "file": session.scenario_file},
         "breakpoints": [dict(bp) for bp in session.breakpoints],
-        "journal": [dict(entry) for entry in session.journal],
+        "journal": list(session.journal),
         "view": dict(session.view),
-        "events": [[d, k, t] for d, k, t in session.events],
+        "events": list(session.events),
         "digest": session.digest,
     }
 
@@ -225,13 +227,11 @@ def _check(raw: dict[str, Any], *, file: str) -> Session:
     bps = [check.breakpoint(bp, f"breakpoints[{i}]")
            for i, bp in enumerate(check.array(raw["breakpoints"], "breakpoints",
                                               MAX_BREAKPOINTS))]
-    journal = [check.entry(e, f"journal[{i}]")
-               for i, e in enumerate(check.array(raw["journal"], "journal", MAX_JOURNAL))]
+    journal = check.journal(check.array(raw["journal"], "journal", MAX_JOURNAL))
     view = raw["view"]
     check.keys(view, "view", VIEW_KEYS, optional=True)
     view = {k: check.str(v, f"view.{k}", MAX_WORD) for k, v in view.items()}
-    events = [check.event(e, f"events[{i}]")
-              for i, e in enumerate(check.array(raw["events"], "events", MAX_EVENTS))]
+    events = check.events(check.array(raw["events"], "events", MAX_EVENTS))
     digest = check.bin(raw["digest"], "digest", 32)
     return Session(scenario_text=text, scenario_file=name, journal=journal, events=events,
                    digest=digest, breakpoints=bps, view=view, kptui_version=version)
@@ -297,6 +297,33 @@ class _Checker:
                 "enabled": self.bool(value["enabled"], f"{where}.enabled"),
                 "hits": self.int(value["hits"], f"{where}.hits")}
 
+    # A long session is thousands of bare steps and event records: their usual shape is
+    # checked inline, without naming each one's place in advance (that alone was a third
+    # of loading); anything else goes to ``entry`` / ``event``, which say what is wrong.
+
+    def journal(self, items: list[Any]) -> list[JournalEntry]:
+        out: list[JournalEntry] = []
+        for i, value in enumerate(items):
+            op = value.get("op") if type(value) is dict and len(value) == 1 else None
+            if type(op) is str and op in _BARE_OPS:
+                out.append(value)  # {"op": op} already, and fresh from msgpack: kept as is
+            else:
+                out.append(self.entry(value, f"journal[{i}]"))
+        return out
+
+    def events(self, items: list[Any]) -> list[tuple[bytes, str, str]]:
+        out: list[tuple[bytes, str, str]] = []
+        for i, value in enumerate(items):
+            if type(value) is list and len(value) == 3:
+                digest, kind, text = value
+                if type(digest) is bytes and len(digest) == EVENT_DIGEST_BYTES and \
+                        type(kind) is str and len(kind) <= 64 and \
+                        type(text) is str and len(text) <= MAX_TEXT * 4:
+                    out.append((digest, kind, text))
+                    continue
+            out.append(self.event(value, f"events[{i}]"))
+        return out
+
     def entry(self, value: Any, where: str) -> JournalEntry:
         if not isinstance(value, dict):
             raise self.fail(where, f"must be a map, not {_kind(value)}")
@@ -338,6 +365,7 @@ ENTRY_SHAPES: dict[str, tuple[tuple[str, ...], bool]] = {
     "inject": (INJECT_FIELDS, True),
     "reply": (("of",), False),
 }
+_BARE_OPS = frozenset(op for op, (keys, _) in ENTRY_SHAPES.items() if not keys)
 ENTRY_FIELDS: dict[str, tuple[type, int]] = {
     "index": (int, MAX_EVENTS),
     "of": (int, MAX_EVENTS),

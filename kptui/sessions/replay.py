@@ -24,28 +24,41 @@ from kptui.engine.monitor import packet_fields
 from kptui.sessions import pcap
 from kptui.sessions.format import EVENT_DIGEST_BYTES, MAX_TEXT, Session, SessionError
 
+# json.dumps with these options builds a new encoder per call; one encoder made once is
+# the same encoding (it keeps no state between calls), for every event of a session.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              default=str).encode
+
 
 def canonical(event: Event) -> bytes:
     """One event as canonical bytes: compact JSON, sorted keys, of its ``to_dict()``."""
-    return json.dumps(event.to_dict(), sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False, default=str).encode()
+    return _CANONICAL(event.to_dict()).encode()
 
 
 def stream_digest(events: Iterable[Event]) -> bytes:
     """sha256 over the event stream: the canonical events as a JSON array."""
+    return _digest_of(canonical(event) for event in events)
+
+
+def _digest_of(canonicals: Iterable[bytes]) -> bytes:
+    """stream_digest from the events' canonical bytes (made once, used for both digests)."""
     h = hashlib.sha256(b"[")
-    for i, event in enumerate(events):
-        if i:
-            h.update(b",")
-        h.update(canonical(event))
+    h.update(b",".join(canonicals))
     h.update(b"]")
     return h.digest()
 
 
 def event_record(event: Event) -> tuple[bytes, str, str]:
     """(short digest, kind, one line for people): what a session keeps of each event."""
-    return (hashlib.sha256(canonical(event)).digest()[:EVENT_DIGEST_BYTES], event.kind,
-            event.describe()[:MAX_TEXT * 4])
+    return _record_of(event, canonical(event))
+
+
+def _record_of(event: Event, data: bytes) -> tuple[bytes, str, str]:
+    return (_short(data), event.kind, event.describe()[:MAX_TEXT * 4])
+
+
+def _short(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()[:EVENT_DIGEST_BYTES]
 
 
 def with_seed(dbg: Debugger) -> list[dict[str, str | int]]:
@@ -58,13 +71,15 @@ def with_seed(dbg: Debugger) -> list[dict[str, str | int]]:
 
 def record(dbg: Debugger, scenario_text: str, scenario_file: str, *,
            view: dict[str, str] | None = None) -> Session:
-    """The session of ``dbg`` (made from ``scenario_text``) as it is now."""
+    """The session of ``dbg`` (made from ``scenario_text``) as it is now. Each event is
+    serialised once, for its own record and for the stream's digest."""
+    canonicals = [canonical(ev) for ev in dbg.events]
     return Session(
         scenario_text=scenario_text,
         scenario_file=scenario_file,
         journal=with_seed(dbg),
-        events=[event_record(ev) for ev in dbg.events],
-        digest=stream_digest(dbg.events),
+        events=[_record_of(ev, data) for ev, data in zip(dbg.events, canonicals, strict=True)],
+        digest=_digest_of(canonicals),
         breakpoints=[{"id": bp.id, "spec": bp.spec, "enabled": bp.enabled, "hits": bp.hits}
                      for bp in dbg.breakpoints.values()],
         view=dict(view or {}),
@@ -119,8 +134,9 @@ def replay(session: Session, *, file: str = "session") -> Replayed:
                        f"error ({type(err).__name__}: {err}); this is a kptui bug, please "
                        "report it with the session file")
             break
-    divergence = first_difference(session.events, dbg.events)
-    if not divergence and not failure and stream_digest(dbg.events) != session.digest:
+    canonicals = [canonical(ev) for ev in dbg.events]
+    divergence = first_difference(session.events, dbg.events, canonicals)
+    if not divergence and not failure and _digest_of(canonicals) != session.digest:
         divergence = "the event digest differs from the recorded one (corrupt session?)"
     if failure:
         divergence = failure + (f"; before that, {divergence}" if divergence else "")
@@ -135,11 +151,16 @@ def _entry_text(entry: dict[str, Any], limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def first_difference(recorded: Sequence[tuple[bytes, str, str]], events: Sequence[Event]) -> str:
-    """'' when ``events`` are the recorded ones, else the first that differs, in words."""
-    for position, (want, have) in enumerate(zip(recorded, events, strict=False)):
-        got = event_record(have)
-        if got[0] != want[0]:
+def first_difference(recorded: Sequence[tuple[bytes, str, str]], events: Sequence[Event],
+                     canonicals: Sequence[bytes] | None = None) -> str:
+    """'' when ``events`` are the recorded ones, else the first that differs, in words.
+    ``canonicals``: the events' canonical bytes when the caller has them already. Only
+    the differing event is described (describe() for every event would double the cost)."""
+    if canonicals is None:
+        canonicals = [canonical(ev) for ev in events]
+    for position, (want, data) in enumerate(zip(recorded, canonicals, strict=False)):
+        if _short(data) != want[0]:
+            got = _record_of(events[position], data)
             return (f"event {position} differs: recorded {want[1]}: {want[2]!r}; "
                     f"replayed {got[1]}: {got[2]!r}")
     if len(recorded) > len(events):

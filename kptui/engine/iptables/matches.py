@@ -35,6 +35,8 @@ class Match:
     name: ClassVar[str] = ""
     options: ClassVar[dict[str, Opt]] = {}
     stateful: ClassVar[bool] = False  # evaluation changes state (limit, statistic)
+    # the attributes evaluation changes, which checkpoints copy (kptui.engine.snapshot)
+    state_attrs: ClassVar[tuple[str, ...]] = ()
     protos: ClassVar[tuple[int, ...] | None] = None  # -p values the module requires
     proto_error: ClassVar[str] = ""
     chains: ClassVar[frozenset[str] | None] = None  # built-in chains it may be used in

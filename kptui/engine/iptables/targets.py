@@ -53,6 +53,8 @@ class Target:
     proto_now: int = 0  # the rule's -p as parsed up to this target's current option
     proto_inv_now: bool = False
     uses_sets: ClassVar[bool] = False  # the parser gives it the box's ipset sets (.sets)
+    # the attributes firing changes, which checkpoints copy (kptui.engine.snapshot)
+    state_attrs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         self.seen: set[str] = set()

@@ -58,6 +58,7 @@ class ConnlimitMatch(XtMatch):
         Entry("connlimit-daddr", excl=("connlimit-saddr",)),
     )
     stateful = True
+    state_attrs = ("lists",)
 
     def __init__(self) -> None:
         super().__init__()

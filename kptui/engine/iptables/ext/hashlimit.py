@@ -299,6 +299,7 @@ class HashlimitMatch(XtMatch):
         Entry("hashlimit-rate-interval", XT.STRING),
     )
     stateful = True
+    state_attrs = ("shared",)
 
     def __init__(self) -> None:
         super().__init__()

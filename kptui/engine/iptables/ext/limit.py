@@ -81,6 +81,7 @@ class LimitMatch(Quick, XtMatch):
     name = "limit"
     entries = (Entry("limit", XT.STRING), Entry("limit-burst", XT.UINT32, min=0, max=10000))
     stateful = True
+    state_attrs = ("credit", "prev")
 
     def __init__(self) -> None:
         super().__init__()

@@ -19,6 +19,7 @@ class QuotaMatch(XtMatch):
     name = "quota"
     entries = (Entry("quota", XT.UINT64, mand=True, invert=True),)
     stateful = True
+    state_attrs = ("left",)
 
     def __init__(self) -> None:
         super().__init__()

@@ -124,6 +124,7 @@ class RecentMatch(XtMatch):
         Entry("mask", XT.HOST),
     )
     stateful = True
+    state_attrs = ("shared",)
 
     def __init__(self) -> None:
         super().__init__()

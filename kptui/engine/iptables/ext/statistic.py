@@ -29,6 +29,7 @@ class StatisticMatch(Quick, XtMatch):
                      also=("packet",)),
                Entry("packet", XT.UINT32, excl=("probability",), also=("every",)))
     stateful = True
+    state_attrs = ("count",)
 
     def __init__(self) -> None:
         super().__init__()
