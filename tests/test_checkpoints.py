@@ -14,6 +14,7 @@ events.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from kptui.engine.debugger import Debugger
 from kptui.engine.events import Fate
 from kptui.engine.iptables import to_save
 from kptui.engine.scenario import load_scenario
+from kptui.engine.snapshot import SHARED
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted([*ROOT.glob("tests/kernel/scenarios/*.toml"),
@@ -39,16 +41,28 @@ def visible(dbg: Debugger) -> tuple:
             box.rng.getstate(), box.clock)
 
 
+def configuration(dbg: Debugger) -> str:
+    """What snapshots share instead of copying (snapshot.SHARED), as text to compare:
+    walks must never change it."""
+    box = dbg.box
+    parts = [re.sub(r"\[\d+:\d+\]", "", to_save(box.ruleset, counters=False))]
+    parts += [repr(getattr(box, name, None)) for name in SHARED if name != "ruleset"]
+    parts += [repr(vars(box.routes))]
+    return "\n".join(parts)
+
+
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
 def test_every_packet_boundary_restores_the_forward_state(path: Path) -> None:
     scenario = load_scenario(path.read_text("utf-8"), file=str(path))
     dbg = Debugger(scenario.build_box, scenario.packets, profile=scenario.profile,
                    checkpoint_every=1)
+    before = configuration(dbg)
     boundaries: list[tuple[int, tuple]] = []
     while dbg.next_packet().reason != "end":
         if isinstance(dbg.current, Fate) and not dbg.in_walk:
             boundaries.append((len(dbg.events), visible(dbg)))
     timeline = list(dbg.events)
+    assert configuration(dbg) == before, "a walk changed what snapshots share"
     assert dbg.checkpoints, "the run took no checkpoint"
     for count, expected in reversed(boundaries):
         dbg.seek(count, timeline)

@@ -435,8 +435,10 @@ class Debugger:
         from kptui.engine.events import AnswerSent
         from kptui.engine.run import MAX_ANSWER_DEPTH
 
-        if self.answer_depth == 0:
-            self._walked.append((copy.deepcopy(self.packet), self.events[-1]))
+        if self.answer_depth == 0:  # reply_to reads its headers and meta.oif, not its entry
+            pkt = self.packet
+            kept = pkt.copy() if hasattr(pkt, "copy") else copy.deepcopy(pkt)
+            self._walked.append((kept, self.events[-1]))
         if self.answer_depth + 1 >= MAX_ANSWER_DEPTH + 1:
             return
         new = [(ev.answer.copy(), self.answer_depth + 1, ev.why) for ev in self.walk_events
