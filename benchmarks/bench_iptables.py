@@ -43,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from figures import Figure, report  # noqa: E402
 from kube_proxy import (  # noqa: E402
     POD_CIDR,
     ServicePort,
@@ -455,6 +456,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"linear switch: {trav.describe()}")
     for note in notes:
         print(f"note: {note}")
+    # the parse figure against the kernel tools' own parse of the same file, this run
+    print()
+    report([Figure("parse (kptui restore, in-process)", parse_s, "s",
+                   baseline=("iptables-restore --test", ipt_s) if ipt_s else None,
+                   max_value=PARSE_TARGET_S)])
     if failures:
         print(f"FAILED: {', '.join(failures)}")
         return 1

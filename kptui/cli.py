@@ -40,13 +40,18 @@ def read_scenario_text(path: str | None, *, now: bool = True) -> tuple[str, str]
     return text, path
 
 
+def read_text_file(path: str) -> str:
+    """A file a scenario names (``iptables_file``): load_scenario's ``read_file``."""
+    return Path(path).read_text("utf-8")
+
+
 def load(path: str | None, *, now: bool = True):  # noqa: ANN201 - Scenario, lazily imported
     """The scenario at ``path``; ``now=False`` leaves a ``clock = "now"`` unresolved (kptui
     verify resolves it to the time it sends the packets)."""
     from kptui.engine.scenario import load_scenario
 
     text, name = read_scenario_text(path, now=now)
-    return load_scenario(text, file=name)
+    return load_scenario(text, file=name, read_file=read_text_file)
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
@@ -91,6 +96,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
         save(record_run(scenario, scenario.text, scenario.file), args.save)
     box = box or scenario.build_box()
+    keep_for_the_run()
     results = list(run_scenario(scenario, only=args.packet, box=box))
     fmt = "json" if args.json else args.format
     if fmt == "trace":  # rule handles come from the box's ruleset, as the kernel's do
@@ -102,6 +108,19 @@ def cmd_trace(args: argparse.Namespace) -> int:
         render = pcaprun.renderers(scenario.packets)
     sys.stdout.write(render[fmt](results))
     return 0
+
+
+def keep_for_the_run() -> None:
+    """Hand what is alive now (the box) to the collector's permanent generation.
+
+    A 20,000-rule box is millions of objects that live until the process exits:
+    the cyclic collector would scan them again and again while the walks allocate
+    (0.2 s on the kube-proxy ruleset) and once more at exit (0.4 s), never finding
+    garbage in them (gc.freeze). Reference counting still frees what a walk drops.
+    """
+    import gc
+
+    gc.freeze()
 
 
 def live_text() -> tuple[str, str]:
@@ -299,13 +318,15 @@ def cmd_open(args: argparse.Namespace) -> int:
     if args.no_tui or not (sys.stdout.isatty() and sys.stdin.isatty()):
         from kptui.engine.scenario import load_scenario
 
-        scenario = load_scenario(text, file=name)
+        scenario = load_scenario(text, file=name, read_file=read_text_file)
         if args.pcap:
             box = pcaprun.use_capture(scenario, args.pcap, args.iif)[0]
             sys.stdout.write(pcaprun.as_text(run_scenario(scenario, box=box),
                                              scenario.packets))
             return 0
-        sys.stdout.write(report.as_text(run_scenario(scenario)))
+        box = scenario.build_box()
+        keep_for_the_run()
+        sys.stdout.write(report.as_text(run_scenario(scenario, box=box)))
         return 0
     from kptui.app import KptApp
 
@@ -313,7 +334,7 @@ def cmd_open(args: argparse.Namespace) -> int:
         from kptui.engine.debugger import Debugger
         from kptui.engine.scenario import load_scenario
 
-        scenario = load_scenario(text, file=name)
+        scenario = load_scenario(text, file=name, read_file=read_text_file)
         notes = pcaprun.use_capture(scenario, args.pcap, args.iif)[1] if args.pcap else []
         app = KptApp(scenario, debugger=Debugger.for_scenario(scenario),
                      name=scenario.name or name, notice="\n".join(notes))

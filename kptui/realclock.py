@@ -10,8 +10,6 @@ text (a saved session) keeps the resolved time, and a replay never resolves it a
 
 from __future__ import annotations
 
-import ctypes
-import platform
 import time
 
 from kptui.engine.errors import KptuiError
@@ -22,12 +20,17 @@ SYS_GETTIMEOFDAY = {"x86_64": 96, "aarch64": 169, "riscv64": 169, "i686": 78, "i
                     "armv7l": 78, "ppc64le": 78, "s390x": 78}
 
 
-class _Timezone(ctypes.Structure):
-    _fields_ = [("tz_minuteswest", ctypes.c_int), ("tz_dsttime", ctypes.c_int)]
-
-
 def kernel_minuteswest() -> int:
-    """sys_tz.tz_minuteswest, as gettimeofday(2) reports it (0 on most machines)."""
+    """sys_tz.tz_minuteswest, as gettimeofday(2) reports it (0 on most machines).
+
+    ctypes is imported here, for a `clock = "now"` only: every `kptui trace` imports
+    this module, and importing ctypes costs it a few milliseconds."""
+    import ctypes
+    import platform
+
+    class _Timezone(ctypes.Structure):
+        _fields_ = [("tz_minuteswest", ctypes.c_int), ("tz_dsttime", ctypes.c_int)]
+
     number = SYS_GETTIMEOFDAY.get(platform.machine())
     if number is None:
         raise KptuiError(f'clock = "now": kptui cannot read the kernel\'s time zone on '

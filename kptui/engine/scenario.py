@@ -8,8 +8,10 @@ the raw text, because tomllib does not keep them.
 from __future__ import annotations
 
 import functools
+import os.path
 import re
 import tomllib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Interface
 from typing import TYPE_CHECKING, Any
@@ -30,7 +32,10 @@ TOP_KEYS = {"name": str, "description": str, "profile": str, "setup": str, "ipta
             "ipset": str,
             "sysctl": dict, "interfaces": list, "packets": list, "rt_tables": (dict, str),
             "sockets": list,
-            "clock": str, "conntrack": str, "nftables": str}
+            "clock": str, "conntrack": str, "nftables": str, "iptables_file": str}
+# `iptables_file = "rules.v4"`: the ruleset in a file of its own, as iptables-save wrote it
+# (instead of an `iptables` string), named relative to the scenario's directory; its
+# errors name that file and its line. The caller of load_scenario reads it (read_file).
 # `conntrack = """..."""`: the box's conntrack entries at time 0, as `conntrack -L` prints
 # them (kptui.engine.ct_entries); `nftables = """..."""`: native nftables tables as `nft
 # list ruleset` prints them, kept verbatim and not simulated yet (a note says so).
@@ -204,6 +209,8 @@ class Scenario:
     setup_line: int = 1
     iptables: str = ""
     iptables_line: int = 1
+    iptables_file: str = ""  # `iptables_file` as written ("": the ruleset is inline)
+    iptables_path: str = ""  # the file the ruleset was read from, which its errors name
     ipset: str = ""  # `ipset save` text (ipset restore's input), loaded before the setup lines
     ipset_line: int = 1
     conntrack: str = ""  # `conntrack -L` lines: entries the box has at time 0
@@ -223,6 +230,9 @@ class Scenario:
     # Where `packets` come from when not from the text ("--pcap FILE": kptui.pcaprun put a
     # capture's in their place); a session, which keeps only the text, cannot hold them.
     packets_from: str = ""
+    # How the files a scenario names were read (load_scenario's read_file), for a caller
+    # that loads an edited copy of the text again (a profile switch, --send, a clock).
+    read_file: Callable[[str], str] | None = field(default=None, repr=False, compare=False)
 
     def build_box(self) -> Box:
         """Interfaces and addresses, sysctls, the ipset text, setup lines, then the
@@ -289,7 +299,8 @@ class Scenario:
         if self.iptables:
             from kptui.engine.iptables import restore
 
-            restore(box.ruleset, self.iptables, file=self.file, first_line=self.iptables_line)
+            restore(box.ruleset, self.iptables, file=self.iptables_path or self.file,
+                    first_line=self.iptables_line)
         check_ruleset(box.ruleset, self.profile, file=self.file, text=self.text)
         if self.conntrack.strip():
             from kptui.engine.ct_entries import load_entries, parse_entries
@@ -374,6 +385,7 @@ MAX_INT_DIGITS = 4300
 # What the nesting scan skips (strings, comments) and what it counts (brackets, braces).
 _NESTING_TOKENS = re.compile(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\''
                              r"|#[^\n]*|[\[\]{}]")
+_NESTING_START = re.compile(r'"""|\'\'\'|["\'#\[\]{}]')  # where a token may begin
 _TOML_WHERE = re.compile(r"\s*\(at line ([0-9]+), column ([0-9]+)\)")
 
 
@@ -396,11 +408,30 @@ def _read_toml(text: str, file: str) -> dict[str, Any]:
                          file=file, line=line) from None
 
 
+def _nesting_tokens(text: str) -> Iterator[re.Match[str]]:
+    """_NESTING_TOKENS.finditer(text), with a multi-line string skipped by str.find: the
+    regular expression's lazy scan to its end is slow on a 20,000-rule `iptables` string."""
+    pos = 0
+    search, match, find = _NESTING_START.search, _NESTING_TOKENS.match, text.find
+    while (start := search(text, pos)) is not None:
+        at = start.start()
+        quotes = start.group()
+        if len(quotes) == 3 and (end := find(quotes, at + 3)) >= 0:
+            pos = end + 3  # what the first two alternatives match: no bracket in it
+            continue
+        m = match(text, at)
+        if m is None:  # an unterminated quote: finditer tries the next character
+            pos = at + 1
+            continue
+        yield m
+        pos = m.end() if m.end() > at else at + 1
+
+
 def _check_nesting(text: str, file: str) -> None:
     if text.count("[") + text.count("{") <= MAX_NESTING:
         return
     depth = 0
-    for m in _NESTING_TOKENS.finditer(text):
+    for m in _nesting_tokens(text):
         c = m.group()
         if c in "[{":
             depth += 1
@@ -413,8 +444,13 @@ def _check_nesting(text: str, file: str) -> None:
             depth = max(depth - 1, 0)
 
 
-def load_scenario(text: str, *, file: str) -> Scenario:
-    """Parse and validate a scenario; every problem is a ParseError naming file and line."""
+def load_scenario(text: str, *, file: str,
+                  read_file: Callable[[str], str] | None = None) -> Scenario:
+    """Parse and validate a scenario; every problem is a ParseError naming file and line.
+
+    ``read_file(path)`` reads a file the scenario names (``iptables_file``), as text; the
+    engine reads no file itself (DESIGN.md), so without it such a scenario is refused.
+    """
     data = _read_toml(text, file)
     where = _Lines(text)
 
@@ -453,7 +489,12 @@ def load_scenario(text: str, *, file: str) -> Scenario:
                   conntrack=data.get("conntrack", ""),
                   conntrack_line=where.string_start("conntrack"),
                   nftables=data.get("nftables", ""),
-                  nftables_line=where.string_start("nftables"))
+                  nftables_line=where.string_start("nftables"), read_file=read_file)
+    if "iptables_file" in data:
+        sc.iptables_file = data["iptables_file"]
+        sc.iptables_path, sc.iptables = _read_named(
+            "iptables_file", sc.iptables_file, file, read_file, where.top_key("iptables_file"),
+            err, instead="iptables" if "iptables" in data else "")
     if sc.nftables.strip():
         from kptui.engine.nftables_text import notes, split_tables
 
@@ -497,6 +538,31 @@ def load_scenario(text: str, *, file: str) -> Scenario:
         for _copy in range(entry.get("repeat", 1) - 1):
             sc.packets.append(replace(spec))
     return sc
+
+
+def _read_named(key: str, name: str, file: str, read_file: Callable[[str], str] | None,
+                line: int, err: Callable[..., ParseError], *, instead: str) -> tuple[str, str]:
+    """(path, text) of the file that ``key = name`` names, relative to the scenario's
+    directory (an absolute name as it is). ``instead``: the inline key also given."""
+    if instead:
+        raise err(f"{instead} and {key} both give the ruleset: keep one", line, key)
+    if not name:
+        raise err(f"{key} must name a file", line, key)
+    path = os.path.join(os.path.dirname(file), name)
+    if read_file is None:
+        raise err(f"{key} {name!r} cannot be read here: the scenario was given as text, "
+                  "not as a file", line, name)
+    try:
+        return path, read_file(path)
+    except FileNotFoundError:
+        problem = "no such file"
+    except IsADirectoryError:
+        problem = "is a directory"
+    except UnicodeDecodeError:
+        problem = "not a text file"
+    except OSError as exc:
+        problem = exc.strerror or str(exc)
+    raise err(f"{key} {name!r}: {path}: {problem}", line, name)
 
 
 def _rt_tables(value: dict | str, line: int, err) -> dict[str, int]:  # noqa: ANN001

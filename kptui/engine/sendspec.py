@@ -402,7 +402,7 @@ def apply_sends(scenario: Scenario, texts: Sequence[str]) -> None:
     first = base.count("\n") + 1  # the line of the block's first line in the new text
     text = base + block
     try:
-        loaded = load_scenario(text, file=scenario.file)
+        loaded = load_scenario(text, file=scenario.file, read_file=scenario.read_file)
     except ParseError as err:
         raise _on_word(err, packets, where, first) from None
     for n, spec in enumerate(loaded.packets):

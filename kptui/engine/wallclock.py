@@ -165,7 +165,8 @@ def resolved(scenario: Any, value: str) -> Any:
         return scenario
     from kptui.engine.scenario import load_scenario
 
-    return load_scenario(with_clock(scenario.text, scenario.file, value), file=scenario.file)
+    return load_scenario(with_clock(scenario.text, scenario.file, value), file=scenario.file,
+                         read_file=getattr(scenario, "read_file", None))
 
 
 def box_clock(box: Any) -> WallClock:

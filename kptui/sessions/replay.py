@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kptui import __version__
@@ -118,7 +119,9 @@ def replay(session: Session, *, file: str = "session") -> Replayed:
     from kptui.engine.scenario import load_scenario
 
     try:
-        scenario = load_scenario(session.scenario_text, file=session.scenario_file)
+        # a scenario's iptables_file is read beside the scenario file, as when it was run
+        scenario = load_scenario(session.scenario_text, file=session.scenario_file,
+                                 read_file=lambda path: Path(path).read_text("utf-8"))
     except KptuiError as err:
         raise SessionError(f"{file}: its scenario does not load in this kptui: {err}") from None
     dbg = Debugger.for_scenario(scenario)

@@ -16,7 +16,7 @@ from kptui.engine.iptables.ipmatch import IPMatch
 from kptui.engine.iptables.lexer import Token
 from kptui.engine.iptables.matches import Match
 from kptui.engine.iptables.model import Rule
-from kptui.engine.iptables.registry import MATCHES, TARGETS
+from kptui.engine.iptables.registry import match_class, target_class
 from kptui.engine.iptables.targets import (
     STANDARD_VERDICTS,
     ChainTarget,
@@ -87,7 +87,7 @@ class RuleParser:
         seen_ip: list[str] = []
         inv_tok: Token | None = None
         ip_kind = _IP_OPTS.get
-        match_cls = MATCHES.get
+        match_cls = match_class
         i, n = 0, len(toks)
         while i < n:
             tok = toks[i]
@@ -156,6 +156,8 @@ class RuleParser:
                 raise self.err(f"Bad argument `{t}'", tok)
             if target is not None and t in target.options:
                 owner = target
+            elif matches and t in matches[-1][0].options:  # the newest match: the usual owner
+                owner = matches[-1][0]
             else:
                 for m, _ in reversed(matches):
                     if t in m.options:
@@ -216,7 +218,7 @@ class RuleParser:
             owners.append(target)
         pname = _PROTO_MATCH.get(ip.proto)
         if pname and not ip.proto_inv and not any(m.name == pname for m, _ in matches):
-            owners.append(MATCHES[pname])
+            owners.append(match_class(pname))
         known = {o for o in _IP_OPTS if o.startswith("--")}
         for owner in owners:
             known.update(owner.options)
@@ -271,7 +273,7 @@ class RuleParser:
                            "is therefore inhibited.")
         if name in STANDARD_VERDICTS:
             return Standard(name)
-        cls = TARGETS.get(name)
+        cls = target_class(name)
         if cls is None:
             raise BadValue(f"Chain '{name}' does not exist")
         target = cls()
@@ -289,7 +291,7 @@ class RuleParser:
         # load the match named after -p, once, when -p is not inverted
         pname = _PROTO_MATCH.get(ip.proto)
         if pname and not ip.proto_inv and not any(m.name == pname for m, _ in matches):
-            cls = MATCHES[pname]
+            cls = match_class(pname)
             if opt in cls.options:
                 m = cls()
                 matches.append((m, (pname, 0)))
