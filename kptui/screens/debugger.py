@@ -24,7 +24,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
-from textual.reactive import reactive
+from textual.reactive import var
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 
@@ -45,6 +45,10 @@ from kptui.widgets.qos import QosPanel, has_tc, qos_text
 from kptui.widgets.tracelog import LogEntry
 
 WIDE_MIN_HEIGHT = 34
+# Texts whose widget has a fixed height in app.tcss: replacing them needs no layout pass
+# (one costs more than a step: 15-25 ms at 80x24)
+FIXED_HEIGHT = frozenset({"#status", "#rules-title"})
+BUSY_NOTICE = 0.15  # seconds before the status line says a command is running
 TABS = ("rules", "route", "conntrack", "log", "breakpoints")
 
 # Commands that move through the walk: (debugger method, words for the status line).
@@ -126,7 +130,9 @@ class DebuggerScreen(Screen[None]):
                         "kptui replay FILE)"),
     ]
 
-    busy: reactive[bool] = reactive(False, init=False)
+    # A var, not a reactive: a repaint of the whole screen when a command starts cost a
+    # frame before the step's own (tens of ms per step at 20k rules, see bench_tui.py).
+    busy: var[bool] = var(False, init=False)
 
     def __init__(self, debugger: Any, *, scenario: Any = None, name: str = "",
                  view: dict[str, str] | None = None, session_path: str = "") -> None:
@@ -142,6 +148,10 @@ class DebuggerScreen(Screen[None]):
         self.last_op = ""
         self.pinned: tuple[str, str] | None = None  # a chain the user chose to look at
         self._log_cache: list[LogEntry] = []
+        # how many of _log_cache's lines still match the debugger's events: the shortest
+        # the events have been since the log was last brought up to date (a step back
+        # shortens them, an edit or a different walk may then replace what follows)
+        self._log_valid = 0
         self._absent: frozenset[str] = frozenset()
         self._texts: dict[str, str] = {}
 
@@ -203,6 +213,7 @@ class DebuggerScreen(Screen[None]):
         than the step itself.
         """
         dbg = self.debugger
+        self._log_valid = min(self._log_valid, len(dbg.events))
         events = dbg.walk_events
         self._set_text("#status", self.status_text())
         self.query_one(PacketDiagram).set_state(
@@ -219,8 +230,10 @@ class DebuggerScreen(Screen[None]):
         elif tab == "conntrack":
             self._set_text("#conntrack-text", view.conntrack_text(dbg))
         elif tab == "log":
-            self._log_cache = view.log_entries(dbg, 0, self._log_cache)
-            self.query_one(TraceLog).set_entries(self._log_cache)
+            valid = min(self._log_valid, len(dbg.events))
+            view.log_entries(dbg.events, self._log_cache, valid)
+            self._log_valid = len(self._log_cache)
+            self.query_one(TraceLog).set_entries(self._log_cache, valid)
         elif tab == "breakpoints":
             self._set_text("#breakpoints-text", self.breakpoints_text())
         elif tab == "qos":
@@ -231,7 +244,7 @@ class DebuggerScreen(Screen[None]):
         widget = self.query_one(selector, Static)
         if self._texts.get(selector) != text:
             self._texts[selector] = text
-            widget.update(text, layout=selector != "#status")
+            widget.update(text, layout=selector not in FIXED_HEIGHT)
 
     @on(TabbedContent.TabActivated)
     @guarded
@@ -261,11 +274,13 @@ class DebuggerScreen(Screen[None]):
                 rules.show(view.chain_view(self.debugger, table, chain, marks, current, policy))
             else:
                 rules.show(view.chain_view(self.debugger, table, chain), follow=False)
-        elif self._stage_chain(key) is not None:
-            table, chain = self._stage_chain(key)  # type: ignore[misc]
-            rules.show(view.chain_view(self.debugger, table, chain))
+        elif (stage_chain := self._stage_chain(key, events)) is not None:
+            rules.show(view.chain_view(self.debugger, *stage_chain))
         elif key is not None:
             rules.show(view.chain_view(self.debugger, key[0], key[1], marks, current, policy))
+        elif rules.view.chain:  # a new walk, no chain yet: the last one, without its marks
+            old = rules.view
+            rules.show(view.chain_view(self.debugger, old.table, old.chain), follow=False)
         else:
             rules.show(rules.view)
         title = rules.view.title if rules.view.chain else ""
@@ -273,10 +288,15 @@ class DebuggerScreen(Screen[None]):
             title += "  (selected in the diagram)"
         self._set_text("#rules-title", title)
 
-    def _stage_chain(self, key: tuple[str, str] | None) -> tuple[str, str] | None:
-        """At a table stage whose chain was not entered yet: that stage's chain."""
+    def _stage_chain(self, key: tuple[str, str] | None,
+                     events: list[Any]) -> tuple[str, str] | None:
+        """At a table stage whose chain was not entered yet: that stage's chain. Once
+        entered, the chain in focus with its marks stays, to the end of the stage (the
+        DNAT's field changes show the rule that did it, not the hook chain unmarked)."""
         cur = self.debugger.current
         if cur is None or not cur.stage or isinstance(cur, Fate):
+            return None
+        if key is not None and view.chain_entered_in_stage(events):
             return None
         try:
             stage = self.profile.stage(cur.stage)
@@ -334,8 +354,15 @@ class DebuggerScreen(Screen[None]):
 
     # -- engine commands ------------------------------------------------------------
 
-    def watch_busy(self) -> None:
-        self._set_text("#status", self.status_text())
+    def watch_busy(self, busy: bool) -> None:
+        """A command that is not done within ``BUSY_NOTICE`` seconds says it is running;
+        a quick one (nearly all steps) paints once, with its result: no flicker."""
+        if busy:
+            self.set_timer(BUSY_NOTICE, self._busy_notice, name="busy-notice")
+
+    def _busy_notice(self) -> None:
+        if self.busy:
+            self._set_text("#status", self.status_text())
 
     def action_move(self, op: str) -> None:
         self.run_engine(op, getattr(self.debugger, op))

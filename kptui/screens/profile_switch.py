@@ -14,6 +14,7 @@ from typing import Any
 
 from kptui.engine.errors import KptuiError
 from kptui.engine.profile import KNOWN_PROFILES
+from kptui.screens import heap
 
 _PROFILE_LINE = re.compile(r'^[ \t]*profile[ \t]*=.*$', re.MULTILINE)
 
@@ -56,6 +57,9 @@ def switch_profile(screen: Any, profile: str) -> str | None:
     app = screen.app
     app.scenario, app.debugger = new, debugger
     app.switch_screen(DebuggerScreen(debugger, scenario=new, name=screen.scenario_name))
+    # the old box is garbage once its screen is gone: back to the ordinary collector for
+    # both (freezing now could keep the old one, still referenced, for the whole run)
+    heap.release()
     app.notify(f"profile {profile}: the scenario was rebuilt and the diagram redrawn",
                timeout=5)
     return None

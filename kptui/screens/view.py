@@ -18,6 +18,7 @@ from kptui.engine.events import (
     PolicyApplied,
     RouteDecision,
     RuleEval,
+    StageEnter,
     StageLeave,
     TargetApplied,
     UserEdit,
@@ -111,6 +112,17 @@ def chain_in_focus(events: list[Event]) -> tuple[tuple[str, str] | None, dict, i
     return last, marks.get(last, {}), current, last in policy_hit
 
 
+def chain_entered_in_stage(events: list[Event]) -> bool:
+    """Whether a chain was entered since the current stage began (back to its StageEnter:
+    a stage's events only, not the walk's)."""
+    for ev in reversed(events):
+        if isinstance(ev, ChainEnter):
+            return True
+        if isinstance(ev, StageEnter):
+            return False
+    return False
+
+
 def chain_view(dbg: Any, table: str, chain: str, marks: dict[int, bool] | None = None,
                current: int = 0, policy_applied: bool = False) -> ChainView:
     tbl = dbg.box.ruleset.tables.get(table)
@@ -182,16 +194,15 @@ def conntrack_text(dbg: Any) -> str:
     return "\n".join(["conntrack -L:", *lines])
 
 
-def log_entries(dbg: Any, start: int, cache: list[LogEntry]) -> list[LogEntry]:
-    """Log lines for every event; ``cache`` holds the lines already made for a prefix."""
-    events = dbg.events
-    keep = min(len(cache), len(events))
-    # a reverse step may have rebuilt the events: keep only the cached prefix still valid
-    out = cache[:keep]
-    packet = out[-1].packet if out else 0
-    for number in range(keep, len(events)):
+def log_entries(events: list[Event], cache: list[LogEntry], valid: int) -> list[LogEntry]:
+    """``cache`` (changed in place) made the log lines of ``events``: its first ``valid``
+    lines are known to be right, only the rest is made again (a step costs its new
+    lines, not the session's)."""
+    del cache[valid:]
+    packet = cache[-1].packet if cache else 0
+    for number in range(len(cache), len(events)):
         ev = events[number]
         if ev.kind == "walk_start":
             packet = ev.index
-        out.append(LogEntry(packet, number, ev.kind, ev.describe()))
-    return out
+        cache.append(LogEntry(packet, number, ev.kind, ev.describe()))
+    return cache

@@ -62,23 +62,34 @@ class TraceLog(ScrollView, can_focus=True):
         super().__init__(id=id)
         self.entries: list[LogEntry] = []
         self.shown: list[LogEntry] = []
+        self._filtered = 0  # how many entries the filter has looked at
         self._cache: dict[int, Strip] = {}
 
-    def set_entries(self, entries: list[LogEntry]) -> None:
+    def set_entries(self, entries: list[LogEntry], valid: int = 0) -> None:
+        """Show ``entries`` (entry ``n`` is event ``n``); the first ``valid`` of them are
+        the ones shown last time, so the filter only looks at the rest."""
         at_end = self.scroll_y >= self.max_scroll_y - 1
+        if entries is not self.entries:
+            valid = 0
         self.entries = entries
-        self._apply_filter(follow=at_end)
+        self._apply_filter(follow=at_end, valid=valid)
 
     def watch_filter_text(self) -> None:
         self._apply_filter(follow=True)
 
-    def _apply_filter(self, *, follow: bool) -> None:
+    def _apply_filter(self, *, follow: bool, valid: int = 0) -> None:
         words = self.filter_text.lower().split()
-        if words:
-            self.shown = [e for e in self.entries
-                          if all(w in e.text.lower() or w == e.kind for w in words)]
-        else:
+        if not words:
             self.shown = self.entries
+        else:
+            if self.shown is self.entries:
+                self.shown, valid = [], 0
+            valid = min(valid, self._filtered)
+            while self.shown and self.shown[-1].number >= valid:
+                self.shown.pop()
+            self.shown.extend(e for e in self.entries[valid:]
+                              if all(w in e.text.lower() or w == e.kind for w in words))
+        self._filtered = len(self.entries)
         self._cache.clear()
         width = max((len(e.text) + 10 for e in self.shown[-300:]), default=20)
         self.virtual_size = Size(width, len(self.shown))
