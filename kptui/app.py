@@ -44,8 +44,9 @@ class KptApp(App[object]):
 
     def __init__(self, scenario: Any = None, *, debugger: Any = None, text: str | None = None,
                  name: str = "", view: dict[str, str] | None = None, session_path: str = "",
-                 replay: Any = None, notice: str = "") -> None:
+                 replay: Any = None, notice: str = "", read_file: Any = None) -> None:
         """``view`` and ``session_path``: a reopened session's screen state and file.
+        ``read_file``: how ``text`` reads the files it names (an ``iptables_file``).
         ``replay``: the recorded timeline (a list of events) to open in replay mode.
         ``notice``: a warning to show once the screen is up (a diverging session)."""
         super().__init__()
@@ -56,6 +57,7 @@ class KptApp(App[object]):
         self.scenario = scenario
         self.debugger = debugger
         self.text = text
+        self.read_file = read_file
         self.scenario_name = name or getattr(scenario, "name", "") or "scenario"
         self.load_seconds = 0.0
         # kptui bugs met so far ("ValueError: ..."), each logged with its traceback and
@@ -137,7 +139,8 @@ class KptApp(App[object]):
         try:
             with heap.building():
                 if self.scenario is None:
-                    self.scenario = load_scenario(self.text or "", file=self.scenario_name)
+                    self.scenario = load_scenario(self.text or "", file=self.scenario_name,
+                                                  read_file=self.read_file)
                 lines = self.scenario.iptables.count("\n")  # fits the 66 columns at 80x24
                 self.call_from_thread(self._progress, f"building the box: {lines:,} lines "
                                       "of iptables rules")

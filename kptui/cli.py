@@ -330,7 +330,9 @@ def cmd_open(args: argparse.Namespace) -> int:
         return 0
     from kptui.app import KptApp
 
-    if len(text) <= SYNC_LOAD_LIMIT or args.pcap:
+    # A small scenario loads before the screen opens; a big one, or one whose rules are in
+    # a file of their own, behind the loading screen.
+    if (len(text) <= SYNC_LOAD_LIMIT and "iptables_file" not in text) or args.pcap:
         from kptui.engine.debugger import Debugger
         from kptui.engine.scenario import load_scenario
 
@@ -339,7 +341,7 @@ def cmd_open(args: argparse.Namespace) -> int:
         app = KptApp(scenario, debugger=Debugger.for_scenario(scenario),
                      name=scenario.name or name, notice="\n".join(notes))
     else:
-        app = KptApp(text=text, name=name)
+        app = KptApp(text=text, name=name, read_file=read_text_file)
     result = app.run()
     if isinstance(result, BaseException):
         raise result

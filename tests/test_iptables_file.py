@@ -187,3 +187,22 @@ def test_a_session_of_such_a_scenario_replays_with_the_rules_beside_it(
     session = record(dbg, path.read_text(), str(path))
     again = replay(session)
     assert again.ok and again.debugger.events == dbg.events
+
+
+async def test_the_tui_loads_the_rules_file_behind_its_loading_screen(scenario_dir: Path) -> None:
+    import asyncio
+
+    from kptui.app import KptApp
+    from kptui.cli import read_text_file
+    from kptui.screens.debugger import DebuggerScreen
+
+    path = scenario_dir / "port-forward.toml"
+    app = KptApp(text=path.read_text(), name=str(path), read_file=read_text_file)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for _ in range(500):
+            if isinstance(app.screen, DebuggerScreen):
+                break
+            await asyncio.sleep(0.01)
+        await pilot.pause()
+        assert isinstance(app.screen, DebuggerScreen)  # not an error exit: the file was read
+        assert to_save(app.debugger.box.ruleset) == to_save(load(str(path)).build_box().ruleset)

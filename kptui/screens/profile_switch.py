@@ -46,7 +46,8 @@ def switch_profile(screen: Any, profile: str) -> str | None:
         screen.notify(f"already in profile {profile}", timeout=3)
         return None
     try:
-        new = load_scenario(with_profile(scenario.text, profile), file=scenario.file)
+        new = load_scenario(with_profile(scenario.text, profile), file=scenario.file,
+                            read_file=scenario.read_file)
         if scenario.packets_from:  # --pcap: the capture's packets, not the text's
             new.packets, new.packets_from = scenario.packets, scenario.packets_from
         debugger = Debugger.for_scenario(new)
