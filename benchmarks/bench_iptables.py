@@ -43,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from figures import Figure, report  # noqa: E402
+from figures import Figure, median_time, report  # noqa: E402
 from kube_proxy import (  # noqa: E402
     POD_CIDR,
     ServicePort,
@@ -57,16 +57,6 @@ NETNS = "benchE"
 NODE_IP = IPv4Address("192.168.1.10")  # this node; also the API server endpoint
 CNI_IP = IPv4Address("10.244.0.1")  # cni0 on this node, whose pods are 10.244.0.0/24
 CLIENT_POD = IPv4Address("10.244.0.5")
-
-
-def median_time(fn: Callable[[], Any], runs: int) -> float:
-    """Median wall time of ``fn()`` in seconds."""
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 # -- parse ---------------------------------------------------------------------------

@@ -21,8 +21,8 @@ from textual.await_complete import AwaitComplete
 from textual.binding import Binding
 from textual.worker import WorkerFailed
 
+from kptui import heap
 from kptui.engine.errors import KptuiError
-from kptui.screens import heap
 from kptui.screens.commands import DebuggerCommands
 from kptui.screens.debugger import DebuggerScreen
 from kptui.screens.guard import notify_error

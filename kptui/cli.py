@@ -12,8 +12,9 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from kptui import __version__
+from kptui import __version__, heap
 from kptui.engine.errors import KptuiError
+from kptui.scenario_files import read_text_file
 
 DEMO = "demo.toml"
 
@@ -38,11 +39,6 @@ def read_scenario_text(path: str | None, *, now: bool = True) -> tuple[str, str]
 
         text = resolve_text(text, path)
     return text, path
-
-
-def read_text_file(path: str) -> str:
-    """A file a scenario names (``iptables_file``): load_scenario's ``read_file``."""
-    return Path(path).read_text("utf-8")
 
 
 def load(path: str | None, *, now: bool = True):  # noqa: ANN201 - Scenario, lazily imported
@@ -96,7 +92,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
         save(record_run(scenario, scenario.text, scenario.file), args.save)
     box = box or scenario.build_box()
-    keep_for_the_run()
+    heap.keep()  # the box lives to the end: no collection scans it again
     results = list(run_scenario(scenario, only=args.packet, box=box))
     fmt = "json" if args.json else args.format
     if fmt == "trace":  # rule handles come from the box's ruleset, as the kernel's do
@@ -108,19 +104,6 @@ def cmd_trace(args: argparse.Namespace) -> int:
         render = pcaprun.renderers(scenario.packets)
     sys.stdout.write(render[fmt](results))
     return 0
-
-
-def keep_for_the_run() -> None:
-    """Hand what is alive now (the box) to the collector's permanent generation.
-
-    A 20,000-rule box is millions of objects that live until the process exits:
-    the cyclic collector would scan them again and again while the walks allocate
-    (0.2 s on the kube-proxy ruleset) and once more at exit (0.4 s), never finding
-    garbage in them (gc.freeze). Reference counting still frees what a walk drops.
-    """
-    import gc
-
-    gc.freeze()
 
 
 def live_text() -> tuple[str, str]:
@@ -325,7 +308,7 @@ def cmd_open(args: argparse.Namespace) -> int:
                                              scenario.packets))
             return 0
         box = scenario.build_box()
-        keep_for_the_run()
+        heap.keep()  # the box lives to the end: no collection scans it again
         sys.stdout.write(report.as_text(run_scenario(scenario, box=box)))
         return 0
     from kptui.app import KptApp

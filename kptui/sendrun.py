@@ -47,8 +47,8 @@ def text_with_sends(text: str, name: str, sends: Sequence[str]) -> str:
     without --send): what the TUI loads, so its sessions keep them."""
     if not sends:
         return text
-    from kptui.cli import read_text_file
     from kptui.engine.scenario import load_scenario
+    from kptui.scenario_files import read_text_file
 
     scenario = load_scenario(text, file=name, read_file=read_text_file)
     use_sends(scenario, sends)

@@ -112,10 +112,11 @@ def test_a_walk_reaching_a_declined_module_stops_with_its_name():
 
 
 def test_protocol_matches_need_protocols_kptui_packets_never_have():
-    from kptui.engine.iptables.registry import MATCHES
+    from kptui.engine.iptables.registry import match_class
     from kptui.engine.scenario import PROTOS
 
     have = {"tcp": 6, "udp": 17, "icmp": 1}
     assert set(PROTOS) == set(have)
     for name in UNREACHABLE_PROTOCOL:
-        assert MATCHES[name].protos and not set(MATCHES[name].protos) & set(have.values())
+        protos = match_class(name).protos
+        assert protos and not set(protos) & set(have.values())

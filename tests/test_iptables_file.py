@@ -193,7 +193,7 @@ async def test_the_tui_loads_the_rules_file_behind_its_loading_screen(scenario_d
     import asyncio
 
     from kptui.app import KptApp
-    from kptui.cli import read_text_file
+    from kptui.scenario_files import read_text_file
     from kptui.screens.debugger import DebuggerScreen
 
     path = scenario_dir / "port-forward.toml"

@@ -29,9 +29,7 @@ WORDS = ["-A", "-I", "-D", "-t", "nat", "-c", "1", "2", "--table", "--set-counte
 @given(st.lists(st.sampled_from(WORDS), min_size=1, max_size=8))
 def test_the_append_shortcut_is_what_split_command_makes(words: list[str]) -> None:
     toks = [(w, k + 1) for k, w in enumerate(words)]
-    shortcut = (toks[0][0] == "-A" and len(toks) > 1 and toks[1][0][:1] not in ("-", "!")
-                and commands._SPECIAL.isdisjoint(map(commands._text, toks[2:])))
-    if shortcut:  # the condition _restore tests, and what it then passes to _execute
+    if commands.plain_append(toks):  # what _restore then passes to _execute
         ctx = commands._Ctx("f", 1)
         assert commands._split_command(toks, ctx, allow_table=False) == (
             None, toks[0], [toks[1]], toks[2:], None)

@@ -456,11 +456,11 @@ class Debugger:
             return
         if at < len(counts) and counts[at] < count + self.checkpoint_every:
             return  # one just ahead already (kept while seeking along a timeline)
-        self._checkpoints.insert(at, _Checkpoint(
-            count, snapshot.take(self.box, self.packet, tuple(self._answers),
-                                 layout=self._pristine.layout if self._pristine else None),
-            self.index,
-            self.walk_start, tuple(self._walked)))
+        assert self._pristine is not None  # taken by _reset, before any event
+        state = snapshot.take(self.box, self.packet, tuple(self._answers),
+                              layout=self._pristine.layout)
+        self._checkpoints.insert(at, _Checkpoint(count, state, self.index, self.walk_start,
+                                                 tuple(self._walked)))
 
     def _drop_checkpoints_after(self, count: int) -> None:
         """History after ``count`` is being rewritten: checkpoints there no longer hold."""

@@ -230,7 +230,7 @@ class DebuggerScreen(Screen[None]):
         elif tab == "conntrack":
             self._set_text("#conntrack-text", view.conntrack_text(dbg))
         elif tab == "log":
-            valid = min(self._log_valid, len(dbg.events))
+            valid = self._log_valid  # already no longer than the events (above)
             view.log_entries(dbg.events, self._log_cache, valid)
             self._log_valid = len(self._log_cache)
             self.query_one(TraceLog).set_entries(self._log_cache, valid)

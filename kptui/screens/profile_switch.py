@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from kptui import heap
 from kptui.engine.errors import KptuiError
 from kptui.engine.profile import KNOWN_PROFILES
-from kptui.screens import heap
 
 _PROFILE_LINE = re.compile(r'^[ \t]*profile[ \t]*=.*$', re.MULTILINE)
 

@@ -67,6 +67,8 @@ MAX_JOURNAL = 1_000_000
 MAX_EVENTS = 1_000_000
 MAX_BREAKPOINTS = 10_000
 MAX_TEXT = 4096  # one event's text, a spec, an edit's value, a file name
+MAX_KIND = 64  # an event record's kind
+MAX_EVENT_TEXT = MAX_TEXT * 4  # an event record's line for people
 MAX_WORD = 256  # view values, field paths, injected field values
 EVENT_DIGEST_BYTES = 8
 KEYS = ("format", "kptui_version", "scenario", "breakpoints", "journal", "view", "events",
@@ -317,8 +319,8 @@ class _Checker:
             if type(value) is list and len(value) == 3:
                 digest, kind, text = value
                 if type(digest) is bytes and len(digest) == EVENT_DIGEST_BYTES and \
-                        type(kind) is str and len(kind) <= 64 and \
-                        type(text) is str and len(text) <= MAX_TEXT * 4:
+                        type(kind) is str and len(kind) <= MAX_KIND and \
+                        type(text) is str and len(text) <= MAX_EVENT_TEXT:
                     out.append((digest, kind, text))
                     continue
             out.append(self.event(value, f"events[{i}]"))
@@ -348,8 +350,8 @@ class _Checker:
         if len(items) != 3:
             raise self.fail(where, "must be [digest, kind, text]")
         return (self.bin(items[0], f"{where}.digest", EVENT_DIGEST_BYTES),
-                self.str(items[1], f"{where}.kind", 64),
-                self.str(items[2], f"{where}.text", MAX_TEXT * 4))
+                self.str(items[1], f"{where}.kind", MAX_KIND),
+                self.str(items[2], f"{where}.text", MAX_EVENT_TEXT))
 
 
 # op -> (its keys, whether they are optional)

@@ -14,7 +14,6 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from kptui import __version__
@@ -22,8 +21,9 @@ from kptui.engine.debugger import Debugger
 from kptui.engine.errors import KptuiError
 from kptui.engine.events import ChainEnter, Event, Fate, StageLeave, WalkStart
 from kptui.engine.monitor import packet_fields
+from kptui.scenario_files import read_text_file
 from kptui.sessions import pcap
-from kptui.sessions.format import EVENT_DIGEST_BYTES, MAX_TEXT, Session, SessionError
+from kptui.sessions.format import EVENT_DIGEST_BYTES, MAX_EVENT_TEXT, Session, SessionError
 
 # json.dumps with these options builds a new encoder per call; one encoder made once is
 # the same encoding (it keeps no state between calls), for every event of a session.
@@ -55,7 +55,7 @@ def event_record(event: Event) -> tuple[bytes, str, str]:
 
 
 def _record_of(event: Event, data: bytes) -> tuple[bytes, str, str]:
-    return (_short(data), event.kind, event.describe()[:MAX_TEXT * 4])
+    return (_short(data), event.kind, event.describe()[:MAX_EVENT_TEXT])
 
 
 def _short(data: bytes) -> bytes:
@@ -121,7 +121,7 @@ def replay(session: Session, *, file: str = "session") -> Replayed:
     try:
         # a scenario's iptables_file is read beside the scenario file, as when it was run
         scenario = load_scenario(session.scenario_text, file=session.scenario_file,
-                                 read_file=lambda path: Path(path).read_text("utf-8"))
+                                 read_file=read_text_file)
     except KptuiError as err:
         raise SessionError(f"{file}: its scenario does not load in this kptui: {err}") from None
     dbg = Debugger.for_scenario(scenario)

@@ -9,7 +9,6 @@ kube-proxy ruleset needs a dozen of the 68 modules, and importing them all is a
 good part of kptui's start-up. ``EXT_MATCHES`` and ``EXT_TARGETS`` say which module
 holds which name; tests/test_extension_coverage.py checks them against the modules
 (``ext.extension_classes``), so a new extension is a module plus its line here.
-``MATCHES`` and ``TARGETS``, the complete tables, import every module on first use.
 """
 
 from __future__ import annotations
@@ -77,15 +76,6 @@ def target_class(name: str) -> type[targets.Target] | None:
 def is_target(name: str) -> bool:
     """Whether ``name`` is a target's (a chain may not take it), without importing it."""
     return name in _targets or name in EXT_TARGETS
-
-
-def __getattr__(name: str) -> Any:
-    """MATCHES and TARGETS: every class, every extension module imported."""
-    if name == "MATCHES":
-        return {**matches.MATCHES, **{n: match_class(n) for n in EXT_MATCHES}}
-    if name == "TARGETS":
-        return {**targets.TARGETS, **{n: target_class(n) for n in EXT_TARGETS}}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # Every IPv4 match and target of iptables 1.8.9's extensions (extensions/libxt_*.c and
