@@ -175,3 +175,21 @@ def test_df_key_sets_the_dont_fragment_flag():
     spec = load_scenario(_replace("sport = 40000", "sport = 40000\ndf = false"),
                          file="t.toml").packets[0]
     assert spec.df is False and spec.build().ip.df is False
+
+
+def test_lines_inside_multiline_strings_are_no_keys_or_headers():
+    # An `iptables-save -c` dump starts its rule lines with "[pkts:bytes]" and a setup
+    # string may hold "x = 1": neither is TOML structure, so the key after the string
+    # and the packet's errors still name their own lines.
+    text = ('iptables = """\n*filter\n:INPUT ACCEPT [0:0]\n[3:180] -A INPUT -j ACCEPT\n'
+            'profile = "x"\nCOMMIT\n"""\nprofile = "fancy"\n'
+            '[[packets]]\niif = "local"\nproto = "udp"\nsrc = "1.1.1.1"\n'
+            'dst = "2.2.2.2"\nsport = 1\ndport = 99999\n')
+    with pytest.raises(ParseError) as exc:
+        load_scenario(text, file="s.toml")
+    assert "profile must be one of" in exc.value.message
+    assert exc.value.line == 8
+    with pytest.raises(ParseError) as exc:
+        load_scenario(text.replace('"fancy"', '"modern"'), file="s.toml")
+    assert "packets.dport must be in 0..65535" in exc.value.message
+    assert exc.value.line == 15

@@ -7,6 +7,7 @@ the raw text, because tomllib does not keep them.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import os.path
 import re
@@ -312,33 +313,64 @@ class Scenario:
 
 
 _HEADER = re.compile(r"^\s*\[\[?\s*([^\[\]]*?)\s*\]\]?\s*(#.*)?$")
+_TOP_KEY = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")  # a bare key, as top_key has looked them up
+_STRING_DELIMS = ("'''", '"""')
+
+
+def _open_string(line: str) -> str:
+    """The delimiter of a multi-line string this line opens and leaves open, else ""."""
+    pos = 0
+    while True:
+        hits = [(k, d) for d in _STRING_DELIMS if (k := line.find(d, pos)) >= 0]
+        if not hits:
+            return ""
+        at, delim = min(hits)
+        close = line.find(delim, at + 3)
+        if close < 0:
+            return delim
+        pos = close + 3
 
 
 class _Lines:
     """Finds where keys and headers are in the raw TOML text (1-based line numbers).
 
     tomllib keeps no line numbers, so they are recovered from the text. One pass
-    indexes every table header and where each block ends; a lookup then reads only
-    its own block, so loading stays linear in the number of [[packets]] blocks.
+    indexes every table header, where each block ends and the top-level keys, and
+    skips the bodies of multi-line strings (a 20,000-rule ``iptables = '''...'''``
+    is read once, and a ``[0:0] -A ...`` line in it is no header); a lookup then reads
+    only its own block, so loading stays linear in the number of [[packets]] blocks.
     """
 
     def __init__(self, text: str) -> None:
         self.lines = text.splitlines()
         self.headers: dict[str, list[int]] = {}
         self.block_end: dict[int, int] = {}  # header line -> the last line of its block
+        self.code: list[int] = []  # 0-based indices of the lines outside multi-line strings
+        self.top: dict[str, int] = {}  # bare top-level key -> its first line
         self.first_header = len(self.lines) + 1
         previous = 0
-        for i, line in enumerate(self.lines):
-            if not line.lstrip().startswith("["):
-                continue
-            if previous:
-                self.block_end[previous] = i
-            else:
-                self.first_header = i + 1
-            previous = i + 1
-            m = _HEADER.match(line)
-            if m:
-                self.headers.setdefault(m.group(1), []).append(i + 1)
+        lines, code = self.lines, self.code
+        i, n = 0, len(lines)
+        while i < n:
+            line = lines[i]
+            code.append(i)
+            i += 1
+            if line.lstrip().startswith("["):
+                if previous:
+                    self.block_end[previous] = i - 1
+                else:
+                    self.first_header = i
+                previous = i
+                m = _HEADER.match(line)
+                if m:
+                    self.headers.setdefault(m.group(1), []).append(i)
+            elif not previous and (m := _TOP_KEY.match(line)):
+                self.top.setdefault(m.group(1), i)
+            delim = _open_string(line)
+            if delim:  # its body, up to the line that closes it, is no key or header
+                while i < n and delim not in lines[i]:
+                    i += 1
+                i += 1
         if previous:
             self.block_end[previous] = len(self.lines)
 
@@ -350,15 +382,21 @@ class _Lines:
         """The first line of the block that starts at ``after`` (a header line; 0: the
         top of the file) whose key is `key` (bare or quoted)."""
         pat = _key_pattern(key)
+        lines = self.lines
         if not after:
-            return next((i + 1 for i, line in enumerate(self.lines) if pat.match(line)), 0)
-        end = self.block_end.get(after, len(self.lines))
-        return next((i + 1 for i in range(after - 1, end) if pat.match(self.lines[i])), 0)
+            return next((i + 1 for i in self.code if pat.match(lines[i])), 0)
+        end = self.block_end.get(after, len(lines))
+        code = self.code
+        for k in range(bisect.bisect_left(code, after - 1), len(code)):
+            i = code[k]
+            if i >= end:
+                break
+            if pat.match(lines[i]):
+                return i + 1
+        return 0
 
     def top_key(self, key: str) -> int:
-        pat = _key_pattern(key, quoted=False)
-        return next((i + 1 for i in range(min(self.first_header - 1, len(self.lines)))
-                     if pat.match(self.lines[i])), 0)
+        return self.top.get(key, 0)
 
     def string_start(self, key: str) -> int:
         """The line where the value of top-level `key` begins (after a multi-line opener)."""
@@ -372,9 +410,9 @@ class _Lines:
 
 
 @functools.lru_cache(maxsize=256)
-def _key_pattern(key: str, *, quoted: bool = True) -> re.Pattern[str]:
+def _key_pattern(key: str) -> re.Pattern[str]:
     k = re.escape(key)
-    return re.compile(rf"^\s*({k}|\"{k}\"|'{k}')\s*=" if quoted else rf"^\s*{k}\s*=")
+    return re.compile(rf"^\s*({k}|\"{k}\"|'{k}')\s*=")
 
 
 # Arrays and inline tables nested deeper than this are refused before tomllib recurses

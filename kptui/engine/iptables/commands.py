@@ -13,7 +13,7 @@ from collections.abc import Callable
 from operator import itemgetter
 
 from kptui.engine.errors import ParseError, UnsupportedError
-from kptui.engine.iptables.lexer import Token, split_restore, split_shell
+from kptui.engine.iptables.lexer import Token, restore_words, split_restore, split_shell
 from kptui.engine.iptables.model import BUILTIN_CHAINS, Chain, Counters, Ruleset, Table
 from kptui.engine.iptables.parse import RuleParser
 from kptui.engine.iptables.registry import is_target
@@ -79,21 +79,9 @@ def _execute(ruleset: Ruleset, table: Table, cmd: Token, pos: list[Token], spec:
     """Run one command (-A/-I/-D/-R/-N/-X/-P/-F/-Z) against ``table``; ``lookup``: the
     table's ``_lookup``, made once per table by a restore."""
     op = _CMDS[cmd[0]]
-    if op == "-A" and pos:  # the usual case (every rule of a restore): the general path below
-        name = pos[0][0]
-        chain = table.chains.get(name)
-        if chain is not None:
-            rule = RuleParser(spec, table=table.name, chain=name, file=c.file,
-                              line=c.line, lookup=lookup or _lookup(table),
-                              sets=ruleset.ipsets).parse()
-            if chain.builtin and not chain.present:
-                table.make_present(chain)
-            if counters is not None:
-                rule.counters = counters
-            rule.handle = table.new_handle()
-            chain.rules.append(rule)
-            chain.changed()
-            return
+    if op == "-A" and pos and _append(ruleset, table, pos[0][0], [t[0] for t in spec],
+                                      [t[1] for t in spec], counters, c, lookup):
+        return
     needs_chain = op in ("-A", "-I", "-D", "-R", "-N", "-P")
     if needs_chain and not pos:
         raise c.err(f"option \"{cmd[0]}\" requires an argument", cmd)
@@ -155,8 +143,8 @@ def _execute(ruleset: Ruleset, table: Table, cmd: Token, pos: list[Token], spec:
         return
     if op == "-R" and number is None:
         raise c.err("-R needs a rule number", cmd)
-    rule = RuleParser(spec, table=table.name, chain=name, file=c.file, line=c.line,
-                      lookup=_lookup(table), sets=ruleset.ipsets).parse()
+    rule = RuleParser.of_tokens(spec, table=table.name, chain=name, file=c.file, line=c.line,
+                                lookup=_lookup(table), sets=ruleset.ipsets).parse()
     if counters is not None:
         rule.counters = counters
     if op in ("-A", "-I"):
@@ -183,6 +171,26 @@ def _execute(ruleset: Ruleset, table: Table, cmd: Token, pos: list[Token], spec:
         else:
             raise c.err("Bad rule (does a matching rule exist in that chain?).", cmd)
     chain.changed()
+
+
+def _append(ruleset: Ruleset, table: Table, name: str, words: list[str],
+            columns: list[int] | Callable[[], list[int]], counters: Counters | None, c: _Ctx,
+            lookup: Callable[[str], str | None] | None) -> bool:
+    """`-A NAME spec` (every rule of a restore) when chain NAME exists; False when it does
+    not, for _execute's general path to word the error."""
+    chain = table.chains.get(name)
+    if chain is None:
+        return False
+    rule = RuleParser(words, columns=columns, table=table.name, chain=name, file=c.file,
+                      line=c.line, lookup=lookup or _lookup(table), sets=ruleset.ipsets).parse()
+    if chain.builtin and not chain.present:
+        table.make_present(chain)
+    if counters is not None:
+        rule.counters = counters
+    rule.handle = table.new_handle()
+    chain.rules.append(rule)
+    chain.changed()
+    return True
 
 
 def _rule_number(tok: Token, c: _Ctx) -> int:
@@ -320,11 +328,11 @@ def apply_command(ruleset: Ruleset, line_text: str, *, file: str, line: int) -> 
     _execute(ruleset, table, cmd, pos, spec, counters, c)
 
 
-def plain_append(toks: list[Token]) -> bool:
+def plain_append(words: list[str]) -> bool:
     """`-A CHAIN spec` with no other command, table or counters word in it: a restore then
     skips _split_command, whose result is known (tests/test_restore_fast.py checks it)."""
-    return toks[0][0] == "-A" and len(toks) > 1 and toks[1][0][:1] not in ("-", "!") \
-        and _SPECIAL.isdisjoint(map(_text, toks[2:]))
+    return words[0] == "-A" and len(words) > 1 and words[1][:1] not in ("-", "!") \
+        and _SPECIAL.isdisjoint(words[2:])
 
 
 def restore(ruleset: Ruleset, text: str, *, file: str, first_line: int = 1,
@@ -386,6 +394,17 @@ def _restore(ruleset: Ruleset, text: str, *, file: str, first_line: int,
             _chain_line(current, raw, c, noflush)
             continue
         counters = None
+        words = restore_words(raw)
+        if words is not None:  # nearly every line: its words now, their columns on an error
+            head = 0
+            if words[0][:1] == "[":  # [packets:bytes], its column the line's first
+                counters = _counters((words[0], len(raw) - len(raw.lstrip()) + 1), c)
+                head = 1
+            if len(words) > head and plain_append(words[head:] if head else words):
+                # what _split_command would make of it: -A, CHAIN and the rule's words
+                if _append(ruleset, current, words[head + 1], words[head + 2:],
+                           _columns_after(raw, head + 2, file, lineno), counters, c, lookup):
+                    continue
         toks = split_restore(raw, file=file, lineno=lineno)
         if toks[0][0].startswith("["):
             counters = _counters(toks[0], c)
@@ -393,15 +412,17 @@ def _restore(ruleset: Ruleset, text: str, *, file: str, first_line: int,
         if not toks or not toks[0][0].startswith("-"):
             raise c.err(f"Bad argument `{toks[0][0] if toks else line}'",
                         toks[0] if toks else None)
-        if plain_append(toks):  # nearly every line: what _split_command would make of it
-            _execute(ruleset, current, toks[0], [toks[1]], toks[2:], counters, c, lookup)
-            continue
         _, cmd, pos, spec, cc = _split_command(toks, c, allow_table=False)
         _execute(ruleset, current, cmd, pos, spec, counters or cc, c, lookup)
     if current is not None:
         assert start is not None
         raise ParseError(f"COMMIT expected at line {lineno + 1}", file=file, line=lineno + 1,
                          column=0, token="")
+
+
+def _columns_after(raw: str, at: int, file: str, lineno: int) -> Callable[[], list[int]]:
+    """The columns of the words of ``raw`` from the ``at``-th on, when asked for."""
+    return lambda: [t[1] for t in split_restore(raw, file=file, lineno=lineno)[at:]]
 
 
 def _counters(tok: Token, c: _Ctx) -> Counters:

@@ -14,6 +14,30 @@ from kptui.engine.errors import ParseError
 Token = tuple[str, int]  # (text, 1-based column)
 
 
+def restore_words(line: str) -> list[str] | None:
+    """The words split_restore makes of ``line``, without their columns; None when the
+    line has a backslash inside quotes or an unclosed quote (split_restore reads those).
+
+    Working out columns is most of split_restore's time, and only an error message
+    needs them (RuleParser asks for them then)."""
+    if '"' not in line:
+        return line.split()
+    if "\\" in line:
+        return None
+    segs = line.split('"')
+    if not len(segs) & 1:
+        return None
+    words: list[str] = []
+    quoted = False
+    for seg in segs:  # even ones outside quotes, odd ones whole quoted words
+        if quoted:
+            words.append(seg)
+        else:
+            words += seg.split()
+        quoted = not quoted
+    return words
+
+
 def split_restore(line: str, *, file: str, lineno: int) -> list[Token]:
     """Split a rule line the way iptables-restore's add_param_to_argv does.
 

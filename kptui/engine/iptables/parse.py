@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kptui.engine.errors import ParseError
+from kptui.engine.iptables import plans
 from kptui.engine.iptables.ipmatch import IPMatch
 from kptui.engine.iptables.lexer import Token
 from kptui.engine.iptables.matches import Match
@@ -61,99 +62,188 @@ _COMMAND_LONG = frozenset({
 
 
 class RuleParser:
-    """One use per rule; collects errors with the position of the offending token."""
+    """One use per rule; collects errors with the position of the offending word.
 
-    __slots__ = ("toks", "table", "chain", "file", "line", "lookup", "sets")
+    The rule is its words; where each begins on its line (``columns``, a list or a
+    function that makes it) is read only for an error message: working it out is a
+    third of a restore's lexing, and a restore of good rules never needs it. Words,
+    matches and the target are referred to by their index in ``words``.
+    """
 
-    def __init__(self, toks: list[Token], *, table: str, chain: str, file: str, line: int,
-                 lookup: ChainLookup, sets: Any = None) -> None:
-        self.toks, self.table, self.chain = toks, table, chain
+    __slots__ = ("words", "cols", "table", "chain", "file", "line", "lookup", "sets", "steps",
+                 "looked")
+
+    def __init__(self, words: list[str], *, columns: list[int] | Callable[[], list[int]],
+                 table: str, chain: str, file: str, line: int, lookup: ChainLookup,
+                 sets: Any = None) -> None:
+        self.words, self.cols = words, columns
+        self.table, self.chain = table, chain
         self.file, self.line, self.lookup = file, line, lookup
         self.sets = sets  # the box's ipset sets, for -m set and -j SET (None: none)
+        # what the parse does and the words it decides by, for a plan (None: no plan)
+        self.steps: list[plans.Step] | None = []
+        self.looked: list[int] = []
 
-    def err(self, msg: str, tok: Token | None) -> ParseError:
-        if tok is None:
-            tok = self.toks[-1] if self.toks else ("", 0)
-        return ParseError(msg, file=self.file, line=self.line, column=tok[1], token=tok[0])
+    @classmethod
+    def of_tokens(cls, toks: list[Token], **kw: Any) -> RuleParser:
+        return cls([t[0] for t in toks], columns=[t[1] for t in toks], **kw)
+
+    def columns(self) -> list[int]:
+        if callable(self.cols):
+            self.cols = self.cols()
+        return self.cols
+
+    def err(self, msg: str, at: int | None) -> ParseError:
+        """The error about word ``at`` (None: the last word)."""
+        words = self.words
+        if at is None:
+            at = len(words) - 1
+        if at < 0:
+            return ParseError(msg, file=self.file, line=self.line, column=0, token="")
+        return ParseError(msg, file=self.file, line=self.line, column=self.columns()[at],
+                          token=words[at])
+
+    def _splice(self, at: int, new: list[str]) -> list[str]:
+        """Word ``at`` read as ``new`` (getopt's forms), each at its column."""
+        cols = self.columns()
+        self.steps = None  # the plan's positions would be this rule's own
+        self.words = self.words[:at] + new + self.words[at + 1:]
+        self.cols = cols[:at] + [cols[at]] * len(new) + cols[at + 1:]
+        return self.words
 
     def parse(self) -> Rule:
-        # The hot loop of a restore (once per rule): module tables and methods are
-        # bound to locals, and the set of IP options seen is a string of kinds.
-        toks = self.toks
+        words = self.words
+        plan = plans.find(words, self.lookup)
+        if plan is not None:
+            return self._replay(plan)
+        rule, target_at = self._parse()
+        steps = self.steps
+        if steps is not None and self.looked:
+            user = type(rule.target) is ChainTarget
+            if not user and target_at >= 0:
+                self.looked.append(target_at)
+            plans.keep(words, plans.Plan(steps, self.looked, words,
+                                         target_at if user else -1))
+        return rule
+
+    def _replay(self, plan: plans.Plan) -> Rule:
+        """Parse by a plan: its calls, with this rule's words."""
+        words = self.words
         ip = IPMatch()
-        matches: list[tuple[Match, Token]] = []
+        matches: list[tuple[Match, int]] = []
+        target: Any = None
+        target_at = at = -1
+        try:
+            for step in plan.steps:
+                op, at = step[0], step[1]
+                if op == plans.OPTION:
+                    _, _, k, opt, start, end, inv = step
+                    owner = target if k < 0 else matches[k][0]
+                    owner.proto_now, owner.proto_inv_now = ip.proto, ip.proto_inv
+                    owner.option(opt, words[start:end], inv)
+                    owner.seen.add(opt)
+                elif op == plans.MATCH:
+                    m = step[2]()
+                    if m.uses_sets:
+                        m.sets = self.sets
+                    matches.append((m, at))
+                elif op == plans.IP:
+                    self._ip(ip, step[2], words[at], step[3])
+                elif op == plans.TARGET:
+                    target, target_at = self._target(words[at], step[2]), at
+                else:
+                    matches.append((step[2](), -1))
+        except BadValue as e:
+            raise self.err(str(e), at) from None
+        return self._finish(ip, matches, target, target_at)
+
+    def _parse(self) -> tuple[Rule, int]:
+        """The parse that decides as it goes (and records the plan of what it did)."""
+        # The hot loop of a restore (once per rule shape, with plans): module tables and
+        # methods are bound to locals, and the set of IP options seen is a list of kinds.
+        words = self.words
+        steps, looked = self.steps, self.looked
+        ip = IPMatch()
+        matches: list[tuple[Match, int]] = []  # each with the index of its -m word's argument
         target: Target | None = None
-        target_tok: Token | None = None
+        target_at = -1
         seen_ip: list[str] = []
-        inv_tok: Token | None = None
+        inv_at = -1  # the index of a pending "!"
         ip_kind = _IP_OPTS.get
         match_cls = match_class
-        i, n = 0, len(toks)
+        i, n = 0, len(words)
         while i < n:
-            tok = toks[i]
-            t = tok[0]
+            t = words[i]
+            looked.append(i)
             if t == "!":
-                if inv_tok is not None:
-                    raise self.err("multiple `!' flags not allowed", tok)
-                inv_tok = tok
+                if inv_at >= 0:
+                    raise self.err("multiple `!' flags not allowed", i)
+                inv_at = i
                 i += 1
                 continue
-            inv = inv_tok is not None
+            inv = inv_at >= 0
             kind = ip_kind(t)
             if kind is None and t[:2] in _ATTACHED:
                 # getopt takes -ptcp as -p with "tcp", but iptables 1.8.9 reads -p, -s,
                 # -d, -i, -o and -j from argv[optind-1], the whole word: -ptcp is
                 # protocol "-ptcp" (checked); -m and -g take getopt's "tcp"
-                arg_text = t[2:] if _ATTACHED[t[:2]] else t
-                toks = self.toks = toks[:i] + [(t[:2], tok[1]), (arg_text, tok[1])] \
-                    + toks[i + 1:]
-                n = len(toks)
+                words = self._splice(i, [t[:2], t[2:] if _ATTACHED[t[:2]] else t])
+                n = len(words)
+                steps = None
                 continue
             if kind is not None:
                 if kind == "match":
                     if i + 1 >= n:
-                        raise self.err(f'option "{t}" requires an argument', tok)
-                    arg = toks[i + 1]
-                    i += 2
+                        raise self.err(f'option "{t}" requires an argument', i)
                     if inv:
-                        raise self.err(f"unexpected ! flag before {t}", inv_tok)
-                    cls = match_cls(arg[0])
+                        raise self.err(f"unexpected ! flag before {t}", inv_at)
+                    i += 2
+                    looked.append(i - 1)
+                    cls = match_cls(words[i - 1])
                     if cls is None:
-                        raise self.err(f"Couldn't load match `{arg[0]}':No such file or "
-                                       "directory", arg)
+                        raise self.err(f"Couldn't load match `{words[i - 1]}':No such file or "
+                                       "directory", i - 1)
                     try:
                         m = cls()
                         if cls.uses_sets:
                             m.sets = self.sets
-                        matches.append((m, arg))
+                        matches.append((m, i - 1))
+                        if steps is not None:
+                            steps.append((plans.MATCH, i - 1, cls))
                     except BadValue as e:
-                        raise self.err(str(e), arg) from None
+                        raise self.err(str(e), i - 1) from None
                     continue
                 # each IP option and -j/-g at most once
                 if kind in seen_ip or (kind in _TARGET_KINDS and target is not None):
-                    raise self.err(f"multiple {_FLAG_OF[kind]} flags not allowed", tok)
+                    raise self.err(f"multiple {_FLAG_OF[kind]} flags not allowed", i)
                 seen_ip.append(kind)
                 if kind != "frag":
                     if i + 1 >= n:
-                        raise self.err(f'option "{t}" requires an argument', tok)
-                    arg = toks[i + 1]
+                        raise self.err(f'option "{t}" requires an argument', i)
+                    at = i + 1
                     i += 2
                 else:
-                    arg = tok
+                    at = i
                     i += 1
                 try:
                     if kind in _TARGET_KINDS:
                         if inv:
-                            raise self.err(f"unexpected ! flag before {t}", inv_tok)
-                        target, target_tok = self._target(arg, kind == "goto"), arg
+                            raise self.err(f"unexpected ! flag before {t}", inv_at)
+                        target, target_at = self._target(words[at], kind == "goto"), at
+                        if steps is not None:
+                            steps.append((plans.TARGET, at, kind == "goto"))
                     else:
-                        self._ip(ip, kind, arg, inv)
+                        if kind == "proto":
+                            looked.append(at)
+                        self._ip(ip, kind, words[at], inv)
+                        if steps is not None:
+                            steps.append((plans.IP, at, kind, inv))
                 except BadValue as e:
-                    raise self.err(str(e), arg) from None
-                inv_tok = None
+                    raise self.err(str(e), at) from None
+                inv_at = -1
                 continue
             if not t.startswith("-") or t == "-":
-                raise self.err(f"Bad argument `{t}'", tok)
+                raise self.err(f"Bad argument `{t}'", i)
             if target is not None and t in target.options:
                 owner = target
             elif matches and t in matches[-1][0].options:  # the newest match: the usual owner
@@ -169,45 +259,49 @@ class RuleParser:
                 spelled = self._getopt_long(t, matches, target, ip)
                 if spelled is not None:
                     # --opt=value or an abbreviation: read again as written in full
-                    toks = self.toks = toks[:i] + [(w, tok[1]) for w in spelled] + toks[i + 1:]
-                    n = len(toks)
+                    words = self._splice(i, spelled)
+                    n = len(words)
+                    steps = None
                     continue
             if owner is None:
                 hint = ""
                 if t in ("--dport", "--sport", "--destination-port", "--source-port"):
                     hint = " (port options need -p tcp or -p udp before them)"
-                raise self.err(f'unknown option "{t}"{hint}', tok)
+                raise self.err(f'unknown option "{t}"{hint}', i)
             nargs, invertible = owner.options[t]
             if nargs < 0:  # an optional argument (libxt_rateest): the next word unless an option
-                nargs = 1 if i + 1 < n and toks[i + 1][0][:1] not in ("-", "!") else 0
+                nargs = 1 if i + 1 < n and words[i + 1][:1] not in ("-", "!") else 0
+                steps = self.steps = None  # decided by a value
             own = getattr(owner, "own_checks", False)  # xtopt: the extension words them
             if inv and not invertible and not own:
-                raise self.err(f'{owner.name}: option "{t}" cannot be inverted.', inv_tok)
+                raise self.err(f'{owner.name}: option "{t}" cannot be inverted.', inv_at)
             if i + nargs >= n:
                 if nargs == 2 and i + 1 < n:  # one given: tcp, sctp, set, SET word it so
-                    raise self.err(f"{t} requires two args.", tok)
-                raise self.err(f'option "{t}" requires an argument', tok)
+                    raise self.err(f"{t} requires two args.", i)
+                raise self.err(f'option "{t}" requires an argument', i)
             seen = owner.seen
             if t in seen and t != "--mark" and not own:
-                raise self.err(f'{owner.name}: "{t}" option may only be specified once', tok)
+                raise self.err(f'{owner.name}: "{t}" option may only be specified once', i)
             # what an extension's parse sees of the rule so far (cb->xt_entry): the -p
             # given before this option (libxt_NAT's portok, libxt_multiport's check_proto)
             owner.proto_now, owner.proto_inv_now = ip.proto, ip.proto_inv
             try:
-                if nargs == 1:
-                    owner.option(t, [toks[i + 1][0]], inv)
-                else:
-                    owner.option(t, [a[0] for a in toks[i + 1:i + 1 + nargs]], inv)
+                owner.option(t, words[i + 1:i + 1 + nargs], inv)
             except BadValue as e:
-                raise self.err(str(e), toks[i + 1] if nargs else tok) from None
+                raise self.err(str(e), i + 1 if nargs else i) from None
             seen.add(t)
-            inv_tok = None
+            if steps is not None:
+                k = -1 if owner is target else next(
+                    k for k in range(len(matches) - 1, -1, -1) if matches[k][0] is owner)
+                steps.append((plans.OPTION, i + 1 if nargs else i, k, t, i + 1,
+                              i + 1 + nargs, inv))
+            inv_at = -1
             i += 1 + nargs
-        if inv_tok is not None:
-            raise self.err("! must be followed by an option", inv_tok)
-        return self._finish(ip, matches, target, target_tok)
+        if inv_at >= 0:
+            raise self.err("! must be followed by an option", inv_at)
+        return self._finish(ip, matches, target, target_at), target_at
 
-    def _getopt_long(self, word: str, matches: list[tuple[Match, Token]],
+    def _getopt_long(self, word: str, matches: list[tuple[Match, int]],
                      target: Target | None, ip: IPMatch) -> list[str] | None:
         """What getopt_long makes of a long option not spelled in full: ``--opt=value``
         is the option and its argument; a unique prefix of one option is that option
@@ -238,8 +332,7 @@ class RuleParser:
             return None
         return [full, value] if eq else [full]
 
-    def _ip(self, ip: IPMatch, kind: str, arg: Token, inv: bool) -> None:
-        a = arg[0]
+    def _ip(self, ip: IPMatch, kind: str, a: str, inv: bool) -> None:
         if kind in ("src", "dst"):
             addr, mask = parse_net(a)
             setattr(ip, kind, (addr, mask, inv))
@@ -258,8 +351,7 @@ class RuleParser:
         else:
             ip.frag = not inv
 
-    def _target(self, arg: Token, goto: bool) -> Target:
-        name = arg[0]
+    def _target(self, name: str, goto: bool) -> Target:
         kind = self.lookup(name)
         if kind == "user":
             return ChainTarget(name, goto)
@@ -281,7 +373,7 @@ class RuleParser:
             target.sets = self.sets
         return target
 
-    def _owner(self, opt: str, target: Target | None, matches: list[tuple[Match, Token]],
+    def _owner(self, opt: str, target: Target | None, matches: list[tuple[Match, int]],
                ip: IPMatch) -> Match | Target | None:
         if target is not None and opt in target.options:
             return target
@@ -294,34 +386,36 @@ class RuleParser:
             cls = match_class(pname)
             if opt in cls.options:
                 m = cls()
-                matches.append((m, (pname, 0)))
+                matches.append((m, -1))  # -p's match: no word of its own
+                if self.steps is not None:
+                    self.steps.append((plans.IMPLICIT, 0, cls))
                 return m
         return None
 
-    def _finish(self, ip: IPMatch, matches: list[tuple[Match, Token]], target: Target | None,
-                target_tok: Token | None) -> Rule:
+    def _finish(self, ip: IPMatch, matches: list[tuple[Match, int]], target: Target | None,
+                target_at: int) -> Rule:
         chain = self.chain
         builtin = self.lookup(chain) == "builtin"
         proto, proto_inv = ip.proto, ip.proto_inv
         mods = [ip]
-        for m, tok in matches:
+        for m, at in matches:
             mods.append(m)
             try:
                 m.finish()
             except BadValue as e:
-                raise self.err(str(e), self._match_tok(tok)) from None
+                raise self.err(str(e), self._match_tok(at)) from None
             protos = m.protos
             if protos is not None and (proto not in protos or proto_inv):
-                raise self.err(m.proto_error, self._match_tok(tok))
+                raise self.err(m.proto_error, self._match_tok(at))
             tables = getattr(m, "tables", None)  # checkentry's par->table test, any chain
             if tables is not None and self.table not in tables:
                 raise self.err(f"-m {m.name} is not allowed in the {self.table} table (the "
-                               "kernel refuses it: Invalid argument)", self._match_tok(tok))
+                               "kernel refuses it: Invalid argument)", self._match_tok(at))
             if builtin:
                 allowed = m.allowed_chains()
                 if allowed is not None and chain not in allowed:
                     raise self.err(f"-m {m.name} is not allowed in {chain} (the kernel "
-                                   "refuses it: Invalid argument)", self._match_tok(tok))
+                                   "refuses it: Invalid argument)", self._match_tok(at))
         goto = False
         if target is not None:
             if type(target) is ChainTarget:
@@ -330,18 +424,18 @@ class RuleParser:
                 try:
                     target.finish(proto, proto_inv)
                 except BadValue as e:
-                    raise self.err(str(e), target_tok) from None
+                    raise self.err(str(e), target_at) from None
                 where = self._target_place_error(target, builtin)
                 if where:
-                    raise self.err(where, target_tok)
+                    raise self.err(where, target_at)
             else:
                 goto = isinstance(target, ChainTarget) and target.goto
         # the canonical text is built on first use (Rule.text)
         return Rule(mods, target, file=self.file, line=self.line, goto=goto)
 
-    def _match_tok(self, tok: Token) -> Token:
-        """The token an error about a match points at (-p's match has no token of its own)."""
-        return tok if tok[1] else (self.toks[0] if self.toks else tok)
+    def _match_tok(self, at: int) -> int:
+        """The word an error about a match points at (-p's match: the rule's first word)."""
+        return at if at >= 0 else 0
 
     def _target_place_error(self, target: Target, builtin: bool) -> str:
         if target.tables is not None and self.table not in target.tables:
