@@ -62,7 +62,15 @@ def _references(table: Table, name: str) -> list[str]:
             if isinstance(r.target, ChainTarget) and r.target.chain == name]
 
 
+def _chain_name_ok(name: str) -> bool:
+    """What _check_new_chain accepts, without an error to word."""
+    return bool(name) and len(name) <= 28 and name[0] != "-" and name != "!" \
+        and not is_target(name) and name not in STANDARD_VERDICTS
+
+
 def _check_new_chain(name: str, c: _Ctx, tok: Token) -> None:
+    if _chain_name_ok(name):
+        return
     if not name:  # iptables 1.8.9's answer to `-N ""` (checked)
         raise c.err("chain name may not clash with target name", tok)
     if len(name) > 28:
@@ -182,7 +190,8 @@ def _append(ruleset: Ruleset, table: Table, name: str, words: list[str],
     if chain is None:
         return False
     rule = RuleParser(words, columns=columns, table=table.name, chain=name, file=c.file,
-                      line=c.line, lookup=lookup or _lookup(table), sets=ruleset.ipsets).parse()
+                      line=c.line, lookup=lookup or _lookup(table), sets=ruleset.ipsets,
+                      builtin=chain.builtin).parse()
     if chain.builtin and not chain.present:
         table.make_present(chain)
     if counters is not None:
@@ -442,7 +451,20 @@ def _counters(tok: Token, c: _Ctx) -> Counters:
 
 
 def _chain_line(table: Table, raw: str, c: _Ctx, noflush: bool) -> None:
-    toks = split_restore(raw.replace(":", " ", 1), file=c.file, lineno=c.line)
+    line = raw.replace(":", " ", 1)
+    words = line.split() if '"' not in line else None
+    if words is not None and len(words) == 3 and words[2] == "[0:0]":
+        # `:NAME POLICY [0:0]`, every chain of a fresh dump: the columns only for an error
+        name, policy = words[0], words[1]
+        chain = table.chains.get(name)
+        if chain is not None and chain.builtin and policy in ("ACCEPT", "DROP"):
+            table.make_present(chain)
+            chain.policy, chain.counters = policy, Counters()
+            return
+        if chain is None and policy == "-" and _chain_name_ok(name):
+            table.chains[name] = Chain(name, False, "-", True, handle=table.new_handle())
+            return
+    toks = split_restore(line, file=c.file, lineno=c.line)
     if not toks:
         raise c.err("chain name missing after `:'", (raw, 1))
     name_tok = toks[0]

@@ -71,17 +71,20 @@ class RuleParser:
     """
 
     __slots__ = ("words", "cols", "table", "chain", "file", "line", "lookup", "sets", "steps",
-                 "looked")
+                 "looked", "builtin")
 
     def __init__(self, words: list[str], *, columns: list[int] | Callable[[], list[int]],
                  table: str, chain: str, file: str, line: int, lookup: ChainLookup,
-                 sets: Any = None) -> None:
+                 sets: Any = None, builtin: bool | None = None) -> None:
         self.words, self.cols = words, columns
         self.table, self.chain = table, chain
         self.file, self.line, self.lookup = file, line, lookup
         self.sets = sets  # the box's ipset sets, for -m set and -j SET (None: none)
-        # what the parse does and the words it decides by, for a plan (None: no plan)
-        self.steps: list[plans.Step] | None = []
+        # whether the rule's chain is built in (None: ask lookup)
+        self.builtin = builtin if builtin is not None else lookup(chain) == "builtin"
+        # what the parse does and the words it decides by, for a plan (None: no plan);
+        # made by _parse (a rule parsed by a plan needs neither)
+        self.steps: list[plans.Step] | None = None
         self.looked: list[int] = []
 
     @classmethod
@@ -162,7 +165,8 @@ class RuleParser:
         # The hot loop of a restore (once per rule shape, with plans): module tables and
         # methods are bound to locals, and the set of IP options seen is a list of kinds.
         words = self.words
-        steps, looked = self.steps, self.looked
+        steps = self.steps = []
+        looked = self.looked = []
         ip = IPMatch()
         matches: list[tuple[Match, int]] = []  # each with the index of its -m word's argument
         target: Target | None = None
@@ -394,8 +398,7 @@ class RuleParser:
 
     def _finish(self, ip: IPMatch, matches: list[tuple[Match, int]], target: Target | None,
                 target_at: int) -> Rule:
-        chain = self.chain
-        builtin = self.lookup(chain) == "builtin"
+        chain, builtin = self.chain, self.builtin
         proto, proto_inv = ip.proto, ip.proto_inv
         mods = [ip]
         for m, at in matches:
