@@ -674,7 +674,8 @@ class Debugger:
 
     def add_breakpoint(self, spec: str) -> Breakpoint:
         """Parse ``spec`` (see the module doc) and add it; a bad spec raises ParseError."""
-        kind, where, condition = parse_spec(spec, profile=self.profile)
+        kind, where, condition = parse_spec(spec, profile=self.profile,
+                                            ruleset=getattr(self.box, "ruleset", None))
         bp = Breakpoint(self._next_id, " ".join(spec.split()), kind, where, condition)
         self._next_id += 1
         self.breakpoints[bp.id] = bp
@@ -925,8 +926,12 @@ _IF = re.compile(r"(?:^|\s)if(?:\s|$)")
 _KINDS = ("stage", "hook", "chain", "rule", "watch", "if")
 
 
-def parse_spec(spec: str, *, profile: str = "modern") -> tuple[str, str, expr.Condition | None]:
-    """``spec`` -> (kind, where, condition). Raises ParseError with the column at fault."""
+def parse_spec(spec: str, *, profile: str = "modern", ruleset: Any = None
+               ) -> tuple[str, str, expr.Condition | None]:
+    """``spec`` -> (kind, where, condition). Raises ParseError with the column at fault.
+
+    With ``ruleset`` (the box's), a chain or rule must be one it has: a breakpoint that
+    can never be hit is refused with what there is, as gdb refuses ``break nosuch``."""
     m = _IF.search(spec)
     head = spec[:m.start()] if m else spec
     condition = None
@@ -949,7 +954,34 @@ def parse_spec(spec: str, *, profile: str = "modern") -> tuple[str, str, expr.Co
         raise _spec_error(f"`{kind}` takes one argument, like `{_EXAMPLES[kind]}`", col, tok)
     arg, col = args[0]
     where = _SPEC_ARGS[kind](arg, col, profile)
+    if ruleset is not None and kind in ("chain", "rule"):
+        _check_in_ruleset(where, ruleset, col, arg)
     return kind, where, condition
+
+
+def _check_in_ruleset(where: str, ruleset: Any, col: int, arg: str) -> None:
+    """The chain of ``where`` (table:chain[:N]) exists in ``ruleset``, with rule N: a
+    built-in chain of the table always does (its hook runs it once it has rules)."""
+    from kptui.engine.iptables.model import BUILTIN_CHAINS
+
+    table, chain, *number = where.split(":")
+    tables = getattr(ruleset, "tables", None)
+    if tables is None:
+        return  # not an iptables ruleset (ipchains): nothing to check against
+    found = tables.get(table)
+    have = found.chains.get(chain) if found is not None else None
+    builtin = BUILTIN_CHAINS.get(table, ())
+    if have is None and chain not in builtin:
+        names = list(builtin) + ([c for c in found.chains if c not in builtin]
+                                 if found is not None else [])
+        raise _spec_error(f"no chain {chain} in the {table} table{_suggest(chain, names)} "
+                          f"(its chains: {', '.join(names)})", col, arg)
+    if number:
+        count = len(have.rules) if have is not None else 0
+        if int(number[0]) > count:
+            has = f"{count} rule{'s' if count != 1 else ''}" if count else "no rules"
+            raise _spec_error(f"no rule {number[0]} in {table}:{chain}: it has {has}", col,
+                              arg)
 
 
 _EXAMPLES = {

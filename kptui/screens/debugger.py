@@ -64,6 +64,11 @@ MOVES = {
 }
 
 
+# the widget a panel key focuses when the focus was in another panel (else the pane's
+# first focusable widget): the log's list, not its filter box
+PANE_FOCUS = {"rules": "#rule-list", "log": "#trace-log"}
+
+
 class CommandDone(Message):
     """An engine command finished in the worker; ``stop`` is the debugger's Stop.
 
@@ -125,6 +130,8 @@ class DebuggerScreen(Screen[None]):
                 tooltip="Show the trace log"),
         Binding("5", "show_tab('breakpoints')", "breakpoints", show=False,
                 id="tab-breakpoints", tooltip="Show the breakpoints"),
+        Binding("escape", "leave_filter", show=False, id="leave-filter",
+                tooltip="Leave the log filter (it stays applied)"),
         Binding("ctrl+s", "save_session", "save", show=False, id="save-session",
                 tooltip="Save the session (reopen it with kptui FILE, replay it with "
                         "kptui replay FILE)"),
@@ -586,7 +593,24 @@ class DebuggerScreen(Screen[None]):
             self.notify(f"{stage.title}: no rules here", timeout=3)
 
     def action_show_tab(self, tab: str) -> None:
-        self.query_one(TabbedContent).active = tab
+        tabs = self.query_one(TabbedContent)
+        focused = self.focused
+        tabs.active = tab
+        if focused is not None and tabs in focused.ancestors:
+            # The focus was in the pane now hidden: left there, Textual would hand it to
+            # the next widget of that pane (the log's filter box) and TabbedContent would
+            # show that pane again, so the key would type into the filter. It goes to the
+            # panel asked for instead (its first focusable widget), else to the diagram.
+            pane = tabs.get_pane(tab)
+            main = PANE_FOCUS.get(tab)
+            target = (pane.query_one(main) if main else
+                      next((w for w in pane.query("*") if w.can_focus), None))
+            self.set_focus(target or self.query_one(PacketDiagram))
+
+    def action_leave_filter(self) -> None:
+        """Escape in the log filter: back to the log, the filter kept (as less's `/`)."""
+        if self.focused is self.query_one("#log-filter", Input):
+            self.set_focus(self.query_one(TraceLog))
 
     def action_filter_log(self) -> None:
         self.action_show_tab("log")

@@ -1,0 +1,82 @@
+"""The TUI defects of issue 17, each as a person at 80x24 meets it (Pilot).
+
+Every test here failed before its fix; the issue lists how each was reproduced.
+"""
+
+from __future__ import annotations
+
+import pytest
+from test_app import ROUTER, debugger, make_app, press, type_text
+
+from kptui.screens.debugger import DebuggerScreen
+from kptui.screens.dialogs import BreakpointScreen
+
+
+@pytest.mark.parametrize(("spec", "reason"), [
+    # ROUTER's filter FORWARD has 3 rules
+    ("rule filter:FORWARD:99", "no rule 99 in filter:FORWARD: it has 3 rules"),
+    ("chain filter:nonexist", "no chain nonexist in the filter table"),
+    ("rule nat:FORWARD:1", "no chain FORWARD in the nat table (its chains: PREROUTING, "
+                           "INPUT, OUTPUT, POSTROUTING)"),
+    ("chain filter:lan_in", "did you mean lan-in?"),
+    ("rule nat:POSTROUTING:1", "no rule 1 in nat:POSTROUTING: it has no rules"),
+])
+async def test_a_breakpoint_where_the_box_has_nothing_is_refused(spec: str,
+                                                                 reason: str) -> None:
+    app = make_app(ROUTER)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await press(pilot, "a")
+        await type_text(pilot, spec)
+        await press(pilot, "enter")
+        assert isinstance(app.screen, BreakpointScreen)  # still open, with the reason
+        assert reason in str(app.screen.query_one("#error").render())
+        await press(pilot, "escape")
+        assert debugger(app).breakpoints == {}
+
+
+@pytest.mark.parametrize("spec", ["rule filter:FORWARD:3", "chain filter:lan-in",
+                                  "chain nat:POSTROUTING", "rule filter:INPUT:1"])
+async def test_a_breakpoint_on_what_the_box_has_is_set(spec: str) -> None:
+    app = make_app(ROUTER)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await press(pilot, "a")
+        await type_text(pilot, spec)
+        await press(pilot, "enter")
+        assert isinstance(app.screen, DebuggerScreen)
+        assert [bp.spec for bp in debugger(app).breakpoints.values()] == [spec]
+
+
+async def test_escape_leaves_the_log_filter_and_the_keys_work_again() -> None:
+    from textual.widgets import Input, TabbedContent
+
+    from kptui.widgets import TraceLog
+
+    app = make_app(ROUTER)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await press(pilot, "s", "s", "4", "slash")
+        box = app.screen.query_one("#log-filter", Input)
+        assert app.screen.focused is box
+        await type_text(pilot, "conntrack")
+        await press(pilot, "escape")
+        assert box.value == "conntrack"  # the filter stays
+        assert app.screen.query_one(TraceLog).filter_text == "conntrack"
+        assert app.screen.focused is not box
+        await press(pilot, "5")  # a panel key again, not a letter of the filter
+        assert box.value == "conntrack"
+        assert app.screen.query_one(TabbedContent).active == "breakpoints"
+
+
+async def test_after_enter_in_the_log_filter_a_number_opens_its_panel() -> None:
+    from textual.widgets import Input, TabbedContent
+
+    app = make_app(ROUTER)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await press(pilot, "s", "4", "slash")
+        await type_text(pilot, "nat")
+        await press(pilot, "enter")
+        await press(pilot, "5")
+        assert app.screen.query_one("#log-filter", Input).value == "nat"
+        assert app.screen.query_one(TabbedContent).active == "breakpoints"
+        await press(pilot, "4", "5")  # back to the log and away again
+        assert app.screen.query_one(TabbedContent).active == "breakpoints"
+        assert app.screen.query_one("#log-filter", Input).value == "nat"
