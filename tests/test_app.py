@@ -307,6 +307,7 @@ async def test_editing_ip_dst_changes_the_route():
         await press(pilot, "e")
         assert isinstance(app.screen, EditFieldScreen)
         assert app.screen.query_one("#path").value == "ip.dst"
+        await press(pilot, "tab")  # `e` starts in the field box: Tab, the value box
         await type_text(pilot, "192.0.2.20")  # the value is selected: typing replaces it
         await press(pilot, "enter")
         assert isinstance(app.screen, DebuggerScreen)
@@ -326,7 +327,7 @@ async def test_editing_ip_dst_changes_the_route():
 async def test_a_bad_edit_is_refused_with_the_engines_reason_and_changes_nothing():
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
-        await press(pilot, "s", "s", "e")
+        await press(pilot, "s", "s", "e", "tab")
         await type_text(pilot, "1.2.3.999")
         await press(pilot, "enter")
         assert isinstance(app.screen, EditFieldScreen)
@@ -341,7 +342,7 @@ async def test_a_bad_edit_is_refused_with_the_engines_reason_and_changes_nothing
 async def test_undo_steps_back_over_an_edit():
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
-        await press(pilot, "s", "s", "e")
+        await press(pilot, "s", "s", "e", "tab")
         await type_text(pilot, "203.0.113.9")
         await press(pilot, "enter")
         assert str(debugger(app).packet.ip.dst) == "203.0.113.9"

@@ -80,3 +80,26 @@ async def test_after_enter_in_the_log_filter_a_number_opens_its_panel() -> None:
         await press(pilot, "4", "5")  # back to the log and away again
         assert app.screen.query_one(TabbedContent).active == "breakpoints"
         assert app.screen.query_one("#log-filter", Input).value == "nat"
+
+
+async def test_the_edit_dialog_starts_in_the_field_box_and_tab_reaches_the_value() -> None:
+    from kptui.screens.dialogs import EditFieldScreen
+
+    app = make_app(ROUTER)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await press(pilot, "s", "s", "e")
+        dialog = app.screen
+        assert isinstance(dialog, EditFieldScreen)
+        path, value = dialog.query_one("#path"), dialog.query_one("#value")
+        assert dialog.focused is path
+        await type_text(pilot, "ip.tt")  # replaces the field shown; ip.ttl is suggested
+        await pilot.pause()
+        await press(pilot, "tab")
+        assert dialog.focused is value
+        assert path.value == "ip.ttl"
+        assert value.value == "64"  # the packet's TTL, in the value box to change
+        await press(pilot, "tab")  # and on round the boxes
+        assert dialog.focused is path
+        await press(pilot, "tab", "backspace", "6", "3", "enter")
+        assert isinstance(app.screen, DebuggerScreen)
+        assert debugger(app).packet.get("ip.ttl") == 63

@@ -507,6 +507,8 @@ class DebuggerScreen(Screen[None]):
         return None
 
     def action_edit(self, path: str = "") -> None:
+        """Edit a field of the packet in flight: ``path`` when the user picked it (the
+        dialog starts in its value box), else the dialog starts in its field box."""
         if self.busy:
             return
         dbg = self.debugger
@@ -515,9 +517,11 @@ class DebuggerScreen(Screen[None]):
             self.notify(f"nothing to edit ({what}): step (s) to start a packet first",
                         severity="warning", timeout=4)
             return
+        chosen = bool(path)
         if not path:
             path = self.query_one(PacketTree).cursor_path or "ip.dst"
-        self.app.push_screen(EditFieldScreen(path, dbg.packet, self.apply_edit))
+        self.app.push_screen(EditFieldScreen(path, dbg.packet, self.apply_edit,
+                                             chosen=chosen))
 
     @on(PacketTree.NodeSelected)
     @guarded

@@ -63,12 +63,22 @@ class Dialog(ModalScreen[bool]):
 
 
 class EditFieldScreen(Dialog):
-    """Change one field of the packet in flight."""
+    """Change one field of the packet in flight.
 
-    FOCUS = "#value"
+    Opened with `e`, it starts in the field box (the field under the tree's cursor, or
+    ip.dst, selected so that typing replaces it); Tab or Enter there takes the suggested
+    completion, fills the value box with the field's current value and moves to it; Enter
+    in the value box applies. Opened on a field the user picked (Enter in the packet
+    tree), it starts in the value box."""
 
-    def __init__(self, path: str, packet: Any, apply: Apply) -> None:
+    BINDINGS = [Binding("tab", "next_box", "value", show=False, id="edit.next-box",
+                        tooltip="The value box, with the field's current value")]
+    FOCUS = "#path"
+
+    def __init__(self, path: str, packet: Any, apply: Apply, *, chosen: bool = False) -> None:
         super().__init__()
+        if chosen:
+            self.FOCUS = "#value"
         self.path = path
         self.packet = packet
         self.apply = apply
@@ -83,7 +93,7 @@ class EditFieldScreen(Dialog):
             yield Input(self._value(self.path), id="value", select_on_focus=True)
             yield Static("", id="doc", classes="dialog-help")
             yield Static("", id="error", classes="dialog-error")
-            yield Static("Enter applies · Escape cancels · u undoes an edit afterwards",
+            yield Static("Tab: to the value · Enter applies · Esc cancels · u undoes it later",
                          classes="dialog-help")
 
     def on_mount(self) -> None:
@@ -109,7 +119,20 @@ class EditFieldScreen(Dialog):
 
     @on(Input.Submitted, "#path")
     def path_submitted(self, event: Input.Submitted) -> None:
-        path = event.value.strip()
+        self._to_value()
+
+    def action_next_box(self) -> None:
+        if self.focused is self.query_one("#path", Input):
+            self._to_value()
+        else:
+            self.focus_next()
+
+    def _to_value(self) -> None:
+        box = self.query_one("#path", Input)
+        suggestion = box._suggestion  # what the box shows greyed after the text typed
+        if suggestion and suggestion.startswith(box.value) and suggestion != box.value:
+            box.value = suggestion
+        path = box.value.strip()
         value = self.query_one("#value", Input)
         value.value = self._value(path)
         value.focus()
