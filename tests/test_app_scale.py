@@ -101,7 +101,7 @@ async def test_a_quick_step_paints_its_result_a_slow_one_says_it_is_running():
         screen._set_text = recording
         await press(pilot, "s")
         assert shown and not any("running" in text for text in shown)
-        assert status(app).startswith("packet 0: packet 0 arrives on eth0")
+        assert status(app).startswith("packet 0 arrives on eth0")
 
         gate = threading.Event()
         step = screen.debugger.step

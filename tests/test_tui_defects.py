@@ -103,3 +103,63 @@ async def test_the_edit_dialog_starts_in_the_field_box_and_tab_reaches_the_value
         await press(pilot, "tab", "backspace", "6", "3", "enter")
         assert isinstance(app.screen, DebuggerScreen)
         assert debugger(app).packet.get("ip.ttl") == 63
+
+
+REJECTING = """
+name = "rejecting"
+iptables = \"\"\"
+*filter
+:INPUT ACCEPT [0:0]
+-A INPUT -p tcp -m tcp --dport 23 -j REJECT --reject-with tcp-reset
+COMMIT
+\"\"\"
+
+[[interfaces]]
+name = "eth0"
+addresses = ["192.0.2.1/24"]
+
+[[packets]]
+iif = "eth0"
+proto = "tcp"
+src = "192.0.2.10"
+dst = "192.0.2.1"
+sport = 40000
+dport = 23
+"""
+
+
+def status_line(app) -> str:  # noqa: ANN001
+    return str(app.screen.query_one("#status").render())
+
+
+async def test_the_status_line_names_the_packet_once() -> None:
+    app = make_app(ROUTER)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await press(pilot, "s")
+        line = status_line(app)
+        assert line.startswith("packet 0 arrives on eth0: tcp ")
+        assert "packet 0: packet 0" not in line
+
+
+async def test_an_answer_says_whose_answer_it_is() -> None:
+    app = make_app(REJECTING)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await press(pilot, "c")  # packet 0's fate: rejected
+        await press(pilot, "s")  # the walk of the box's answer, a TCP reset
+        line = status_line(app)
+        assert line.startswith("packet 0's answer (")
+        assert "starts: tcp 192.0.2.1:23 -> 192.0.2.10:40000" in line
+        assert "generated locally" not in line and "packet 0: packet 0" not in line
+        await press(pilot, "s")
+        assert status_line(app).startswith("packet 0's answer: ")
+
+
+@pytest.mark.parametrize("key", ["N", "c", "s", "n"])
+async def test_moving_on_after_the_last_packet_says_there_is_none(key: str) -> None:
+    app = make_app(REJECTING)  # one packet (and the box's answer to it)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await press(pilot, "c", "c")
+        assert debugger(app).state == "finished"
+        await press(pilot, key)
+        notes = [n.message for n in app._notifications]
+        assert any(m.startswith("no more packets: that was the last of 1") for m in notes)

@@ -29,7 +29,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 
 from kptui.engine.errors import KptuiError
-from kptui.engine.events import Fate, RuleEval, TargetApplied
+from kptui.engine.events import Fate, RuleEval, TargetApplied, WalkStart
 from kptui.engine.profile import Stage, get_profile
 from kptui.screens import view
 from kptui.screens.dialogs import (
@@ -64,6 +64,8 @@ MOVES = {
 }
 
 
+# the moves that go forward: at the last packet's fate there is nothing for them to do
+FORWARD = frozenset({"step", "step_over", "step_out", "cont", "next_packet"})
 # the widget a panel key focuses when the focus was in another panel (else the pane's
 # first focusable widget): the log's list, not its filter box
 PANE_FOCUS = {"rules": "#rule-list", "log": "#trace-log"}
@@ -344,6 +346,14 @@ class DebuggerScreen(Screen[None]):
                 prefix = f"fate (last of {total} packets): "
         elif stop is not None and stop.reason == "end":
             prefix = "back at the start: "
+        depth, why = dbg.walk_info.get(dbg.walk_start, (0, ""))
+        if depth:  # the box's answer to the packet (REJECT, an ICMP error), walked after it
+            head = f"packet {dbg.index}'s answer"
+            if isinstance(cur, WalkStart):
+                return f"{head} ({why}) starts: {prefix}{cur.packet}"
+            return f"{head}: {prefix}{cur.describe()}"
+        if isinstance(cur, WalkStart):  # it says which packet it is itself
+            return f"{prefix}{cur.describe()}"
         return f"packet {dbg.index}: {prefix}{cur.describe()}"
 
     def breakpoints_text(self) -> str:
@@ -405,6 +415,12 @@ class DebuggerScreen(Screen[None]):
         elif message.op in MOVES:
             self.last_stop = message.stop
             self.pinned = None
+            if message.op in FORWARD and message.stop is not None \
+                    and message.stop.reason == "end" and self.debugger.state == "finished":
+                total = len(self._packets())
+                self.notify(f"no more packets: that was the last of {total}. u steps back, "
+                            "i injects a packet, y queues the reply to this one",
+                            severity="warning", timeout=5)
             cur = self.debugger.current
             if cur is not None and cur.stage:
                 self.query_one(PacketDiagram).select_stage(cur.stage)
