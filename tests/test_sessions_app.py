@@ -59,7 +59,7 @@ async def test_ctrl_s_saves_and_the_session_reopens_the_same(tmp_path, monkeypat
         dbg = app.screen.debugger
         dbg.add_breakpoint("stage filter:FORWARD")
         await press(pilot, "c", "s", "s")
-        await press(pilot, "e")  # edit the packet in flight
+        await press(pilot, "e", "tab")  # edit the packet in flight: to the value box
         app.screen.query_one("#value").value = "9"
         app.screen.query_one("#path").value = "ip.ttl"
         await press(pilot, "enter")

@@ -163,3 +163,28 @@ async def test_moving_on_after_the_last_packet_says_there_is_none(key: str) -> N
         await press(pilot, key)
         notes = [n.message for n in app._notifications]
         assert any(m.startswith("no more packets: that was the last of 1") for m in notes)
+
+
+async def test_the_breaks_panel_deletes_and_disables_breakpoints() -> None:
+    from kptui.widgets.breaklist import BreakList
+
+    app = make_app(ROUTER)
+    async with app.run_test(size=(80, 24)) as pilot:
+        dbg = debugger(app)
+        for spec in ("stage nat:POSTROUTING", "rule filter:FORWARD:1", "hook INPUT"):
+            dbg.add_breakpoint(spec)
+        await press(pilot, "5")
+        panel = app.screen.query_one(BreakList)
+        assert app.screen.focused is panel and panel.option_count == 3
+        await press(pilot, "down", "x")  # the second one goes
+        assert [bp.spec for bp in dbg.breakpoints.values()] == [
+            "stage nat:POSTROUTING", "hook INPUT"]
+        assert panel.option_count == 2
+        await press(pilot, "space")  # the highlight moved to the next one: hook INPUT
+        assert not dbg.breakpoints[3].enabled and dbg.breakpoints[1].enabled
+        assert "(disabled)" in str(panel.get_option_at_index(1).prompt)
+        await press(pilot, "space")
+        assert dbg.breakpoints[3].enabled
+        await press(pilot, "up", "delete", "delete")
+        assert dbg.breakpoints == {}
+        assert "No breakpoints" in str(app.screen.query_one("#breakpoints-text").render())

@@ -39,7 +39,8 @@ from kptui.screens.dialogs import (
     SaveSessionScreen,
 )
 from kptui.screens.guard import error_message, guarded
-from kptui.widgets import PacketDiagram, PacketTree, RuleList, TraceLog
+from kptui.widgets import PacketDiagram, PacketTree, RuleList, TraceLog, breaklist
+from kptui.widgets.breaklist import BreakList
 from kptui.widgets.diagram import WIDE_MIN_WIDTH
 from kptui.widgets.qos import QosPanel, has_tc, qos_text
 from kptui.widgets.tracelog import LogEntry
@@ -66,9 +67,14 @@ MOVES = {
 
 # the moves that go forward: at the last packet's fate there is nothing for them to do
 FORWARD = frozenset({"step", "step_over", "step_out", "cont", "next_packet"})
+# the panels their key also focuses, from anywhere: a list to act on with keys
+FOCUS_ON_SHOW = frozenset({"breakpoints"})
 # the widget a panel key focuses when the focus was in another panel (else the pane's
 # first focusable widget): the log's list, not its filter box
-PANE_FOCUS = {"rules": "#rule-list", "log": "#trace-log"}
+PANE_FOCUS = {"rules": "#rule-list", "log": "#trace-log", "breakpoints": "#break-list"}
+NO_BREAKPOINTS = ("No breakpoints. Press b on a diagram box or a rule, or a to type one "
+                  "(e.g. stage nat:POSTROUTING).")
+BREAKS_HELP = "  id  hits  breakpoint      ↑↓ pick · x/Del deletes · Space on/off"
 
 
 class CommandDone(Message):
@@ -186,8 +192,8 @@ class DebuggerScreen(Screen[None]):
                                             "fate)", id="log-filter")
                     yield TraceLog(id="trace-log")
                 with TabPane("Breaks", id="breakpoints"):
-                    with VerticalScroll():
-                        yield Static("", id="breakpoints-text")
+                    yield Static("", id="breakpoints-text")
+                    yield BreakList(id="break-list")
                 if has_tc(getattr(self.debugger, "box", None)):  # only a box with tc
                     with TabPane("QoS", id="qos"):
                         yield QosPanel(id="qos-panel")
@@ -244,7 +250,14 @@ class DebuggerScreen(Screen[None]):
             self._log_valid = len(self._log_cache)
             self.query_one(TraceLog).set_entries(self._log_cache, valid)
         elif tab == "breakpoints":
-            self._set_text("#breakpoints-text", self.breakpoints_text())
+            lists = self.query(BreakList)
+            if lists:  # the replay screen shows the recorded ones as text (below)
+                bps = list(dbg.breakpoints.values())
+                lists.first().show(bps)
+                lists.first().display = bool(bps)
+                self._set_text("#breakpoints-text", BREAKS_HELP if bps else NO_BREAKPOINTS)
+            else:
+                self._set_text("#breakpoints-text", self.breakpoints_text())
         elif tab == "qos":
             self.query_one(QosPanel).show(qos_text(dbg.box, dbg.walk_events
                                                    if events is None else events))
@@ -357,17 +370,27 @@ class DebuggerScreen(Screen[None]):
         return f"packet {dbg.index}: {prefix}{cur.describe()}"
 
     def breakpoints_text(self) -> str:
+        """The breakpoints as text (the replay screen's panel: a recording, not to edit)."""
         bps = list(self.debugger.breakpoints.values())
         if not bps:
-            return ("No breakpoints. Press b on a diagram box or a rule, or a to type one "
-                    "(e.g. stage nat:POSTROUTING).")
-        lines = ["  id  hits  breakpoint"]
-        for bp in bps:
-            state = "" if bp.enabled else "  (disabled)"
-            lines.append(f"● {bp.id:>2}  {bp.hits:>4}  {bp.spec}{state}")
-        lines.append("")
-        lines.append("Delete one from the command palette (Ctrl+P: Breakpoint: delete).")
-        return "\n".join(lines)
+            return NO_BREAKPOINTS
+        return "\n".join(["  id  hits  breakpoint", *(breaklist.line(bp) for bp in bps)])
+
+    @on(BreakList.Delete)
+    @guarded
+    def break_deleted(self, event: BreakList.Delete) -> None:
+        self.delete_breakpoint(event.bp_id)
+
+    @on(BreakList.Toggle)
+    @guarded
+    def break_toggled(self, event: BreakList.Toggle) -> None:
+        if self.busy or event.bp_id not in self.debugger.breakpoints:
+            return
+        bp = self.debugger.breakpoints[event.bp_id]
+        self.debugger.enable(bp.id, not bp.enabled)
+        self.notify(f"breakpoint {bp.id} {'enabled' if bp.enabled else 'disabled'}: "
+                    f"{bp.spec}", timeout=3)
+        self.refresh_view()
 
     # -- engine commands ------------------------------------------------------------
 
@@ -616,16 +639,18 @@ class DebuggerScreen(Screen[None]):
         tabs = self.query_one(TabbedContent)
         focused = self.focused
         tabs.active = tab
-        if focused is not None and tabs in focused.ancestors:
+        if focused is not None and (tabs in focused.ancestors or tab in FOCUS_ON_SHOW):
             # The focus was in the pane now hidden: left there, Textual would hand it to
             # the next widget of that pane (the log's filter box) and TabbedContent would
             # show that pane again, so the key would type into the filter. It goes to the
-            # panel asked for instead (its first focusable widget), else to the diagram.
+            # panel asked for instead (its first focusable widget), else to the diagram;
+            # so does it for a panel of FOCUS_ON_SHOW, whatever had the focus.
             pane = tabs.get_pane(tab)
             main = PANE_FOCUS.get(tab)
             target = (pane.query_one(main) if main else
                       next((w for w in pane.query("*") if w.can_focus), None))
-            self.set_focus(target or self.query_one(PacketDiagram))
+            self.set_focus(target if target is not None and target.display
+                           else self.query_one(PacketDiagram))
 
     def action_leave_filter(self) -> None:
         """Escape in the log filter: back to the log, the filter kept (as less's `/`)."""

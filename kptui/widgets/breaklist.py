@@ -1,0 +1,76 @@
+"""The Breaks panel's list: one line per breakpoint, to delete or disable in place.
+
+An OptionList (cursor keys move, the highlighted line is the one a key acts on):
+Delete or x removes the breakpoint, Space or Enter enables/disables it. The list
+only asks; the debugger screen does it (and journals it, for the session).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import OptionList
+from textual.widgets.option_list import Option
+
+
+class BreakList(OptionList):
+    BINDINGS = [
+        Binding("delete,x", "delete", "delete", id="breaks.delete",
+                tooltip="Delete the highlighted breakpoint"),
+        Binding("space,enter", "toggle", "on/off", id="breaks.toggle",
+                tooltip="Enable or disable the highlighted breakpoint"),
+    ]
+
+    class Delete(Message):
+        def __init__(self, bp_id: int) -> None:
+            super().__init__()
+            self.bp_id = bp_id
+
+    class Toggle(Message):
+        def __init__(self, bp_id: int) -> None:
+            super().__init__()
+            self.bp_id = bp_id
+
+    def show(self, breakpoints: Iterable[Any]) -> None:
+        """The breakpoints, the highlight kept on the same one (or the one after it)."""
+        was = self.highlighted
+        keep = self.get_option_at_index(was).id if was is not None and \
+            was < self.option_count else None
+        options = [Option(line(bp), id=str(bp.id)) for bp in breakpoints]
+        if [o.id for o in options] == [self.get_option_at_index(i).id
+                                       for i in range(self.option_count)] and \
+                [str(o.prompt) for o in options] == [
+                    str(self.get_option_at_index(i).prompt) for i in range(self.option_count)]:
+            return  # nothing changed: no repaint, the scroll stays
+        self.clear_options()
+        self.add_options(options)
+        if not options:
+            return
+        ids = [o.id for o in options]
+        self.highlighted = ids.index(keep) if keep in ids else min(was or 0, len(ids) - 1)
+
+    def _current(self) -> int | None:
+        if self.highlighted is None or self.highlighted >= self.option_count:
+            return None
+        option_id = self.get_option_at_index(self.highlighted).id
+        return int(option_id) if option_id is not None else None
+
+    def action_delete(self) -> None:
+        bp_id = self._current()
+        if bp_id is not None:
+            self.post_message(self.Delete(bp_id))
+
+    def action_toggle(self) -> None:
+        bp_id = self._current()
+        if bp_id is not None:
+            self.post_message(self.Toggle(bp_id))
+
+
+def line(bp: Any) -> str:
+    """``● 1     3  rule filter:FORWARD:2``: the mark (○ when disabled), id, hits, spec."""
+    mark = "●" if bp.enabled else "○"
+    state = "" if bp.enabled else "  (disabled)"
+    return f"{mark} {bp.id:>2}  {bp.hits:>4}  {bp.spec}{state}"
