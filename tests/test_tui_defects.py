@@ -6,7 +6,7 @@ Every test here failed before its fix; the issue lists how each was reproduced.
 from __future__ import annotations
 
 import pytest
-from test_app import ROUTER, debugger, make_app, press, type_text
+from test_app import ROUTER, debugger, make_app, press, status, type_text
 
 from kptui.screens.debugger import DebuggerScreen
 from kptui.screens.dialogs import BreakpointScreen
@@ -128,15 +128,11 @@ dport = 23
 """
 
 
-def status_line(app) -> str:  # noqa: ANN001
-    return str(app.screen.query_one("#status").render())
-
-
 async def test_the_status_line_names_the_packet_once() -> None:
     app = make_app(ROUTER)
     async with app.run_test(size=(80, 24)) as pilot:
         await press(pilot, "s")
-        line = status_line(app)
+        line = status(app)
         assert line.startswith("packet 0 arrives on eth0: tcp ")
         assert "packet 0: packet 0" not in line
 
@@ -146,12 +142,12 @@ async def test_an_answer_says_whose_answer_it_is() -> None:
     async with app.run_test(size=(120, 30)) as pilot:
         await press(pilot, "c")  # packet 0's fate: rejected
         await press(pilot, "s")  # the walk of the box's answer, a TCP reset
-        line = status_line(app)
+        line = status(app)
         assert line.startswith("packet 0's answer (")
         assert "starts: tcp 192.0.2.1:23 -> 192.0.2.10:40000" in line
         assert "generated locally" not in line and "packet 0: packet 0" not in line
         await press(pilot, "s")
-        assert status_line(app).startswith("packet 0's answer: ")
+        assert status(app).startswith("packet 0's answer: ")
 
 
 @pytest.mark.parametrize("key", ["N", "c", "s", "n"])

@@ -17,6 +17,8 @@ from textual.widgets.option_list import Option
 
 
 class BreakList(OptionList):
+    _shown: list[tuple[str, str]] = []  # (id, line) of what the list shows
+
     BINDINGS = [
         Binding("delete,x", "delete", "delete", id="breaks.delete",
                 tooltip="Delete the highlighted breakpoint"),
@@ -36,21 +38,17 @@ class BreakList(OptionList):
 
     def show(self, breakpoints: Iterable[Any]) -> None:
         """The breakpoints, the highlight kept on the same one (or the one after it)."""
-        was = self.highlighted
-        keep = self.get_option_at_index(was).id if was is not None and \
-            was < self.option_count else None
-        options = [Option(line(bp), id=str(bp.id)) for bp in breakpoints]
-        if [o.id for o in options] == [self.get_option_at_index(i).id
-                                       for i in range(self.option_count)] and \
-                [str(o.prompt) for o in options] == [
-                    str(self.get_option_at_index(i).prompt) for i in range(self.option_count)]:
+        lines = [(str(bp.id), line(bp)) for bp in breakpoints]
+        if lines == self._shown:
             return  # nothing changed: no repaint, the scroll stays
+        was = self.highlighted
+        keep = self._shown[was][0] if was is not None and was < len(self._shown) else None
+        self._shown = lines
         self.clear_options()
-        self.add_options(options)
-        if not options:
-            return
-        ids = [o.id for o in options]
-        self.highlighted = ids.index(keep) if keep in ids else min(was or 0, len(ids) - 1)
+        self.add_options([Option(text, id=bp_id) for bp_id, text in lines])
+        if lines:
+            ids = [bp_id for bp_id, _ in lines]
+            self.highlighted = ids.index(keep) if keep in ids else min(was or 0, len(ids) - 1)
 
     def _current(self) -> int | None:
         if self.highlighted is None or self.highlighted >= self.option_count:

@@ -61,6 +61,9 @@ _COMMAND_LONG = frozenset({
     "--help", "--line-numbers", "--modprobe", "--set-counters", "--ipv4", "--ipv6"})
 
 
+_NOTHING_LOOKED: list[int] = []  # never appended to: _parse makes each parse its own list
+
+
 class RuleParser:
     """One use per rule; collects errors with the position of the offending word.
 
@@ -85,7 +88,7 @@ class RuleParser:
         # what the parse does and the words it decides by, for a plan (None: no plan);
         # made by _parse (a rule parsed by a plan needs neither)
         self.steps: list[plans.Step] | None = None
-        self.looked: list[int] = []
+        self.looked: list[int] = _NOTHING_LOOKED
 
     @classmethod
     def of_tokens(cls, toks: list[Token], **kw: Any) -> RuleParser:
