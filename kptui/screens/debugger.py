@@ -74,7 +74,7 @@ FOCUS_ON_SHOW = frozenset({"breakpoints"})
 PANE_FOCUS = {"rules": "#rule-list", "log": "#trace-log", "breakpoints": "#break-list"}
 NO_BREAKPOINTS = ("No breakpoints. Press b on a diagram box or a rule, or a to type one "
                   "(e.g. stage nat:POSTROUTING).")
-BREAKS_HELP = "  id  hits  breakpoint      ↑↓ pick · x/Del deletes · Space on/off"
+BREAKS_HELP = "↑↓ pick · x/Del deletes · Space on/off\n  id  hits  breakpoint"
 
 
 class CommandDone(Message):
