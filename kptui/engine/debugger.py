@@ -978,7 +978,7 @@ def _check_in_ruleset(where: str, ruleset: Any, col: int, arg: str) -> None:
                           f"(its chains: {', '.join(names)})", col, arg)
     if number:
         count = len(have.rules) if have is not None else 0
-        if int(number[0]) > count:
+        if (scan_uint(number[0]) or 0) > count:  # _rule_arg wrote it in decimal
             has = f"{count} rule{'s' if count != 1 else ''}" if count else "no rules"
             raise _spec_error(f"no rule {number[0]} in {table}:{chain}: it has {has}", col,
                               arg)

@@ -17,7 +17,7 @@ from textual.widgets.option_list import Option
 
 
 class BreakList(OptionList):
-    _shown: list[tuple[str, str]] = []  # (id, line) of what the list shows
+    _shown: list[tuple[int, str]] = []  # (id, line) of what the list shows
 
     BINDINGS = [
         Binding("delete,x", "delete", "delete", id="breaks.delete",
@@ -38,23 +38,22 @@ class BreakList(OptionList):
 
     def show(self, breakpoints: Iterable[Any]) -> None:
         """The breakpoints, the highlight kept on the same one (or the one after it)."""
-        lines = [(str(bp.id), line(bp)) for bp in breakpoints]
+        lines = [(bp.id, line(bp)) for bp in breakpoints]
         if lines == self._shown:
             return  # nothing changed: no repaint, the scroll stays
         was = self.highlighted
         keep = self._shown[was][0] if was is not None and was < len(self._shown) else None
         self._shown = lines
         self.clear_options()
-        self.add_options([Option(text, id=bp_id) for bp_id, text in lines])
+        self.add_options([Option(text, id=str(bp_id)) for bp_id, text in lines])
         if lines:
             ids = [bp_id for bp_id, _ in lines]
             self.highlighted = ids.index(keep) if keep in ids else min(was or 0, len(ids) - 1)
 
     def _current(self) -> int | None:
-        if self.highlighted is None or self.highlighted >= self.option_count:
+        if self.highlighted is None or self.highlighted >= len(self._shown):
             return None
-        option_id = self.get_option_at_index(self.highlighted).id
-        return int(option_id) if option_id is not None else None
+        return self._shown[self.highlighted][0]
 
     def action_delete(self) -> None:
         bp_id = self._current()
