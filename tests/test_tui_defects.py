@@ -5,6 +5,8 @@ Every test here failed before its fix; the issue lists how each was reproduced.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from test_app import ROUTER, debugger, make_app, press, status, type_text
 
@@ -184,3 +186,31 @@ async def test_the_breaks_panel_deletes_and_disables_breakpoints() -> None:
         await press(pilot, "up", "delete", "delete")
         assert dbg.breakpoints == {}
         assert "No breakpoints" in str(app.screen.query_one("#breakpoints-text").render())
+
+
+# ROUTER with a masquerading nat table: the kernel's trace of a forwarded packet then
+# ends in nat POSTROUTING (xtables-monitor --trace), after filter FORWARD accepted it
+ROUTER_MASQ = ROUTER.replace("*filter", "*nat\n:POSTROUTING ACCEPT [0:0]\n"
+                             "-A POSTROUTING -o eth1 -j MASQUERADE\nCOMMIT\n*filter", 1)
+
+
+async def test_a_fate_names_the_rule_that_accepted_the_packet_beside_the_trace() -> None:
+    app = make_app(ROUTER_MASQ)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await press(pilot, "r")
+        text = status(app)
+        # by: the trace's last entry (kept); accepted by: filter FORWARD rule 1, the
+        # ACCEPT of "-i eth0 -o eth1" that let packet 0 (eth0 -> eth1) through
+        assert "(by nat:POSTROUTING:rule:1)" in text
+        assert "accepted by filter:FORWARD:rule:1" in text
+
+
+def test_trace_json_adds_decided_by_and_keeps_by(tmp_path, capsys) -> None:
+    from kptui.cli import main
+
+    path = tmp_path / "masq.toml"
+    path.write_text(ROUTER_MASQ)
+    main(["trace", str(path), "--json", "--packet", "0"])
+    fate = json.loads(capsys.readouterr().out.splitlines()[0])["fate"]
+    assert fate == {"action": "transmit", "iface": "eth1", "by": "nat:POSTROUTING:rule:1",
+                    "decided_by": "filter:FORWARD:rule:1"}

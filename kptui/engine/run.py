@@ -57,6 +57,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kptui.engine.decided import fate_json
 from kptui.engine.errors import KptuiError
 from kptui.engine.events import AnswerSent, Event, Fate, WalkStart, trace_lines
 from kptui.engine.walk import walk
@@ -101,7 +102,7 @@ class PacketResult:
         """The object ``kptui trace --json`` prints for this packet."""
         out: dict[str, Any] = {
             "packet": self.index,
-            "fate": self.fate.to_json(),
+            "fate": fate_json(self.events, self.fate),
             "out": self.packet.out_dict() if self.packet is not None else {},
             "trace": trace_lines(self.events),
             "answers": self.wire_answers(),

@@ -367,7 +367,9 @@ class DebuggerScreen(Screen[None]):
             return f"{head}: {prefix}{cur.describe()}"
         if isinstance(cur, WalkStart):  # it says which packet it is itself
             return f"{prefix}{cur.describe()}"
-        return f"packet {dbg.index}: {prefix}{cur.describe()}"
+        text = view.fate_text(dbg.walk_events, cur) if isinstance(cur, Fate) \
+            else cur.describe()
+        return f"packet {dbg.index}: {prefix}{text}"
 
     def breakpoints_text(self) -> str:
         """The breakpoints as text (the replay screen's panel: a recording, not to edit)."""

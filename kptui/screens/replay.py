@@ -19,11 +19,12 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 
-from kptui.engine.events import Event, WalkStart
+from kptui.engine.events import Event, Fate, WalkStart
 from kptui.engine.numbers import NumberError, parse_uint
 from kptui.screens.debugger import DebuggerScreen
 from kptui.screens.dialogs import JumpScreen
 from kptui.screens.guard import guarded
+from kptui.screens.view import fate_text
 from kptui.widgets import PacketDiagram, PacketTree, RuleList, Timeline, TraceLog
 from kptui.widgets.tracelog import LogEntry
 
@@ -32,11 +33,12 @@ REPLAY_TABS = ("timeline", "rules", "route", "conntrack", "breakpoints")
 
 def timeline_entries(events: list[Event]) -> list[LogEntry]:
     out: list[LogEntry] = []
-    packet = 0
+    packet = start = 0
     for number, ev in enumerate(events):
         if isinstance(ev, WalkStart):
-            packet = ev.index
-        out.append(LogEntry(packet, number, ev.kind, ev.describe()))
+            packet, start = ev.index, number
+        text = fate_text(events[start:number], ev) if isinstance(ev, Fate) else ev.describe()
+        out.append(LogEntry(packet, number, ev.kind, text))
     return out
 
 
@@ -218,7 +220,9 @@ class ReplayScreen(DebuggerScreen, inherit_bindings=False):
         if cur is None:
             return f"{where}: {self.scenario_name}, before the first packet. s/→ steps, " \
                    "g jumps, ? for help."
-        return f"{where} · packet {self.debugger.index}: {cur.describe()}"
+        text = fate_text(self.debugger.walk_events, cur) if isinstance(cur, Fate) \
+            else cur.describe()
+        return f"{where} · packet {self.debugger.index}: {text}"
 
     def view_state(self) -> dict[str, str]:
         state = super().view_state()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kptui.engine.decided import deciding_verdict
 from kptui.engine.events import (
     ChainEnter,
     ChainReturn,
@@ -200,9 +201,29 @@ def log_entries(events: list[Event], cache: list[LogEntry], valid: int) -> list[
     lines, not the session's)."""
     del cache[valid:]
     packet = cache[-1].packet if cache else 0
+    start = _walk_start(events, len(cache))
     for number in range(len(cache), len(events)):
         ev = events[number]
         if ev.kind == "walk_start":
-            packet = ev.index
-        cache.append(LogEntry(packet, number, ev.kind, ev.describe()))
+            packet, start = ev.index, number
+        text = fate_text(events[start:number], ev) if isinstance(ev, Fate) else ev.describe()
+        cache.append(LogEntry(packet, number, ev.kind, text))
     return cache
+
+
+def _walk_start(events: list[Event], before: int) -> int:
+    """Where the walk that event ``before`` belongs to began."""
+    for number in range(min(before, len(events)) - 1, -1, -1):
+        if events[number].kind == "walk_start":
+            return number
+    return 0
+
+
+def fate_text(walk: list[Event], fate: Fate) -> str:
+    """A fate for people: its kernel-trace ``by`` and, when another verdict decided it
+    (the filter rule that let a packet through), that one too."""
+    decided = deciding_verdict(walk, fate)
+    text = fate.describe()
+    if decided and decided != fate.by:
+        text += f"; accepted by {decided}"
+    return text

@@ -18,6 +18,7 @@ from typing import Any
 
 from kptui import __version__
 from kptui.engine.debugger import Debugger
+from kptui.engine.decided import fate_json
 from kptui.engine.errors import KptuiError
 from kptui.engine.events import ChainEnter, Event, Fate, StageLeave, WalkStart
 from kptui.engine.monitor import packet_fields
@@ -229,7 +230,7 @@ class WalkResult:
         from kptui.engine.events import trace_lines
 
         fate = self.fate
-        return {"packet": self.index, "fate": fate.to_json() if fate else None,
+        return {"packet": self.index, "fate": fate_json(self.events, fate) if fate else None,
                 "out": self.packet.out_dict() if self.packet is not None else {},
                 "trace": trace_lines(self.events),
                 "answers": self.wire_answers(),
