@@ -214,3 +214,27 @@ def test_trace_json_adds_decided_by_and_keeps_by(tmp_path, capsys) -> None:
     fate = json.loads(capsys.readouterr().out.splitlines()[0])["fate"]
     assert fate == {"action": "transmit", "iface": "eth1", "by": "nat:POSTROUTING:rule:1",
                     "decided_by": "filter:FORWARD:rule:1"}
+
+
+async def test_6_opens_the_qos_panel_of_a_box_with_tc() -> None:
+    from textual.widgets import TabbedContent
+
+    text = ROUTER.replace('setup = """\n', 'setup = """\n'
+                          "tc qdisc add dev eth1 root handle 1: htb default 10\n"
+                          "tc class add dev eth1 parent 1: classid 1:10 htb rate 1mbit\n", 1)
+    app = make_app(text)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await press(pilot, "r", "6")
+        assert app.screen.query_one(TabbedContent).active == "qos"
+        assert "htb" in str(app.screen.query_one("#qos-text").render())
+
+
+async def test_6_without_tc_says_there_is_no_qos_panel() -> None:
+    from textual.widgets import TabbedContent
+
+    app = make_app(ROUTER)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await press(pilot, "6")
+        assert app.screen.query_one(TabbedContent).active == "rules"
+        notices = [n.message for n in app._notifications]
+        assert any("no tc configuration" in m for m in notices)

@@ -138,6 +138,8 @@ class DebuggerScreen(Screen[None]):
                 tooltip="Show the trace log"),
         Binding("5", "show_tab('breakpoints')", "breakpoints", show=False,
                 id="tab-breakpoints", tooltip="Show the breakpoints"),
+        Binding("6", "show_tab('qos')", "qos", show=False, id="tab-qos",
+                tooltip="Show the QoS panel (a box with tc configuration)"),
         Binding("escape", "leave_filter", show=False, id="leave-filter",
                 tooltip="Leave the log filter (it stays applied)"),
         Binding("ctrl+s", "save_session", "save", show=False, id="save-session",
@@ -639,6 +641,10 @@ class DebuggerScreen(Screen[None]):
 
     def action_show_tab(self, tab: str) -> None:
         tabs = self.query_one(TabbedContent)
+        if tab == "qos" and not self.query("#qos"):
+            self.notify("No QoS panel: this box has no tc configuration (add tc lines to "
+                        "its setup).", severity="warning")
+            return
         focused = self.focused
         tabs.active = tab
         if focused is not None and (tabs in focused.ancestors or tab in FOCUS_ON_SHOW):
