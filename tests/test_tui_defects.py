@@ -238,3 +238,23 @@ async def test_6_without_tc_says_there_is_no_qos_panel() -> None:
         assert app.screen.query_one(TabbedContent).active == "rules"
         notices = [n.message for n in app._notifications]
         assert any("no tc configuration" in m for m in notices)
+
+
+async def test_help_fits_80_columns_and_says_how_to_close_it() -> None:
+    from textual.widgets._markdown import MarkdownFence
+
+    from kptui.screens.help import HelpScreen
+
+    app = make_app(ROUTER)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await press(pilot, "question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        body = app.screen.query_one("#help-body")
+        assert "Escape or q closes" in body.border_subtitle
+        assert body.region.right <= 80 and body.region.bottom <= 24
+        fences = list(app.screen.query(MarkdownFence))
+        assert fences
+        for fence in fences:  # a code block cut at the box's edge loses its words
+            assert fence.max_scroll_x == 0, fence.code
+        await press(pilot, "q")
+        assert isinstance(app.screen, DebuggerScreen)

@@ -60,7 +60,10 @@ class HelpScreen(ModalScreen[None]):
             yield Markdown(text, id="help-text")
 
     def on_mount(self) -> None:
-        self.query_one("#help-body").focus()
+        body = self.query_one("#help-body")
+        body.border_title = "Help"
+        body.border_subtitle = "Escape or q closes · ↑↓ PgUp PgDn scroll"
+        body.focus()
 
     async def action_dismiss(self, result: None = None) -> None:
         self.dismiss(None)
