@@ -258,3 +258,22 @@ async def test_help_fits_80_columns_and_says_how_to_close_it() -> None:
             assert fence.max_scroll_x == 0, fence.code
         await press(pilot, "q")
         assert isinstance(app.screen, DebuggerScreen)
+
+
+async def test_the_packet_tree_shows_a_changed_value_in_full_at_80_columns() -> None:
+    from kptui.widgets import PacketTree
+
+    app = make_app(ROUTER_MASQ)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await press(pilot, "r")  # MASQUERADE rewrote the source 192.0.2.10 -> 203.0.113.2
+        tree = app.screen.query_one(PacketTree)
+        src = next(n for n in tree.root.children[0].children if n.data == "ip.src")
+        shown = [src.label.plain, *(child.label.plain for child in src.children)]
+        assert "203.0.113.2" in shown[0]
+        assert "was 192.0.2.10" in " ".join(shown)
+        fields = [n for group in tree.root.children for n in group.children]
+        for node in [*fields, *(c for n in fields for c in n.children)]:
+            indent = 6 if node.parent in fields else 4  # the guides before its label
+            # nothing cut at the pane's edge (its last column is the scrollbar's)
+            assert indent + node.label.cell_len <= tree.scrollable_content_region.width, \
+                node.label.plain

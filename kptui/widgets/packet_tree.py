@@ -2,7 +2,8 @@
 
 Leaves carry their field path (``ip.dst``) as data, so Enter on a leaf edits
 that field. A field changed during this walk is highlighted with the value it
-had when the packet arrived; the field changed by the current event is shown
+had when the packet arrived (beside the new one, or on a line of its own under it when
+the two do not fit the pane's width); the field changed by the current event is shown
 reversed. The tree is rebuilt only when the set of fields changes (another
 protocol); otherwise labels are updated in place, which keeps a step cheap.
 """
@@ -53,6 +54,10 @@ def group_of(path: str) -> str:
     return path.split(".", 1)[0]
 
 
+# the columns before a field's label: the root's and its group's guides ("│ ├ ")
+LEAF_INDENT = 4
+
+
 class PacketTree(Tree[str]):
     """The packet in flight. Enter on a field edits it."""
 
@@ -93,8 +98,30 @@ class PacketTree(Tree[str]):
         self._set(self.root, Text(title))
         for group, node in self._groups.items():
             self._set(node, self._group_label(group, pkt))
+        room = self.size.width - LEAF_INDENT - 1  # the vertical scrollbar
         for path, node in self._leaves.items():
-            self._set(node, self._leaf_label(path, pkt, original, latest))
+            label = self._leaf_label(path, pkt, original, latest)
+            was = f"was {show(path, original[path])}" if path in original else ""
+            inline = was and label.cell_len + 3 + len(was) <= room
+            if inline:
+                label.append(f"  ({was})", "italic")
+            self._set(node, label)
+            self._set_was(node, "" if inline else was)
+
+    def _set_was(self, node: TreeNode[str], was: str) -> None:
+        """The old value on a line of its own under the field (when it does not fit
+        beside the new one), or no such line."""
+        children = node.children
+        if not was:
+            if children:
+                node.remove_children()
+            return
+        label = Text(was, "italic")
+        if children:
+            self._set(children[0], label)
+        else:
+            node.add_leaf(label, data=node.data)
+            node.expand()
 
     def _set(self, node: TreeNode[str], label: Text) -> None:
         """Relabel only what changed: each relabel costs the tree a refresh."""
@@ -112,7 +139,7 @@ class PacketTree(Tree[str]):
             if parent is None:
                 parent = self.root.add(group, data=None, expand=group != "inner")
                 self._groups[group] = parent
-            self._leaves[path] = parent.add_leaf(path, data=path)
+            self._leaves[path] = parent.add(path, data=path, allow_expand=False)
         self.root.expand()
 
     def _group_label(self, group: str, pkt: Any) -> Text:
@@ -145,7 +172,6 @@ class PacketTree(Tree[str]):
         label = Text(f"{name:<12}", "dim italic" if not spec.editable else "")
         if path in original:
             label.append(value, "bold reverse" if path in latest else "bold")
-            label.append(f"  (was {show(path, original[path])})", "italic")
         else:
             label.append(value)
         return label
