@@ -461,7 +461,11 @@ async def test_clicking_a_box_shows_its_rules():
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         diagram = app.screen.query_one(PacketDiagram)
-        box = next(b for b in diagram.boxes if b.stage.id == "filter:FORWARD")
+        # at 80x24 a hook is one box: a click lists its tables on the diagram's last line
+        hook = next(b for b in diagram.boxes if b.key == "hook:FORWARD")
+        await pilot.click(PacketDiagram, offset=(hook.x + 1, hook.y))
+        await pilot.pause()
+        box = next(b for b in diagram.boxes if b.key == "filter:FORWARD")
         await pilot.click(PacketDiagram, offset=(box.x + 1, box.y))
         await pilot.pause()
         rules = app.screen.query_one(RuleList)

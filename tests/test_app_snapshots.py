@@ -63,3 +63,79 @@ def test_edit_dialog_80x24(snap_compare):
 def test_help_80x24(snap_compare):
     assert snap_compare(make_app(ROUTER), terminal_size=(80, 24),
                         run_before=keys("question_mark"))
+
+
+# -- the diagram of each profile: a trail, a drop and breakpoints ------------------------
+# (the bundled scenarios; which packet each drops is in the scenario's comments and in
+# tests/test_profiles_historical.py)
+
+DIAGRAM_CASES = {
+    # profile: (scenario, packet dropped, breakpoints)
+    "modern": ("demo.toml", 4, ("stage nat:POSTROUTING", "hook FORWARD")),
+    "classic-2.4": ("classic-2.4.toml", 2, ("stage nat:POSTROUTING", "hook FORWARD")),
+    "ipchains": ("ipchains.toml", 3, ("stage ipchains:forward", "stage tc:egress")),
+}
+
+
+def scenario_app(name: str):
+    from pathlib import Path
+
+    from kptui.app import KptApp
+    from kptui.engine.debugger import Debugger
+    from kptui.engine.scenario import load_scenario
+
+    text = (Path(__file__).parent.parent / "kptui" / "scenarios" / name).read_text()
+    scenario = load_scenario(text, file=name)
+    return KptApp(scenario, debugger=Debugger.for_scenario(scenario), name=scenario.name)
+
+
+def dropped(packet: int, breakpoints: tuple[str, ...]):
+    """A run_before: set the breakpoints, run to packet ``packet``'s fate (a drop)."""
+
+    async def run_before(pilot) -> None:  # noqa: ANN001
+        dbg = pilot.app.screen.debugger
+        for spec in breakpoints:
+            dbg.add_breakpoint(spec)
+        pilot.app.screen.refresh_view()
+        while not (dbg.index == packet and dbg.current is not None
+                   and dbg.current.kind == "fate"):
+            await keys("r" if dbg.index == packet and dbg.in_walk else "N")(pilot)
+        await keys()(pilot)
+
+    return run_before
+
+
+def _diagram_case(snap_compare, profile: str, size: tuple[int, int]) -> bool:
+    name, packet, breakpoints = DIAGRAM_CASES[profile]
+    return snap_compare(scenario_app(name), terminal_size=size,
+                        run_before=dropped(packet, breakpoints))
+
+
+def test_diagram_modern_drop_80x24(snap_compare):
+    assert _diagram_case(snap_compare, "modern", (80, 24))
+
+
+def test_diagram_modern_drop_160x50(snap_compare):
+    assert _diagram_case(snap_compare, "modern", (160, 50))
+
+
+def test_diagram_classic_drop_80x24(snap_compare):
+    assert _diagram_case(snap_compare, "classic-2.4", (80, 24))
+
+
+def test_diagram_classic_drop_160x50(snap_compare):
+    assert _diagram_case(snap_compare, "classic-2.4", (160, 50))
+
+
+def test_diagram_ipchains_drop_80x24(snap_compare):
+    assert _diagram_case(snap_compare, "ipchains", (80, 24))
+
+
+def test_diagram_ipchains_drop_160x50(snap_compare):
+    assert _diagram_case(snap_compare, "ipchains", (160, 50))
+
+
+def test_diagram_zoomed_mid_walk_80x24(snap_compare):
+    # z at 80x24: the wide diagram takes the screen (it scrolls), the current box reversed
+    assert snap_compare(make_app(ROUTER), terminal_size=(80, 24),
+                        run_before=keys("s", "s", "s", "s", "s", "s", "z"))

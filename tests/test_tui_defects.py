@@ -277,3 +277,112 @@ async def test_the_packet_tree_shows_a_changed_value_in_full_at_80_columns() -> 
             # nothing cut at the pane's edge (its last column is the scrollbar's)
             assert indent + node.label.cell_len <= tree.scrollable_content_region.width, \
                 node.label.plain
+
+
+# -- the diagram: the seed's split and merge --------------------------------------------
+
+def _trail_cells(diagram) -> str:
+    """The diagram's text, with every cell off the packet's trail blanked."""
+    rows = []
+    for row in diagram._layout.grid.rows:
+        line = []
+        for ch, tag in row:
+            role, key = tag
+            on = (role == "edge" and diagram._edge_class(key) == "diagram--trail") or (
+                role in ("box", "frame", "label") and key and diagram._class_of(key) in (
+                    "diagram--trail", "diagram--current", "diagram--drop"))
+            line.append(ch if on else " ")
+        rows.append("".join(line).rstrip())
+    return "\n".join(rows)
+
+
+async def run_packet(pilot, app, index: int) -> None:
+    """N until packet ``index`` is in flight, then r: run it to its fate."""
+    dbg = debugger(app)
+    while not (dbg.index == index and dbg.in_walk):
+        await press(pilot, "N")
+    await press(pilot, "r")
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 50)])
+async def test_a_forwarded_packets_trail_is_one_line_from_the_wire_to_the_wire(size) -> None:
+    from kptui.widgets import PacketDiagram
+
+    app = make_app(ROUTER)
+    async with app.run_test(size=size) as pilot:
+        await press(pilot, "r")  # packet 0: eth0 -> eth1, forwarded
+        diagram = app.screen.query_one(PacketDiagram)
+        trail = _trail_cells(diagram)
+        # through the split (┬ down to └▶) and the merge (┤ down to ┘), wire to wire
+        for piece in ("wire▶", "┬", "└▶", "┤", "┘", "ip_forward", "FORWARD", "POSTROUTING"):
+            assert piece in trail, (piece, trail)
+        for off_path in ("hook:INPUT", "local:deliver", "routing:output", "hook:OUTPUT"):
+            assert diagram._class_of(off_path) == "diagram--idle", off_path
+        # every connector between the nodes the packet took is on the trail
+        g = diagram._layout
+        assert all(diagram._edge_class(f"{a}>{b}") == "diagram--trail" for a, b in [
+            ("wire", "tc:ingress"), ("routing:input", "forward"),
+            ("hook:FORWARD", "hook:POSTROUTING"), ("merge", "hook:POSTROUTING"),
+            ("tc:egress", "transmit")]), g
+
+
+async def test_a_packet_for_this_host_goes_through_the_local_process() -> None:
+    from kptui.widgets import PacketDiagram
+
+    app = make_app(ROUTER)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await run_packet(pilot, app, 1)  # packet 1: DNS to the router itself, delivered
+        diagram = app.screen.query_one(PacketDiagram)
+        assert debugger(app).current.action == "deliver"
+        trail = _trail_cells(diagram)
+        assert "[INPUT]" in trail and "[local]" in trail
+        assert "FORWARD" not in trail and "POSTROUTING" not in trail
+
+
+async def test_a_locally_sent_packets_trail_starts_at_the_local_process() -> None:
+    from kptui.widgets import PacketDiagram
+
+    app = make_app(ROUTER)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await run_packet(pilot, app, 5)  # packet 5: the router pings out of eth1
+        diagram = app.screen.query_one(PacketDiagram)
+        assert debugger(app).index == 5
+        trail = _trail_cells(diagram)
+        assert "[local]" in trail and "[OUTPUT]" in trail and "[POSTROUTING]" in trail
+        assert "PREROUTING" not in trail.replace("POSTROUTING", "") and "wire▶" not in trail
+
+
+async def test_breakpoint_and_drop_marks_never_cover_a_label() -> None:
+    from kptui.widgets import PacketDiagram
+
+    app = make_app(ROUTER)
+    async with app.run_test(size=(80, 24)) as pilot:
+        dbg = debugger(app)
+        dbg.add_breakpoint("stage filter:INPUT")
+        dbg.add_breakpoint("hook FORWARD")
+        await run_packet(pilot, app, 2)  # packet 2: ssh from the internet, dropped in INPUT
+        while debugger(app).current.kind != "fate":  # past the breakpoint hits
+            await press(pilot, "r")
+        assert debugger(app).current.action == "drop"
+        diagram = app.screen.query_one(PacketDiagram)
+        screen_text = "\n".join(line.text for line in (
+            diagram.render_line(y) for y in range(diagram.content_height)))
+        for label in ("[INPUT]", "[FORWARD]", "[filter]", "[mangle]"):
+            assert label in screen_text
+        assert "●" in screen_text and "✗" in screen_text
+        assert "[INPUT]✗" in screen_text  # the drop where the trail ends
+
+
+async def test_the_compact_diagram_takes_at_most_a_third_of_80x24_and_z_zooms() -> None:
+    from kptui.widgets import PacketDiagram
+
+    app = make_app(ROUTER)
+    async with app.run_test(size=(80, 24)) as pilot:
+        diagram = app.screen.query_one(PacketDiagram)
+        assert diagram.form == "compact" and diagram.region.height <= 8
+        await press(pilot, "s", "s", "s", "s")
+        assert "▸ PREROUTING:" in diagram.render_line(3).text  # the current hook, expanded
+        await press(pilot, "z")
+        assert diagram.form == "wide" and diagram.region.height > 8
+        await press(pilot, "z")
+        assert diagram.form == "compact" and diagram.region.height <= 8

@@ -128,6 +128,8 @@ class DebuggerScreen(Screen[None]):
                 tooltip="Filter the trace log"),
         Binding("d", "focus_diagram", "diagram", show=False, id="focus-diagram",
                 tooltip="Move the focus to the diagram"),
+        Binding("z", "zoom", "zoom", show=False, id="zoom-diagram",
+                tooltip="Zoom the diagram: every table box and side note (z again: back)"),
         Binding("1", "show_tab('rules')", "rules", show=False, id="tab-rules",
                 tooltip="Show the rules panel"),
         Binding("2", "show_tab('route')", "route", show=False, id="tab-route",
@@ -170,6 +172,8 @@ class DebuggerScreen(Screen[None]):
         # shortens them, an edit or a different walk may then replace what follows)
         self._log_valid = 0
         self._absent: frozenset[str] = frozenset()
+        self._empty: frozenset[str] = frozenset()  # table stages with no rule: dimmed
+        self.zoomed = False  # z: the wide diagram whatever the screen's size
         self._texts: dict[str, str] = {}
 
     # -- layout ------------------------------------------------------------------
@@ -203,6 +207,8 @@ class DebuggerScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self._absent = view.absent_stages(self.debugger, self.profile)
+        self._empty = view.empty_stages(self.debugger, self.profile)
+        self.query_one(PacketDiagram).set_notes(view.side_notes(self.debugger, self.profile))
         self._apply_size(self.size.width, self.size.height)
         self.refresh_view()
         self.query_one(PacketDiagram).focus()
@@ -216,9 +222,20 @@ class DebuggerScreen(Screen[None]):
         wide = width >= WIDE_MIN_WIDTH and height >= WIDE_MIN_HEIGHT
         self.set_class(wide, "-wide")
         diagram = self.query_one(PacketDiagram)
-        diagram.form = "wide" if wide else "compact"
+        diagram.form = "wide" if wide or self.zoomed else "compact"
         extra = 1 if diagram.virtual_size.width > width else 0
-        diagram.styles.height = diagram.content_height + extra
+        # zoomed on a small screen, the diagram takes what the status line and the
+        # footer leave (it scrolls); the panels come back with z
+        room = max(3, height - 4)
+        diagram.styles.height = min(diagram.content_height + extra, room)
+
+    def action_zoom(self) -> None:
+        """z: the wide diagram (every table box, side notes) and back."""
+        self.zoomed = not self.zoomed
+        self._apply_size(self.size.width, self.size.height)
+        diagram = self.query_one(PacketDiagram)
+        diagram.select_stage(diagram.selected_stage.id)
+        diagram.focus()
 
     # -- the view ------------------------------------------------------------------
 
@@ -234,7 +251,7 @@ class DebuggerScreen(Screen[None]):
         events = dbg.walk_events
         self._set_text("#status", self.status_text())
         self.query_one(PacketDiagram).set_state(
-            view.diagram_state(dbg, self.profile, self._absent))
+            view.diagram_state(dbg, self.profile, self._empty))
         self._refresh_packet()
         self._refresh_tab(self.query_one(TabbedContent).active, events)
 
@@ -493,8 +510,7 @@ class DebuggerScreen(Screen[None]):
     def action_toggle_breakpoint(self) -> None:
         focused = self.focused
         if isinstance(focused, PacketDiagram):
-            stage = focused.selected_stage
-            self.toggle_spec(f"stage {stage.id}", stage=stage)
+            self.toggle_spec(focused.selected_spec, stage=focused.selected_stage)
             return
         if isinstance(focused, RuleList) and focused.cursor_rule is not None:
             table, chain, n = focused.cursor_rule

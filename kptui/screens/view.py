@@ -23,6 +23,7 @@ from kptui.engine.events import (
     StageLeave,
     TargetApplied,
     UserEdit,
+    WalkStart,
 )
 from kptui.engine.numbers import scan_uint
 from kptui.engine.profile import Profile
@@ -54,6 +55,56 @@ def absent_stages(dbg: Any, profile: Profile) -> frozenset[str]:
                      if s.kind == "table" and not ruleset.chain_present(s.table, s.hook))
 
 
+def empty_stages(dbg: Any, profile: Profile) -> frozenset[str]:
+    """Table stages with no rule (absent, or present with none): the diagram dims them."""
+    tables = getattr(dbg.box.ruleset, "tables", {})
+    out = set()
+    for s in profile.stages():
+        if s.kind != "table":
+            continue
+        chain = tables[s.table].chains.get(s.hook) if s.table in tables else None
+        if chain is None or not chain.present or not chain.rules:
+            out.add(s.id)
+    return frozenset(out)
+
+
+# the side notes of the seed diagram, by the targets that earn them
+NOTE_TARGETS = {"MARK": "MARK WRITE", "CONNMARK": "MARK WRITE", "DNAT": "DEST REWRITE",
+                "REDIRECT": "DEST REWRITE", "SNAT": "SOURCE REWRITE",
+                "MASQUERADE": "SOURCE REWRITE"}
+
+
+def side_notes(dbg: Any, profile: Profile) -> dict[str, str]:
+    """Stage id -> what its rules (or the user chains they reach) rewrite, as the seed
+    diagram notes it beside the table: MARK WRITE, DEST REWRITE, SOURCE REWRITE."""
+    from kptui.engine.iptables.targets import ChainTarget
+
+    tables = getattr(dbg.box.ruleset, "tables", {})
+    out: dict[str, str] = {}
+    for stage in profile.stages():
+        table = tables.get(stage.table) if stage.kind == "table" else None
+        if table is None or stage.hook not in table.chains:
+            continue
+        found: list[str] = []
+        todo, seen = [stage.hook], set()
+        while todo:
+            name = todo.pop()
+            chain = table.chains.get(name)
+            if name in seen or chain is None:
+                continue
+            seen.add(name)
+            for rule in chain.rules:
+                target = rule.target
+                if isinstance(target, ChainTarget):
+                    todo.append(target.chain)
+                note = NOTE_TARGETS.get(getattr(target, "name", ""))
+                if note and note not in found:
+                    found.append(note)
+        if found:
+            out[stage.id] = ", ".join(found)
+    return out
+
+
 def diagram_state(dbg: Any, profile: Profile, absent: frozenset[str]) -> DiagramState:
     events = dbg.walk_events
     visited = {ev.stage for ev in events if ev.stage}
@@ -72,10 +123,13 @@ def diagram_state(dbg: Any, profile: Profile, absent: frozenset[str]) -> Diagram
         reached = [i for i, sid in enumerate(ids) if sid in visited]
         if reached:
             passed.update(ids[:max(reached)])
+    start = events[0] if events else None
     return DiagramState(current=current, visited=frozenset(visited),
                         passed=frozenset(passed - visited),
                         breakpoints=stage_breakpoints(dbg, profile), fate_stage=fate_stage,
-                        fate_action=fate_action, absent=absent)
+                        fate_action=fate_action, absent=absent,
+                        from_wire=isinstance(start, WalkStart) and start.origin != "local",
+                        walking=isinstance(start, WalkStart))
 
 
 def chain_in_focus(events: list[Event]) -> tuple[tuple[str, str] | None, dict, int, bool]:

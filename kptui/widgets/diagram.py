@@ -1,16 +1,19 @@
 """The Kernel Packet Traveling Diagram, drawn from the engine's profile.
 
-Each profile path (prerouting, local in, forward, local out, postrouting) is a
-row of boxes, one per stage, in the order the packet meets them. The picture
-is laid out once per (profile, form) and kept as rows of segments; only the
-styles change as the packet moves, so ``render_line`` rebuilds a Strip from
-its segments and caches it until the state changes (the Line API, as in
+The picture is the seed's graph (``kptui.widgets.diagram_layout``): the way
+in, the split at input routing into the local and the forward branch, the
+merge before POSTROUTING, the way out, with real connectors. It is laid out
+once per (profile, form, expanded hook) as a grid of tagged cells; only the
+styles change as the packet moves, so ``render_line`` builds a row's Strip
+from its cells and caches it until the state changes (the Line API, as in
 toolong's log view).
 
-Two forms: ``compact`` (one text line per row, fits 80 columns) and ``wide``
-(framed boxes with the diagram's full titles, for big terminals). Marks work
-without colour: the current stage is reversed (and framed heavy when wide),
-a breakpoint is ``●``, a drop or reject ``✗``, the selected box underlined.
+Two forms: ``compact`` (80x24: a hook is one box, the current hook's tables
+on a line of their own) and ``wide`` (every table in its hook's framed box,
+with side notes). Marks work without colour: the current box is reversed, the
+trail (boxes and connectors the packet took) green and bold, a breakpoint
+``●`` and a drop ``✗`` in a slot of their own (an arrow's cell in the compact
+form), never over a label; the selected box is underlined.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from kptui.engine.profile import Profile, Stage
+from kptui.widgets.diagram_layout import Box, Layout, Tag, lay_out
 
 PATHS: tuple[tuple[str, str, str], ...] = (
     ("prerouting", "PREROUTING", "from the wire"),
@@ -37,83 +41,20 @@ PATHS: tuple[tuple[str, str, str], ...] = (
     ("postrouting", "POSTROUTING", "to the wire"),
 )
 
-# Each profile's own picture: (path, compact row label, wide row label, blurb). The
-# classic-2.4 rows use the seed diagram's box titles and its margin notes; ipchains the
-# names of its three chains (IPCHAINS-HOWTO 4.1).
-PROFILE_PATHS: dict[str, tuple[tuple[str, str, str, str], ...]] = {
-    "classic-2.4": (
-        ("prerouting", "PREROUTING", "IPTABLES PREROUTING",
-         "mangle <- MARK WRITE, nat <- DEST REWRITE: DNAT or REDIRECT or DE-MASQUERADE"),
-        ("local_in", "INPUT", "IPTABLES INPUT", "packet is for this machine"),
-        ("forward", "FORWARD", "IPTABLES FORWARD",
-         "packet is for another address; mangle <- MARK WRITE"),
-        ("local_out", "OUTPUT", "IPTABLES OUTPUT",
-         "local process; mangle <- MARK WRITE, nat <- DEST REWRITE: DNAT or REDIRECT"),
-        ("postrouting", "POSTROUTING", "IPTABLES POSTROUTING",
-         "mangle <- MARK WRITE, nat <- SOURCE REWRITE: SNAT or MASQUERADE"),
-    ),
-    "ipchains": (
-        ("prerouting", "input", "IPCHAINS INPUT", "from the wire; replies are demasqueraded"),
-        ("local_in", "local", "LOCAL PROCESS", "routed to this host"),
-        ("forward", "forward", "IPCHAINS FORWARD", "routed through this host; MASQ here"),
-        ("local_out", "local out", "LOCAL OUTPUT", "sent by a local process"),
-        ("postrouting", "output", "IPCHAINS OUTPUT", "every packet leaving: to the wire"),
-    ),
+# The hooks' names in each profile's picture: the seed diagram's 2.4 boxes say IPTABLES
+# (a 2.4 kernel runs IPTABLES or, with ipchains.o, IPCHAINS: not both).
+HOOK_TITLES: dict[str, dict[str, str]] = {
+    "classic-2.4": {hook: f"IPTABLES {hook}" for hook in
+                    ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")},
 }
-
-
-def profile_paths(profile: Profile) -> tuple[tuple[str, str, str, str], ...]:
-    """The rows of ``profile``'s picture (the modern one unless it has its own)."""
-    own = PROFILE_PATHS.get(profile.name)
-    if own is not None:
-        return own
-    return tuple((path, hook, hook, blurb) for path, hook, blurb in PATHS)
-
-
-# Short names for the compact form; table stages show their table (the row names the hook).
-COMPACT_NAMES = {
-    "tc:ingress": "QOS INGRESS",
-    "tc:egress": "QOS EGRESS",
-    "routing:input": "ROUTING+RPDB",
-    "routing:output": "ROUTING+RPDB",
-    "forward": "ip_forward",
-    "local:deliver": "local process",
-    "transmit": "out",
+# what the seed draws beside IPTABLES, and why this profile does not run it
+SIDE_TEXT: dict[str, tuple[str, ...]] = {
+    "classic-2.4": ("IPCHAINS beside IPTABLES: a 2.4",
+                    "kernel loads one of the two.",
+                    "This profile runs IPTABLES; the",
+                    "ipchains profile runs IPCHAINS."),
 }
-LABEL_WIDTH = 12
 WIDE_MIN_WIDTH = 110
-
-
-def compact_name(stage: Stage) -> str:
-    if stage.id in COMPACT_NAMES:
-        return COMPACT_NAMES[stage.id]
-    if stage.kind == "table":
-        return stage.table
-    if stage.kind == "confirm":
-        return "confirm"
-    if stage.kind == "ipchains":
-        return stage.hook
-    if stage.kind == "imq":
-        return "IMQ"
-    if stage.kind == "demasq":
-        return "demasq"
-    return stage.title
-
-
-@dataclass(slots=True)
-class BoxPos:
-    """Where a stage's box is drawn: its rectangle in diagram coordinates."""
-
-    stage: Stage
-    row: int  # index into PATHS
-    col: int  # position within its row
-    x: int
-    y: int
-    width: int
-    height: int
-
-    def contains(self, x: int, y: int) -> bool:
-        return self.x <= x < self.x + self.width and self.y <= y < self.y + self.height
 
 
 @dataclass(slots=True)
@@ -126,64 +67,19 @@ class DiagramState:
     breakpoints: frozenset[str] = frozenset()
     fate_stage: str = ""
     fate_action: str = ""  # drop | reject | transmit | deliver | error
-    absent: frozenset[str] = field(default_factory=frozenset)  # table stages without a chain
+    absent: frozenset[str] = field(default_factory=frozenset)  # table stages with no rules
+    from_wire: bool = False  # the walk began on an interface (else a local process sent it)
+    walking: bool = False  # a packet is in flight or at its fate
 
 
-# A segment of a laid-out line: text and the box it belongs to (None: arrows, labels).
-Seg = tuple[str, "BoxPos | None", str]  # (text, box, role) role: label|arrow|box|edge
-
-
-def layout(profile: Profile, form: str) -> tuple[list[list[Seg]], list[BoxPos]]:
-    """The diagram as lines of segments, and the boxes (for selection and hit tests)."""
-    lines: list[list[Seg]] = []
-    boxes: list[BoxPos] = []
-    seen: set[str] = set()
-    for row, (path, hook, title, blurb) in enumerate(profile_paths(profile)):
-        stages = [s for s in getattr(profile, path)
-                  if s.id not in seen and s.id not in profile.hidden]
-        seen.update(s.id for s in stages)
-        if form == "compact":
-            y = len(lines)
-            segs: list[Seg] = [(f"{hook:<{LABEL_WIDTH}}", None, "label")]
-            x = LABEL_WIDTH
-            for col, stage in enumerate(stages):
-                if col:
-                    segs.append(("→", None, "arrow"))
-                    x += 1
-                text = f"[{compact_name(stage)}]"
-                box = BoxPos(stage, row, col, x, y, len(text), 1)
-                boxes.append(box)
-                segs.append((text, box, "box"))
-                x += len(text)
-            lines.append(segs)
-        else:
-            lines.append([(f"{title} ", None, "label"), (f"({blurb})", None, "blurb")])
-            y = len(lines)
-            top: list[Seg] = [(" ", None, "arrow")]
-            mid: list[Seg] = [(" ", None, "arrow")]
-            bot: list[Seg] = [(" ", None, "arrow")]
-            x = 1
-            for col, stage in enumerate(stages):
-                if col:
-                    top.append(("  ", None, "arrow"))
-                    mid.append(("─▶", None, "arrow"))
-                    bot.append(("  ", None, "arrow"))
-                    x += 2
-                inner = stage.title
-                width = len(inner) + 2
-                box = BoxPos(stage, row, col, x, y, width, 3)
-                boxes.append(box)
-                top.append(("top", box, "edge"))
-                mid.append((inner, box, "box"))
-                bot.append(("bottom", box, "edge"))
-                x += width
-            lines.extend([top, mid, bot])
-    lines.append([("legend", None, "legend")])
-    return lines, boxes
+DROPS = ("drop", "reject", "error")
+# cell roles whose look follows the box (node or stage) they belong to
+BOX_ROLES = frozenset({"box", "frame", "label"})
 
 
 class PacketDiagram(ScrollView, can_focus=True):
-    """The packet path diagram. Arrow keys select a box; Enter shows its rules."""
+    """The packet path diagram. Arrow keys select a box; Enter shows its rules (or, on a
+    collapsed hook, lists its tables); z zooms between the compact and the wide form."""
 
     BINDINGS = [
         Binding("left", "move(0,-1)", "previous box", show=False, id="diagram.left",
@@ -191,17 +87,17 @@ class PacketDiagram(ScrollView, can_focus=True):
         Binding("right", "move(0,1)", "next box", show=False, id="diagram.right",
                 tooltip="Select the box to the right"),
         Binding("up", "move(-1,0)", "row above", show=False, id="diagram.up",
-                tooltip="Select a box in the row above"),
+                tooltip="Select the box above"),
         Binding("down", "move(1,0)", "row below", show=False, id="diagram.down",
-                tooltip="Select a box in the row below"),
+                tooltip="Select the box below"),
         Binding("enter", "open", "rules", show=False, id="diagram.open",
-                tooltip="Show the rules of the selected box"),
+                tooltip="Show the rules of the selected box (on a hook: list its tables)"),
     ]
 
     COMPONENT_CLASSES = {
-        "diagram--label", "diagram--blurb", "diagram--arrow", "diagram--idle",
-        "diagram--absent", "diagram--passed", "diagram--trail", "diagram--current",
-        "diagram--break", "diagram--drop", "diagram--legend",
+        "diagram--label", "diagram--edge", "diagram--idle", "diagram--absent",
+        "diagram--trail", "diagram--current", "diagram--break", "diagram--drop",
+        "diagram--legend", "diagram--note",
     }
 
     DEFAULT_CSS = """
@@ -209,17 +105,16 @@ class PacketDiagram(ScrollView, can_focus=True):
         height: 6;
         scrollbar-size-horizontal: 1;
         scrollbar-size-vertical: 1;
-        & > .diagram--label { color: $text; text-style: bold; }
-        & > .diagram--blurb { color: $text-muted; }
-        & > .diagram--arrow { color: $text-muted; }
-        & > .diagram--idle { color: $text-muted; }
+        & > .diagram--label { color: $text-muted; }
+        & > .diagram--edge { color: $text-muted; }
+        & > .diagram--idle { color: $text; }
         & > .diagram--absent { color: $text-disabled; }
-        & > .diagram--passed { color: $success; }
         & > .diagram--trail { color: $success; text-style: bold; }
         & > .diagram--current { color: $accent; text-style: bold reverse; }
         & > .diagram--break { color: $error; text-style: bold; }
-        & > .diagram--drop { color: $error; text-style: bold; }
+        & > .diagram--drop { color: $error; text-style: bold reverse; }
         & > .diagram--legend { color: $text-muted; }
+        & > .diagram--note { color: $warning; }
     }
     """
 
@@ -232,186 +127,288 @@ class PacketDiagram(ScrollView, can_focus=True):
             super().__init__()
             self.stage = stage
 
-    def __init__(self, profile: Profile, *, id: str | None = None) -> None:  # noqa: A002
+    def __init__(self, profile: Profile, *, id: str | None = None,  # noqa: A002
+                 notes: dict[str, str] | None = None) -> None:
         super().__init__(id=id)
         self.profile = profile
+        self.notes = dict(notes or {})
         self.state = DiagramState()
-        self.selected = 0
+        self.expanded = "hook:PREROUTING" if any(
+            s.hook == "PREROUTING" for s in profile.prerouting) else ""
+        self.selected_key = ""
         self._cache: dict[int, Strip] = {}
-        self._lines: list[list[Seg]] = []
-        self.boxes: list[BoxPos] = []
+        self._invalidate()
+        self._layout: Layout = lay_out(profile, "compact")
+        self.boxes: list[Box] = []
         self._relayout()
 
     # -- layout ----------------------------------------------------------------
 
     def _relayout(self) -> None:
-        self._lines, self.boxes = layout(self.profile, self.form)
-        width = max(sum(len(self._text(s)) for s in line) for line in self._lines[:-1])
-        self.virtual_size = Size(width, len(self._lines))
+        self._layout = lay_out(self.profile, self.form, expanded=self.expanded,
+                               notes=self.notes,
+                               titles=HOOK_TITLES.get(self.profile.name) if self.form == "wide"
+                               else None)
+        grid = self._layout.grid
+        if self.form == "wide":
+            for i, text in enumerate(SIDE_TEXT.get(self.profile.name, ())):
+                grid.put(0, self._layout.height - 5 + i, text, ("label", ""))
+        self.boxes = self._layout.boxes
+        keys = {b.key for b in self.boxes}
+        if self.selected_key not in keys:  # its hook collapsed: the hook's box, else the first
+            node = self._layout.node_of.get(self.selected_key, "")
+            self.selected_key = node if node in keys else self.boxes[0].key
+        self.virtual_size = Size(grid.width, self.content_height)
+        self._invalidate()
+
+    def _invalidate(self) -> None:
+        """The state or the layout changed: every row (and the marks) is drawn again."""
         self._cache.clear()
+        self._mark_cells: dict[tuple[int, int], tuple[str, str]] | None = None
 
     @property
     def content_height(self) -> int:
-        return len(self._lines)
+        return self._layout.height + 1  # and the legend
 
     def watch_form(self) -> None:
         self._relayout()
         self.refresh()
 
+    def set_notes(self, notes: dict[str, str]) -> None:
+        """Side notes by stage id (MARK WRITE, ...): from the box's rules."""
+        if notes != self.notes:
+            self.notes = dict(notes)
+            self._relayout()
+            self.refresh()
+
     def set_state(self, state: DiagramState) -> None:
+        """Mark the walk's state; when the packet moved into another hook, list its tables
+        (a redraw that did not move it leaves what the user expanded)."""
+        moved = (state.current, state.fate_stage) != (self.state.current,
+                                                      self.state.fate_stage)
         self.state = state
-        self._cache.clear()
+        node = self._layout.node_of.get(state.current) or self._layout.node_of.get(
+            state.fate_stage)
+        if moved and node and node.startswith("hook:") and node != self.expanded:
+            self._expand(node)
+        self._invalidate()
         self.refresh()
+
+    def _expand(self, node: str) -> None:
+        self.expanded = node
+        if self.form == "compact":
+            self._relayout()
+
+    @property
+    def selected(self) -> int:
+        return next(i for i, b in enumerate(self.boxes) if b.key == self.selected_key)
+
+    @property
+    def selected_box(self) -> Box:
+        return self.boxes[self.selected]
 
     @property
     def selected_stage(self) -> Stage:
-        return self.boxes[self.selected].stage
+        return self.selected_box.stage
+
+    @property
+    def selected_spec(self) -> str:
+        """The breakpoint b sets on the selected box: its stage, or a collapsed hook's."""
+        box = self.selected_box
+        if box.hook:
+            return f"hook {box.stage.hook}"
+        return f"stage {box.stage.id}"
 
     def select_stage(self, stage_id: str) -> None:
-        for i, box in enumerate(self.boxes):
-            if box.stage.id == stage_id:
-                self._select(i)
+        """Select the stage's box (its hook's box when the hook is collapsed)."""
+        node = self._layout.node_of.get(stage_id, "")
+        if node.startswith("hook:") and self.form == "compact" and node != self.expanded:
+            self._expand(node)
+        for key in (stage_id, node):
+            if any(b.key == key for b in self.boxes):
+                self._select(key)
                 return
 
-    def _select(self, index: int) -> None:
-        self.selected = index
-        self._cache.clear()
-        box = self.boxes[index]
-        self.scroll_to_region_of(box)
-        self.refresh()
-
-    def scroll_to_region_of(self, box: BoxPos) -> None:
+    def _select(self, key: str) -> None:
+        self.selected_key = key
+        box = self.selected_box
+        if self.form == "compact" and box.node.startswith("hook:") \
+                and box.node != self.expanded:
+            self._expand(box.node)
+            box = self.selected_box
+        self._invalidate()
         from textual.geometry import Region
 
         self.scroll_to_region(Region(box.x, box.y, box.width, box.height), animate=False)
+        self.refresh()
 
     # -- actions and mouse -----------------------------------------------------------
 
     def action_move(self, drow: int, dcol: int) -> None:
-        box = self.boxes[self.selected]
-        if dcol:
-            same = [i for i, b in enumerate(self.boxes) if b.row == box.row]
-            pos = same.index(self.selected) + dcol
-            if 0 <= pos < len(same):
-                self._select(same[pos])
-            return
-        row = box.row + drow
-        choices = [i for i, b in enumerate(self.boxes) if b.row == row]
+        """Move to the nearest box in that direction (the picture is a graph: rows are
+        not lists, so nearness is measured on the screen)."""
+        here = self.selected_box
+        cx, cy = here.x + here.width / 2, here.y + here.height / 2
+
+        def ahead(b: Box) -> bool:
+            bx, by = b.x + b.width / 2, b.y + b.height / 2
+            if dcol:
+                overlaps = b.y < here.y + here.height and here.y < b.y + b.height
+                return overlaps and (bx - cx) * dcol > 0
+            return (by - cy) * drow > 0
+
+        def distance(b: Box) -> float:
+            bx, by = b.x + b.width / 2, b.y + b.height / 2
+            along, across = (abs(bx - cx), abs(by - cy)) if dcol else (abs(by - cy),
+                                                                     abs(bx - cx))
+            return along + 3 * across
+
+        choices = [b for b in self.boxes if b is not here and ahead(b)]
         if choices:
-            centre = box.x + box.width // 2
-            best = min(choices, key=lambda i: abs(self.boxes[i].x + self.boxes[i].width // 2
-                                                  - centre))
-            self._select(best)
+            self._select(min(choices, key=distance).key)
 
     def action_open(self) -> None:
-        self.post_message(self.BoxSelected(self.selected_stage))
+        box = self.selected_box
+        if box.hook:  # a collapsed hook: list its tables, select the first
+            self._expand(box.node)
+            self._select(box.stage.id)
+            return
+        self.post_message(self.BoxSelected(box.stage))
 
     def on_click(self, event: events.Click) -> None:
         x = event.x + int(self.scroll_x)
         y = event.y + int(self.scroll_y)
-        for i, box in enumerate(self.boxes):
+        for box in self.boxes:
             if box.contains(x, y):
-                self._select(i)
-                self.post_message(self.BoxSelected(box.stage))
+                self._select(box.key)
+                self.action_open()
                 return
 
     def on_focus(self) -> None:
-        self._cache.clear()
+        self._invalidate()
         self.refresh()
 
     def on_blur(self) -> None:
-        self._cache.clear()
+        self._invalidate()
         self.refresh()
 
-    # -- rendering -------------------------------------------------------------
+    # -- the state's look -------------------------------------------------------------
 
-    def _text(self, seg: Seg) -> str:
-        text, box, role = seg
-        if role == "edge" and box is not None:
-            return "x" * box.width
-        if role == "legend":
-            return ""
-        return text
+    def _node_stages(self, key: str) -> list[str]:
+        return [sid for sid, node in self._layout.node_of.items() if node == key] or [key]
 
-    def _box_class(self, box: BoxPos) -> str:
-        st, sid = self.state, box.stage.id
-        if sid == st.current:
+    def _on_trail(self, key: str) -> bool:
+        """A node (or stage) the packet went through in this walk."""
+        st = self.state
+        if key == "wire":
+            return st.from_wire and st.walking
+        if key == "merge":
+            return False
+        if key == "local:deliver" and st.walking and not st.from_wire:
+            return True  # a local process sent it
+        taken = st.visited | st.passed | {st.current}
+        return any(sid in taken for sid in self._node_stages(key))
+
+    def _class_of(self, key: str) -> str:
+        st = self.state
+        stages = self._node_stages(key)
+        if st.current in stages:
             return "diagram--current"
-        if sid == st.fate_stage and st.fate_action in ("drop", "reject", "error"):
+        if st.fate_stage in stages and st.fate_action in DROPS:
             return "diagram--drop"
-        if sid in st.visited:
+        if self._on_trail(key):
             return "diagram--trail"
-        if sid in st.passed:
-            return "diagram--passed"
-        if sid in st.absent:
+        if all(sid in st.absent for sid in stages):
             return "diagram--absent"
         return "diagram--idle"
 
-    def _box_text(self, seg: Seg) -> str:
-        text, box, role = seg
-        assert box is not None
-        st, sid = self.state, box.stage.id
-        heavy = sid == st.current
-        brk = sid in st.breakpoints
-        dropped = sid == st.fate_stage and st.fate_action in ("drop", "reject")
-        inner = box.width - 2
-        if role == "edge":
-            left, fill, right = ("┏", "━", "┓") if text == "top" else ("┗", "━", "┛")
-            if not heavy:
-                left, fill, right = ("┌", "─", "┐") if text == "top" else ("└", "─", "┘")
-            body = fill * inner
-            if text == "top" and brk:
-                body = "●" + body[1:]
-            if text == "bottom" and dropped:
-                tag = f" ✗ {st.fate_action.upper()} "
-                body = (fill + tag + fill * inner)[:inner]
-            return left + body + right
-        if self.form == "compact":
+    def _edge_class(self, key: str) -> str:
+        a, b = key.split(">", 1)
+        if a == "merge":
+            return "diagram--trail" if self._on_trail(b) else "diagram--edge"
+        return "diagram--trail" if self._on_trail(a) and self._on_trail(b) \
+            else "diagram--edge"
+
+    def _marks(self) -> dict[tuple[int, int], tuple[str, str]]:
+        """Cells that show a breakpoint or a drop, in slots of their own, never over a
+        label: a breakpoint on the box's way in (the packet stops before it), a drop on
+        its way out (where the trail ends); inside a wide hook, the table line's slot."""
+        st = self.state
+        out: dict[tuple[int, int], tuple[str, str]] = {}
+        drops: dict[tuple[int, int], tuple[str, str]] = {}  # a drop wins a shared cell
+        for box in self.boxes:
+            stages = self._node_stages(box.key)
+            brk = any(sid in st.breakpoints for sid in stages)
+            drop = st.fate_stage in stages and st.fate_action in DROPS
+            if self.form == "wide" and box.height == 1:  # a table line: its one slot
+                if drop or brk:
+                    out[(box.x, box.y)] = ("✗", "diagram--drop") if drop else \
+                        ("●", "diagram--break")
+                continue
+            if self.form == "wide":  # a framed box: on its top and bottom edges
+                before, after = (box.x + 1, box.y), (box.x + 1, box.y + box.height - 1)
+            else:
+                left, right = (box.x - 1, box.y), (box.x + box.width, box.y)
+                before, after = (right, left) if box.rtl else (left, right)
             if brk:
-                text = "●" + text[1:]
-            if dropped:
-                text = text[:-1] + "✗"
-            return text
-        side = "┃" if heavy else "│"
-        return side + text + side
+                out[before] = ("●", "diagram--break")
+            if drop:
+                drops[after] = ("✗", "diagram--drop")
+        return out | drops
 
     def _legend(self) -> str:
         if self.form == "compact":
-            return ("reversed: current   bold: trail   ●: breakpoint   ✗: dropped   "
-                    "←→↑↓ Enter: rules")
-        return ("reversed: current stage   bold: the packet's trail   ●: breakpoint   "
-                "✗: dropped   dim: no chain   ←→↑↓/mouse: select, Enter: rules, b: break")
+            return "reverse: now · green: trail · ●: break · ✗: drop · dim: no rules · z: zoom"
+        return ("reverse: current · green: the packet's trail · underline: selected · "
+                "●: breakpoint · ✗: dropped · dim: no rules · ◂: its rules rewrite · "
+                "z: zoom")
+
+    def _style_of(self, tag: Tag) -> str:
+        role, key = tag
+        if role in BOX_ROLES and key:
+            return self._class_of(key)
+        if role == "edge":
+            return self._edge_class(key)
+        if role == "inner":
+            return "diagram--edge"
+        if role == "note":
+            return "diagram--note"
+        if role == "mark":
+            return self._class_of(key)
+        return "diagram--label"
 
     def _render_row(self, y: int) -> Strip:
-        segs = self._lines[y]
-        if segs and segs[0][2] == "legend":
+        if y == self._layout.height:
             return Strip([Segment(self._legend(), self.get_component_rich_style(
                 "diagram--legend"))])
+        if self._mark_cells is None:
+            self._mark_cells = self._marks()
+        marks = self._mark_cells
+        selected = self.selected_box if self.has_focus else None
         out: list[Segment] = []
-        focused = self.has_focus
-        for seg in segs:
-            text, box, role = seg
-            if box is None:
-                out.append(Segment(text, self.get_component_rich_style(f"diagram--{role}")))
-                continue
-            style = self.get_component_rich_style(self._box_class(box))
-            rendered = self._box_text(seg)
-            if box is self.boxes[self.selected] and focused and role == "box":
+        row = self._layout.grid.rows[y] if y < len(self._layout.grid.rows) else []
+        for x, (ch, tag) in enumerate(row):
+            if (x, y) in marks:
+                ch, cls = marks[(x, y)]
+            elif not tag[0]:
+                cls = ""
+            else:
+                cls = self._style_of(tag)
+            style = self.get_component_rich_style(cls) if cls else self.rich_style
+            if selected is not None and tag[0] == "box" and selected.contains(x, y) \
+                    and ch != " ":
                 style += Style(underline=True)
-            if box.stage.id in self.state.breakpoints and self.form == "compact":
-                mark = self.get_component_rich_style("diagram--break")
-                out.append(Segment(rendered[:1], style + Style(color=mark.color, bold=True)
-                                   if rendered[:1] == "●" else style))
-                out.append(Segment(rendered[1:], style))
-                continue
-            out.append(Segment(rendered, style))
+            if out and out[-1].style == style:
+                out[-1] = Segment(out[-1].text + ch, style)
+            else:
+                out.append(Segment(ch, style))
         return Strip(out)
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         line = y + scroll_y
         width = self.size.width
-        if line >= len(self._lines):
+        if line >= self.content_height:
             return Strip.blank(width, self.rich_style)
         strip = self._cache.get(line)
         if strip is None:
