@@ -193,3 +193,41 @@ def test_lines_inside_multiline_strings_are_no_keys_or_headers():
         load_scenario(text.replace('"fancy"', '"modern"'), file="s.toml")
     assert "packets.dport must be in 0..65535" in exc.value.message
     assert exc.value.line == 15
+
+
+WIPED = '''
+name = "wipe"
+setup = """
+iptables -A INPUT -p tcp --dport 22 -j ACCEPT
+iptables -t nat -A POSTROUTING -o eth1 -j MASQUERADE
+"""
+iptables = """
+*filter
+:INPUT DROP [0:0]
+COMMIT
+"""
+'''
+
+
+def test_a_setup_iptables_line_a_restore_of_its_table_wipes_is_warned_about():
+    # Linux 6.18, iptables-nft 1.8.9, in a fresh netns: `iptables -A INPUT ...` and
+    # `iptables -t nat -A POSTROUTING ...`, then `iptables-restore` of a *filter table:
+    # iptables-save shows filter INPUT with policy DROP and no rule, the nat rule kept
+    sc = load_scenario(WIPED, file="wipe.toml")
+    box = sc.build_box()
+    assert box.ruleset.tables["filter"].chains["INPUT"].rules == []
+    assert len(box.ruleset.tables["nat"].chains["POSTROUTING"].rules) == 1
+    assert len(sc.notes) == 1
+    assert "setup line 4" in sc.notes[0] and "wiped" in sc.notes[0]  # the -A INPUT line
+    assert "restores the filter table" in sc.notes[0]
+
+
+def test_the_readme_documents_every_scenario_key_and_packet_field():
+    from pathlib import Path
+
+    from kptui.engine.scenario import PACKET_KEYS, TOP_KEYS
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text("utf-8")
+    section = readme.split("### The scenario format", 1)[1].split("\n### ", 1)[0]
+    for key in [*TOP_KEYS, *PACKET_KEYS]:  # a table's key as TOML writes it: [key], [[key]]
+        assert any(f"`{k}`" in section for k in (key, f"[{key}]", f"[[{key}]]")), key

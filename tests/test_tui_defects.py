@@ -386,3 +386,44 @@ async def test_the_compact_diagram_takes_at_most_a_third_of_80x24_and_z_zooms() 
         assert diagram.form == "wide" and diagram.region.height > 8
         await press(pilot, "z")
         assert diagram.form == "compact" and diagram.region.height <= 8
+
+
+async def test_w_wraps_long_rules_and_log_lines_so_nothing_is_cut_at_80_columns() -> None:
+    from kptui.widgets import RuleList, TraceLog
+
+    app = make_app(ROUTER)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await press(pilot, "r")  # packet 0 ends in filter FORWARD: its rules are shown
+        rules = app.screen.query_one(RuleList)
+        long = "-d 192.0.2.10/32 -i eth1 -o eth0 -p tcp -m tcp --dport 443 -j ACCEPT"
+        assert rules.view.chain == "FORWARD"
+        width = rules.scrollable_content_region.width
+        assert len(long) + 15 > width  # too long for the pane: cut unwrapped
+
+        def shown(widget) -> str:
+            return "".join(widget.render_line(y).text.rstrip() + "\n"
+                           for y in range(widget.size.height))
+
+        assert long not in shown(rules).replace("\n", "")
+        await press(pilot, "w")
+        # wrapped: the rule continues on the next lines, indented past the marks
+        text = shown(rules)
+        assert long.replace(" ", "") in text.replace("\n", "").replace(" ", "")
+        assert all(len(line) <= width for line in text.splitlines())
+        await press(pilot, "4")
+        log = app.screen.query_one(TraceLog)
+        assert log.wrap
+        assert all(len(line) <= log.scrollable_content_region.width
+                   for line in shown(log).splitlines())
+        await press(pilot, "w")
+        assert not rules.wrap and not log.wrap
+
+
+async def test_the_tui_says_a_setup_line_is_wiped_by_the_restore() -> None:
+    from test_scenario import WIPED
+
+    app = make_app(WIPED)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        notices = [n.message for n in app._notifications]
+        assert any("setup line 4" in m and "wiped" in m for m in notices)

@@ -312,6 +312,38 @@ class Scenario:
         return box, kernel
 
 
+_RESTORED_TABLE = re.compile(r"^\s*\*(\S+)", re.MULTILINE)
+# iptables(8) commands that change a table (short and long forms)
+_CHANGES = frozenset({"-A", "--append", "-I", "--insert", "-R", "--replace", "-D", "--delete",
+                      "-N", "--new-chain", "-P", "--policy", "-F", "--flush", "-X",
+                      "--delete-chain", "-E", "--rename-chain", "-Z", "--zero"})
+
+
+def wiped_setup_lines(setup: str, first_line: int, iptables: str) -> list[str]:
+    """Warnings for setup ``iptables`` lines whose table the ``iptables`` text restores
+    afterwards: a restore without --noflush replaces every table it names (iptables-restore
+    (8)), so what those lines did is gone before the first packet, on a real box too."""
+    restored = set(_RESTORED_TABLE.findall(iptables))
+    if not restored:
+        return []
+    out = []
+    for n, raw in enumerate(setup.splitlines()):
+        words = raw.split("#", 1)[0].split()
+        if not words or words[0] not in ("iptables", "iptables-nft", "iptables-legacy"):
+            continue
+        table = "filter"
+        for i, word in enumerate(words):
+            if word in ("-t", "--table") and i + 1 < len(words):
+                table = words[i + 1]
+            elif word.startswith("--table="):
+                table = word.split("=", 1)[1]
+        if table in restored and _CHANGES.intersection(words):
+            out.append(f"setup line {first_line + n} ({' '.join(words)}) is wiped: the "
+                       f"iptables text restores the {table} table after the setup lines, "
+                       "and a restore without --noflush replaces the whole table")
+    return out
+
+
 _HEADER = re.compile(r"^\s*\[\[?\s*([^\[\]]*?)\s*\]\]?\s*(#.*)?$")
 _TOP_KEY = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")  # a bare key, as top_key has looked them up
 _STRING_DELIMS = ("'''", '"""')
@@ -533,6 +565,7 @@ def load_scenario(text: str, *, file: str,
         sc.iptables_path, sc.iptables = _read_named(
             "iptables_file", sc.iptables_file, file, read_file, where.top_key("iptables_file"),
             err, instead="iptables" if "iptables" in data else "")
+    sc.notes += wiped_setup_lines(sc.setup, sc.setup_line, sc.iptables)
     if sc.nftables.strip():
         from kptui.engine.nftables_text import notes, split_tables
 

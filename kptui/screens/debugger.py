@@ -128,6 +128,9 @@ class DebuggerScreen(Screen[None]):
                 tooltip="Filter the trace log"),
         Binding("d", "focus_diagram", "diagram", show=False, id="focus-diagram",
                 tooltip="Move the focus to the diagram"),
+        Binding("w", "wrap", "wrap", show=False, id="wrap-lines",
+                tooltip="Wrap long lines in the rules and the log (again: one line each, "
+                        "←→ scrolls them)"),
         Binding("z", "zoom", "zoom", show=False, id="zoom-diagram",
                 tooltip="Zoom the diagram: every table box and side note (z again: back)"),
         Binding("1", "show_tab('rules')", "rules", show=False, id="tab-rules",
@@ -212,6 +215,8 @@ class DebuggerScreen(Screen[None]):
         self._apply_size(self.size.width, self.size.height)
         self.refresh_view()
         self.query_one(PacketDiagram).focus()
+        for note in getattr(self.scenario, "notes", None) or []:  # as trace prints them
+            self.notify(note, title="note", severity="warning", timeout=12)
         if self.initial_view:
             self.apply_view(self.initial_view)
 
@@ -228,6 +233,13 @@ class DebuggerScreen(Screen[None]):
         # footer leave (it scrolls); the panels come back with z
         room = max(3, height - 4)
         diagram.styles.height = min(diagram.content_height + extra, room)
+
+    def action_wrap(self) -> None:
+        """w: long rule and log lines wrap, or (again) stay one line and scroll sideways."""
+        rules, log = self.query_one(RuleList), self.query_one(TraceLog)
+        rules.wrap = log.wrap = not rules.wrap
+        self.notify("long lines wrap (w: one line each)" if rules.wrap else
+                    "long lines: one line each, ←→ scrolls them (w: wrap)", timeout=3)
 
     def action_zoom(self) -> None:
         """z: the wide diagram (every table box, side notes) and back."""

@@ -20,6 +20,11 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from kptui.widgets import wrapping
+
+# the cells before a rule's text: breakpoint, here and match marks, number, packets
+RULE_PREFIX = 15
+
 
 @dataclass(slots=True)
 class ChainView:
@@ -79,19 +84,52 @@ class RuleList(ScrollView, can_focus=True):
     """
 
     cursor: reactive[int] = reactive(0, init=False)  # 1-based rule number, 0: none
+    wrap: reactive[bool] = reactive(False, init=False)
 
     def __init__(self, *, id: str | None = None) -> None:  # noqa: A002
         super().__init__(id=id)
         self.view = ChainView(note="No chain yet: step into a table stage, or select a "
                                    "box in the diagram and press Enter.")
         self._cache: dict[int, Strip] = {}
+        self._rows: list[tuple[int, int]] = []  # wrapped: (line, piece) per screen row
+        self._first: list[int] = []  # wrapped: each line's first screen row
+
+    def _lines(self) -> int:
+        """The list's lines: a rule each, then the policy (or end of chain) line."""
+        return len(self.view.rules) + 1 if self.view.chain else 1
+
+    def _relayout(self) -> None:
+        """The virtual size, and (wrapped) the screen rows of every line."""
+        view = self.view
+        if self.wrap and view.chain:
+            width = max(self.size.width - 1, RULE_PREFIX + 10)  # its scrollbar: 1 cell
+            lengths = [RULE_PREFIX + len(r.text) for r in view.rules] + [30]
+            self._rows, self._first = wrapping.rows(lengths, width, RULE_PREFIX)
+            self.virtual_size = Size(width, len(self._rows))
+        else:
+            self._rows, self._first = [], []
+            width = max(60, max((len(r.text) + 24 for r in view.rules[:200]), default=60))
+            self.virtual_size = Size(width, self._lines())
+        self._cache.clear()
+
+    def watch_wrap(self) -> None:
+        self._relayout()
+        line = (self.cursor or 1) - 1
+        self._scroll_to_line(line)
+        self.refresh()
+
+    def action_toggle_wrap(self) -> None:
+        self.wrap = not self.wrap
+
+    def on_resize(self) -> None:
+        if self.wrap:
+            self._relayout()
+            self.refresh()
 
     def show(self, view: ChainView, *, follow: bool = True) -> None:
         same_chain = (view.table, view.chain) == (self.view.table, self.view.chain)
         self.view = view
-        self._cache.clear()
-        width = max(60, max((len(r.text) + 24 for r in view.rules[:200]), default=60))
-        self.virtual_size = Size(width, len(view.rules) + 1)
+        self._relayout()
         if not same_chain:
             self.cursor = view.current or 1
         elif view.current:
@@ -105,6 +143,9 @@ class RuleList(ScrollView, can_focus=True):
         self.refresh()
 
     def _scroll_to_line(self, y: int) -> None:
+        """Bring line ``y`` (0-based: rule y+1) into view, centred."""
+        if self._first:
+            y = self._first[min(y, len(self._first) - 1)]
         self.scroll_to_region(Region(0, y, 1, 1), animate=False, center=True, force=True)
 
     def watch_cursor(self) -> None:
@@ -128,7 +169,10 @@ class RuleList(ScrollView, can_focus=True):
         return self.view.table, self.view.chain, self.cursor
 
     def on_click(self, event: Any) -> None:
-        line = event.y + int(self.scroll_y) + 1
+        row = event.y + int(self.scroll_y)
+        if self._rows:
+            row = self._rows[min(row, len(self._rows) - 1)][0]
+        line = row + 1
         if 1 <= line <= len(self.view.rules):
             self.cursor = line
 
@@ -179,6 +223,14 @@ class RuleList(ScrollView, can_focus=True):
         line = y + scroll_y
         strip = self._cache.get(line)
         if strip is None:
-            strip = self._line(line) if line <= len(self.view.rules) else Strip([])
+            if self._rows:
+                if line < len(self._rows):
+                    item, k = self._rows[line]
+                    strip = wrapping.piece(self._line(item), k, self.virtual_size.width,
+                                           RULE_PREFIX)
+                else:
+                    strip = Strip([])
+            else:
+                strip = self._line(line) if line <= len(self.view.rules) else Strip([])
             self._cache[line] = strip
         return strip.crop_extend(scroll_x, scroll_x + self.size.width, self.rich_style)

@@ -15,6 +15,10 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from kptui.widgets import wrapping
+
+LOG_PREFIX = 8  # "pp.nnnn " before an event's text
+
 
 @dataclass(frozen=True, slots=True)
 class LogEntry:
@@ -57,6 +61,7 @@ class TraceLog(ScrollView, can_focus=True):
     """
 
     filter_text: reactive[str] = reactive("", init=False)
+    wrap: reactive[bool] = reactive(False, init=False)
 
     def __init__(self, *, id: str | None = None) -> None:  # noqa: A002
         super().__init__(id=id)
@@ -64,6 +69,17 @@ class TraceLog(ScrollView, can_focus=True):
         self.shown: list[LogEntry] = []
         self._filtered = 0  # how many entries the filter has looked at
         self._cache: dict[int, Strip] = {}
+        self._rows: list[tuple[int, int]] = []  # wrapped: (entry, piece) per screen row
+
+    def action_toggle_wrap(self) -> None:
+        self.wrap = not self.wrap
+
+    def watch_wrap(self) -> None:
+        self._apply_filter(follow=True)
+
+    def on_resize(self) -> None:
+        if self.wrap:
+            self._apply_filter(follow=self.scroll_y >= self.max_scroll_y - 1)
 
     def set_entries(self, entries: list[LogEntry], valid: int = 0) -> None:
         """Show ``entries`` (entry ``n`` is event ``n``); the first ``valid`` of them are
@@ -91,11 +107,18 @@ class TraceLog(ScrollView, can_focus=True):
                               if all(w in e.text.lower() or w == e.kind for w in words))
         self._filtered = len(self.entries)
         self._cache.clear()
-        width = max((len(e.text) + 10 for e in self.shown[-300:]), default=20)
-        self.virtual_size = Size(width, len(self.shown))
+        if self.wrap:
+            width = max(self.size.width - 1, LOG_PREFIX + 10)  # its scrollbar: 1 cell
+            self._rows, _first = wrapping.rows(
+                (len(e.text) + LOG_PREFIX for e in self.shown), width, LOG_PREFIX)
+            self.virtual_size = Size(width, len(self._rows))
+        else:
+            self._rows = []
+            width = max((len(e.text) + 10 for e in self.shown[-300:]), default=20)
+            self.virtual_size = Size(width, len(self.shown))
         if follow and self.shown:
-            self.scroll_to_region(Region(0, len(self.shown) - 1, 1, 1), animate=False,
-                                  force=True)
+            self.scroll_to_region(Region(0, self.virtual_size.height - 1, 1, 1),
+                                  animate=False, force=True)
         self.refresh()
 
     def _line(self, y: int) -> Strip:
@@ -112,10 +135,15 @@ class TraceLog(ScrollView, can_focus=True):
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         line = y + scroll_y
-        if line >= len(self.shown):
+        if line >= self.virtual_size.height or not self.shown:
             return Strip.blank(self.size.width, self.rich_style)
         strip = self._cache.get(line)
         if strip is None:
-            strip = self._line(line)
+            if self._rows:
+                item, k = self._rows[line]
+                strip = wrapping.piece(self._line(item), k, self.virtual_size.width,
+                                       LOG_PREFIX)
+            else:
+                strip = self._line(line)
             self._cache[line] = strip
         return strip.crop_extend(scroll_x, scroll_x + self.size.width, self.rich_style)
