@@ -139,3 +139,26 @@ def test_diagram_zoomed_mid_walk_80x24(snap_compare):
     # z at 80x24: the wide diagram takes the screen (it scrolls), the current box reversed
     assert snap_compare(make_app(ROUTER), terminal_size=(80, 24),
                         run_before=keys("s", "s", "s", "s", "s", "s", "z"))
+
+
+def _mid_walk(profile: str, hit: str):
+    """A run_before: the case's breakpoints and ``hit``, then continue to the first hit."""
+    name, _packet, breakpoints = DIAGRAM_CASES[profile]
+
+    async def run_before(pilot) -> None:  # noqa: ANN001
+        dbg = pilot.app.screen.debugger
+        for spec in (*breakpoints, hit):
+            dbg.add_breakpoint(spec)
+        await keys("c")(pilot)
+
+    return scenario_app(name), run_before
+
+
+def test_diagram_classic_mid_walk_80x24(snap_compare):
+    app, run_before = _mid_walk("classic-2.4", "stage mangle:PREROUTING")
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_diagram_ipchains_mid_walk_160x50(snap_compare):
+    app, run_before = _mid_walk("ipchains", "stage masq:demasq")
+    assert snap_compare(app, terminal_size=(160, 50), run_before=run_before)

@@ -427,3 +427,22 @@ async def test_the_tui_says_a_setup_line_is_wiped_by_the_restore() -> None:
         await pilot.pause()
         notices = [n.message for n in app._notifications]
         assert any("setup line 4" in m and "wiped" in m for m in notices)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 50)])
+async def test_the_legend_draws_each_mark_as_the_diagram_does(size) -> None:
+    from kptui.widgets import PacketDiagram
+
+    app = make_app(ROUTER)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        diagram = app.screen.query_one(PacketDiagram)
+        legend = list(diagram.render_line(diagram.content_height - 1))
+        style = {seg.text: seg.style for seg in legend}
+        assert "bold: trail" not in "".join(seg.text for seg in legend)
+        assert style["selected"].underline  # the selected box's underline, explained
+        assert style["current"].reverse
+        trail = next(s for t, s in style.items() if "trail" in t)
+        assert trail.bold and trail.color == diagram.get_component_rich_style(
+            "diagram--trail").color  # the trail's own colour, not another
+        assert sum(seg.cell_length for seg in legend) <= size[0]

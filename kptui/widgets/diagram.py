@@ -154,6 +154,9 @@ class PacketDiagram(ScrollView, can_focus=True):
             for i, text in enumerate(SIDE_TEXT.get(self.profile.name, ())):
                 grid.put(0, self._layout.height - 5 + i, text, ("label", ""))
         self.boxes = self._layout.boxes
+        self._stages_of: dict[str, list[str]] = {}
+        for sid, node in self._layout.node_of.items():
+            self._stages_of.setdefault(node, []).append(sid)
         keys = {b.key for b in self.boxes}
         if self.selected_key not in keys:  # its hook collapsed: the hook's box, else the first
             node = self._layout.node_of.get(self.selected_key, "")
@@ -165,6 +168,10 @@ class PacketDiagram(ScrollView, can_focus=True):
         """The state or the layout changed: every row (and the marks) is drawn again."""
         self._cache.clear()
         self._mark_cells: dict[tuple[int, int], tuple[str, str]] | None = None
+        # per state: a tag's class and a class's style (a row is ~80 cells; looking
+        # each up again cost a step milliseconds at 80x24, see benchmarks/bench_tui.py)
+        self._tag_class: dict[Tag, str] = {}
+        self._styles: dict[str, Style] = {}
 
     @property
     def content_height(self) -> int:
@@ -295,7 +302,7 @@ class PacketDiagram(ScrollView, can_focus=True):
     # -- the state's look -------------------------------------------------------------
 
     def _node_stages(self, key: str) -> list[str]:
-        return [sid for sid, node in self._layout.node_of.items() if node == key] or [key]
+        return self._stages_of.get(key) or [key]
 
     def _on_trail(self, key: str) -> bool:
         """A node (or stage) the packet went through in this walk."""
@@ -356,12 +363,21 @@ class PacketDiagram(ScrollView, can_focus=True):
                 drops[after] = ("✗", "diagram--drop")
         return out | drops
 
-    def _legend(self) -> str:
-        if self.form == "compact":
-            return "reverse: now · green: trail · ●: break · ✗: drop · dim: no rules · z: zoom"
-        return ("reverse: current · green: the packet's trail · underline: selected · "
-                "●: breakpoint · ✗: dropped · dim: no rules · ◂: its rules rewrite · "
-                "z: zoom")
+    def _legend(self) -> list[tuple[str, str]]:
+        """The legend, each mark drawn as the diagram draws it (so it reads without
+        colour too: reverse, bold, underline)."""
+        sep = (" · ", "diagram--legend")
+        words = "the packet's trail" if self.form == "wide" else "trail"
+        out = [("current", "diagram--current"), sep, (words, "diagram--trail"), sep,
+               ("selected", "underline"), sep, ("●", "diagram--break"),
+               (" breakpoint" if self.form == "wide" else " break", "diagram--legend"), sep,
+               ("✗", "diagram--drop"),
+               (" dropped" if self.form == "wide" else " drop", "diagram--legend"), sep,
+               ("no rules", "diagram--absent"), sep]
+        if self.form == "wide":
+            out += [("◂", "diagram--note"), (" its rules rewrite", "diagram--legend"), sep,
+                    ("Enter: rules · b: break · ", "diagram--legend")]
+        return [*out, ("z: zoom", "diagram--legend")]
 
     def _style_of(self, tag: Tag) -> str:
         role, key = tag
@@ -379,22 +395,28 @@ class PacketDiagram(ScrollView, can_focus=True):
 
     def _render_row(self, y: int) -> Strip:
         if y == self._layout.height:
-            return Strip([Segment(self._legend(), self.get_component_rich_style(
-                "diagram--legend"))])
+            legend = self.get_component_rich_style("diagram--legend")
+            return Strip([Segment(text, legend + Style(underline=True) if cls == "underline"
+                                  else self.get_component_rich_style(cls))
+                          for text, cls in self._legend()])
         if self._mark_cells is None:
             self._mark_cells = self._marks()
         marks = self._mark_cells
         selected = self.selected_box if self.has_focus else None
         out: list[Segment] = []
         row = self._layout.grid.rows[y] if y < len(self._layout.grid.rows) else []
+        classes, styles = self._tag_class, self._styles
         for x, (ch, tag) in enumerate(row):
             if (x, y) in marks:
                 ch, cls = marks[(x, y)]
             elif not tag[0]:
                 cls = ""
             else:
-                cls = self._style_of(tag)
-            style = self.get_component_rich_style(cls) if cls else self.rich_style
+                cls = classes.get(tag) or classes.setdefault(tag, self._style_of(tag))
+            style = styles.get(cls)
+            if style is None:
+                style = styles[cls] = (self.get_component_rich_style(cls) if cls
+                                       else self.rich_style)
             if selected is not None and tag[0] == "box" and selected.contains(x, y) \
                     and ch != " ":
                 style += Style(underline=True)
