@@ -446,3 +446,13 @@ async def test_the_legend_draws_each_mark_as_the_diagram_does(size) -> None:
         assert trail.bold and trail.color == diagram.get_component_rich_style(
             "diagram--trail").color  # the trail's own colour, not another
         assert sum(seg.cell_length for seg in legend) <= size[0]
+
+
+async def test_at_a_delivered_packets_fate_the_diagram_lists_the_hook_it_came_through() -> None:
+    from kptui.widgets import PacketDiagram
+
+    app = make_app(ROUTER)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await run_packet(pilot, app, 1)  # delivered: its last hook is INPUT
+        diagram = app.screen.query_one(PacketDiagram)
+        assert diagram.render_line(3).text.startswith("▸ INPUT:")

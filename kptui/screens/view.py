@@ -28,6 +28,7 @@ from kptui.engine.events import (
 from kptui.engine.numbers import scan_uint
 from kptui.engine.profile import Profile
 from kptui.widgets.diagram import PATHS, DiagramState
+from kptui.widgets.diagram_layout import HOOK_KINDS
 from kptui.widgets.rules import ChainView
 from kptui.widgets.tracelog import LogEntry
 
@@ -124,12 +125,14 @@ def diagram_state(dbg: Any, profile: Profile, absent: frozenset[str]) -> Diagram
         if reached:
             passed.update(ids[:max(reached)])
     start = events[0] if events else None
+    hooked = {s.id for s in profile.stages() if s.kind in HOOK_KINDS}
+    last_in_hook = next((ev.stage for ev in reversed(events) if ev.stage in hooked), "")
     return DiagramState(current=current, visited=frozenset(visited),
                         passed=frozenset(passed - visited),
                         breakpoints=stage_breakpoints(dbg, profile), fate_stage=fate_stage,
                         fate_action=fate_action, absent=absent,
                         from_wire=isinstance(start, WalkStart) and start.origin != "local",
-                        walking=isinstance(start, WalkStart))
+                        walking=isinstance(start, WalkStart), last_in_hook=last_in_hook)
 
 
 def chain_in_focus(events: list[Event]) -> tuple[tuple[str, str] | None, dict, int, bool]:

@@ -70,6 +70,7 @@ class DiagramState:
     absent: frozenset[str] = field(default_factory=frozenset)  # table stages with no rules
     from_wire: bool = False  # the walk began on an interface (else a local process sent it)
     walking: bool = False  # a packet is in flight or at its fate
+    last_in_hook: str = ""  # the latest stage of a netfilter hook the walk reached
 
 
 DROPS = ("drop", "reject", "error")
@@ -194,8 +195,9 @@ class PacketDiagram(ScrollView, can_focus=True):
         moved = (state.current, state.fate_stage) != (self.state.current,
                                                       self.state.fate_stage)
         self.state = state
-        node = self._layout.node_of.get(state.current) or self._layout.node_of.get(
-            state.fate_stage)
+        node = self._layout.node_of.get(state.current, "")
+        if not node.startswith("hook:"):  # at routing, a fate: the hook it came through
+            node = self._layout.node_of.get(state.last_in_hook, "")
         if moved and node and node.startswith("hook:") and node != self.expanded:
             self._expand(node)
         self._invalidate()
