@@ -429,7 +429,7 @@ async def test_the_tui_says_a_setup_line_is_wiped_by_the_restore() -> None:
         assert any("setup line 4" in m and "wiped" in m for m in notices)
 
 
-@pytest.mark.parametrize("size", [(80, 24), (160, 50)])
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (160, 50)])
 async def test_the_legend_draws_each_mark_as_the_diagram_does(size) -> None:
     from kptui.widgets import PacketDiagram
 

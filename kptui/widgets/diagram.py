@@ -377,8 +377,7 @@ class PacketDiagram(ScrollView, can_focus=True):
                (" dropped" if self.form == "wide" else " drop", "diagram--legend"), sep,
                ("no rules", "diagram--absent"), sep]
         if self.form == "wide":
-            out += [("◂", "diagram--note"), (" its rules rewrite", "diagram--legend"), sep,
-                    ("Enter: rules · b: break · ", "diagram--legend")]
+            out += [("◂", "diagram--note"), (" its rules rewrite", "diagram--legend"), sep]
         return [*out, ("z: zoom", "diagram--legend")]
 
     def _style_of(self, tag: Tag) -> str:
