@@ -13,6 +13,7 @@ from collections.abc import Callable
 from operator import itemgetter
 
 from kptui.engine.errors import ParseError, UnsupportedError
+from kptui.engine.iptables.compiled import build_rule
 from kptui.engine.iptables.lexer import Token, restore_words, split_restore, split_shell
 from kptui.engine.iptables.model import BUILTIN_CHAINS, Chain, Counters, Ruleset, Table
 from kptui.engine.iptables.parse import RuleParser
@@ -38,10 +39,18 @@ _text = itemgetter(0)
 
 
 class _Ctx:
-    __slots__ = ("file", "line")
+    """Where a command is (file, line); in a restore also the line's text and the index
+    of the rule's first word in it, for the columns of an error (``columns``)."""
+
+    __slots__ = ("file", "line", "raw", "at")
 
     def __init__(self, file: str, line: int) -> None:
         self.file, self.line = file, line
+        self.raw, self.at = "", 0
+
+    def columns(self) -> list[int]:
+        """The columns of the rule's words on the current restore line."""
+        return [t[1] for t in split_restore(self.raw, file=self.file, lineno=self.line)[self.at:]]
 
     def err(self, msg: str, tok: Token | None = None) -> ParseError:
         return ParseError(msg, file=self.file, line=self.line,
@@ -182,23 +191,29 @@ def _execute(ruleset: Ruleset, table: Table, cmd: Token, pos: list[Token], spec:
 
 
 def _append(ruleset: Ruleset, table: Table, name: str, words: list[str],
-            columns: list[int] | Callable[[], list[int]], counters: Counters | None, c: _Ctx,
+            columns: list[int] | None, counters: Counters | None, c: _Ctx,
             lookup: Callable[[str], str | None] | None) -> bool:
     """`-A NAME spec` (every rule of a restore) when chain NAME exists; False when it does
-    not, for _execute's general path to word the error."""
+    not, for _execute's general path to word the error. ``columns`` None: the words are
+    those of the restore line ``c`` is at (their columns are worked out for an error)."""
     chain = table.chains.get(name)
     if chain is None:
         return False
-    rule = RuleParser(words, columns=columns, table=table.name, chain=name, file=c.file,
-                      line=c.line, lookup=lookup or _lookup(table), sets=ruleset.ipsets,
-                      builtin=chain.builtin).parse()
+    lookup = lookup or _lookup(table)
+    rule = build_rule(words, lookup, table.name, name, chain.builtin, ruleset.ipsets, c.file,
+                      c.line)
+    if rule is None:  # no compiled plan fits, or the rule is refused: the parser says why
+        rule = RuleParser(words, columns=c.columns if columns is None else columns,
+                          table=table.name, chain=name, file=c.file, line=c.line,
+                          lookup=lookup, sets=ruleset.ipsets, builtin=chain.builtin).parse()
     if chain.builtin and not chain.present:
         table.make_present(chain)
     if counters is not None:
         rule.counters = counters
-    rule.handle = table.new_handle()
+    table.handles += 1  # Table.new_handle
+    rule.handle = table.handles
     chain.rules.append(rule)
-    chain.changed()
+    chain.index_cache = None  # Chain.changed
     return True
 
 
@@ -411,8 +426,9 @@ def _restore(ruleset: Ruleset, text: str, *, file: str, first_line: int,
                 head = 1
             if len(words) > head and plain_append(words[head:] if head else words):
                 # what _split_command would make of it: -A, CHAIN and the rule's words
-                if _append(ruleset, current, words[head + 1], words[head + 2:],
-                           _columns_after(raw, head + 2, file, lineno), counters, c, lookup):
+                c.raw, c.at = raw, head + 2
+                if _append(ruleset, current, words[head + 1], words[head + 2:], None,
+                           counters, c, lookup):
                     continue
         toks = split_restore(raw, file=file, lineno=lineno)
         if toks[0][0].startswith("["):
@@ -427,11 +443,6 @@ def _restore(ruleset: Ruleset, text: str, *, file: str, first_line: int,
         assert start is not None
         raise ParseError(f"COMMIT expected at line {lineno + 1}", file=file, line=lineno + 1,
                          column=0, token="")
-
-
-def _columns_after(raw: str, at: int, file: str, lineno: int) -> Callable[[], list[int]]:
-    """The columns of the words of ``raw`` from the ``at``-th on, when asked for."""
-    return lambda: [t[1] for t in split_restore(raw, file=file, lineno=lineno)[at:]]
 
 
 def _counters(tok: Token, c: _Ctx) -> Counters:

@@ -13,6 +13,7 @@ from typing import Any
 
 from kptui.engine.errors import ParseError
 from kptui.engine.iptables import plans
+from kptui.engine.iptables.compiled import compile_plan
 from kptui.engine.iptables.ipmatch import IPMatch
 from kptui.engine.iptables.lexer import Token
 from kptui.engine.iptables.matches import Match
@@ -128,8 +129,9 @@ class RuleParser:
             user = type(rule.target) is ChainTarget
             if not user and target_at >= 0:
                 self.looked.append(target_at)
-            plans.keep(words, plans.Plan(steps, self.looked, words,
-                                         target_at if user else -1))
+            plan = plans.Plan(steps, self.looked, words, target_at if user else -1)
+            plan.build = compile_plan(plan.steps, words, plan.user_at)
+            plans.keep(words, plan)
         return rule
 
     def _replay(self, plan: plans.Plan) -> Rule:

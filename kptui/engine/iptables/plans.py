@@ -34,7 +34,7 @@ MAX_PER_KEY = 8  # plans tried for one key
 class Plan:
     """The steps of one parse and what a rule must have to take them again."""
 
-    __slots__ = ("steps", "read", "expected", "user_at")
+    __slots__ = ("steps", "read", "expected", "user_at", "build")
 
     def __init__(self, steps: list[Step], looked: list[int], words: list[str],
                  user_at: int) -> None:
@@ -42,6 +42,7 @@ class Plan:
         self.read = itemgetter(*looked)  # the words the parse decided by
         self.expected = self.read(words)
         self.user_at = user_at  # the -j/-g word naming a user chain (-1: none)
+        self.build: Any = None  # the steps as one function (compiled.py), once made
 
     def fits(self, words: list[str], lookup: Any) -> bool:
         return self.read(words) == self.expected and (
