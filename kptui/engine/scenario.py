@@ -323,14 +323,14 @@ def wiped_setup_lines(setup: str, first_line: int, iptables: str) -> list[str]:
     """Warnings for setup ``iptables`` lines whose table the ``iptables`` text restores
     afterwards: a restore without --noflush replaces every table it names (iptables-restore
     (8)), so what those lines did is gone before the first packet, on a real box too."""
-    restored = set(_RESTORED_TABLE.findall(iptables))
-    if not restored:
-        return []
+    restored: set[str] | None = None  # read from the text only when a setup line needs it
     out = []
     for n, raw in enumerate(setup.splitlines()):
         words = raw.split("#", 1)[0].split()
         if not words or words[0] not in ("iptables", "iptables-nft", "iptables-legacy"):
             continue
+        if restored is None:
+            restored = set(_RESTORED_TABLE.findall(iptables))
         table = "filter"
         for i, word in enumerate(words):
             if word in ("-t", "--table") and i + 1 < len(words):

@@ -8,7 +8,10 @@ whether a module or target belongs in the table and chain, which target a name i
 For a 20,000-rule kube-proxy dump that bookkeeping is half of the restore. Here a
 plan becomes the straight-line code of its steps (the way ``dataclasses`` writes an
 ``__init__``): the modules' own calls with this rule's words, and only the checks
-that depend on the table, the chain or the values.
+that depend on the table, the chain or the values. An option table's own check
+(xtables_options_fcheck: mandatory options, also, excl) looks only at which options
+were given, the same for every rule of the plan, and passed for the rule it was made
+from: the code leaves it out, and the modules of one shape share one ``seen``.
 
 The function either returns the very Rule the RuleParser would make, or raises
 (a value the modules refuse, a check that fails): the caller then parses the rule
@@ -24,17 +27,21 @@ from contextlib import contextmanager
 from typing import Any
 
 from kptui.engine.iptables import plans
+from kptui.engine.iptables.ext._idopts import Quick, SharedIds
 from kptui.engine.iptables.ipmatch import IPMatch
 from kptui.engine.iptables.matches import Match
 from kptui.engine.iptables.model import Rule
 from kptui.engine.iptables.registry import target_class
 from kptui.engine.iptables.targets import STANDARD_VERDICTS, ChainTarget, Standard, Target
 from kptui.engine.iptables.values import BadValue, parse_net, parse_proto
+from kptui.engine.iptables.xtopt import XtMatch, XtTarget, _Guided
 
 # build(words, table, chain, builtin, sets, file, line) -> Rule (raises: parse it the
 # long way for the error)
 Build = Callable[[list[str], str, str, bool, Any, str, int], Rule]
 
+# the option tables' fchecks, which read nothing but ``seen``
+_BY_SEEN = (_Guided.fcheck, Quick.fcheck, SharedIds.fcheck)
 _NO_IN = frozenset({"OUTPUT", "POSTROUTING"})
 _NO_OUT = frozenset({"PREROUTING", "INPUT"})
 
@@ -87,6 +94,9 @@ def compile_plan(steps: tuple[plans.Step, ...], words: list[str], user_at: int
     proto, proto_inv = 0, False  # what ip.proto is as the steps go (the plan decides it)
     classes: list[type] = []  # the rule's modules, m0, m1, ... in load order
     target: Any = None  # the target's class (or Standard / ChainTarget)
+    # each module's options so far, as the code leaves its ``seen`` (one frozenset for
+    # every rule of the shape); None: the module's option() adds to it, so the code adds
+    seen: dict[str, frozenset[str] | None] = {}
     goto = False
     w.add("ip = IPMatch()")
     for step in steps:
@@ -111,6 +121,7 @@ def compile_plan(steps: tuple[plans.Step, ...], words: list[str], user_at: int
             cls = step[2]
             k = len(classes)
             classes.append(cls)
+            seen[f"m{k}"] = None if cls.seen_in_option else frozenset()
             w.add(f"m{k} = {w.const(cls)}()")
             if op == plans.MATCH and cls.uses_sets:
                 w.add(f"m{k}.sets = sets")
@@ -130,6 +141,7 @@ def compile_plan(steps: tuple[plans.Step, ...], words: list[str], user_at: int
             target = target_class(name)
             if target is None or goto:
                 return None
+            seen["t"] = None if target.seen_in_option else frozenset()
             w.add(f"t = {w.const(target)}()")
             if target.uses_sets:
                 w.add("t.sets = sets")
@@ -139,13 +151,21 @@ def compile_plan(steps: tuple[plans.Step, ...], words: list[str], user_at: int
             if proto or proto_inv:  # what the module sees of the rule so far
                 w.add(f"{owner}.proto_now, {owner}.proto_inv_now = {proto}, {proto_inv}")
             w.add(f"{owner}.option({opt!r}, w[{start}:{end}], {inv})")
-            w.add(f"{owner}.seen.add({opt!r})")
+            given = seen[owner]
+            if given is None:
+                w.add(f"{owner}.seen = {owner}.seen | {{{opt!r}}}")
+            else:
+                given = seen[owner] = given | {opt}
+                w.add(f"{owner}.seen = {w.const(given)}")
     # RuleParser._finish, module by module. What a module allows (protos, tables,
     # chains) is read from the object, as _finish reads it: a module may set it from its
     # values (-m ecn's protos, TCPMSS --clamp-mss-to-pmtu's chains).
     for k, cls in enumerate(classes):
         m = f"m{k}"
-        if cls.finish is not Match.finish:
+        if cls.finish is XtMatch.finish and cls.fcheck in _BY_SEEN:  # check, then fcheck
+            if cls.check is not _Guided.check:
+                w.add(f"{m}.check()")
+        elif cls.finish is not Match.finish:
             w.add(f"{m}.finish()")
         w.add(f"if (x := {m}.protos) is not None and ({proto} not in x or {proto_inv}): "
               "refuse()")
@@ -156,7 +176,10 @@ def compile_plan(steps: tuple[plans.Step, ...], words: list[str], user_at: int
     if target is None:
         w.add("t = None")
     elif target is not ChainTarget and target is not Standard:
-        if target.finish is not Target.finish:
+        if target.finish is XtTarget.finish and target.fcheck in _BY_SEEN:  # as for matches
+            if target.check_rule is not XtTarget.check_rule:
+                w.add(f"t.check_rule({proto}, {proto_inv})")
+        elif target.finish is not Target.finish:
             w.add(f"t.finish({proto}, {proto_inv})")
         w.add("if (x := t.tables) is not None and table not in x: refuse()")
         w.add("if builtin and (x := t.chains) is not None and chain not in x: refuse()")

@@ -149,7 +149,7 @@ class RuleParser:
                     owner = target if k < 0 else matches[k][0]
                     owner.proto_now, owner.proto_inv_now = ip.proto, ip.proto_inv
                     owner.option(opt, words[start:end], inv)
-                    owner.seen.add(opt)
+                    owner.seen = owner.seen | {opt}
                 elif op == plans.MATCH:
                     m = step[2]()
                     if m.uses_sets:
@@ -288,8 +288,7 @@ class RuleParser:
                 if nargs == 2 and i + 1 < n:  # one given: tcp, sctp, set, SET word it so
                     raise self.err(f"{t} requires two args.", i)
                 raise self.err(f'option "{t}" requires an argument', i)
-            seen = owner.seen
-            if t in seen and t != "--mark" and not own:
+            if t in owner.seen and t != "--mark" and not own:
                 raise self.err(f'{owner.name}: "{t}" option may only be specified once', i)
             # what an extension's parse sees of the rule so far (cb->xt_entry): the -p
             # given before this option (libxt_NAT's portok, libxt_multiport's check_proto)
@@ -298,7 +297,7 @@ class RuleParser:
                 owner.option(t, words[i + 1:i + 1 + nargs], inv)
             except BadValue as e:
                 raise self.err(str(e), i + 1 if nargs else i) from None
-            seen.add(t)
+            owner.seen = owner.seen | {t}
             if steps is not None:
                 k = -1 if owner is target else next(
                     k for k in range(len(matches) - 1, -1, -1) if matches[k][0] is owner)

@@ -55,9 +55,9 @@ class Target:
     uses_sets: ClassVar[bool] = False  # the parser gives it the box's ipset sets (.sets)
     # the attributes firing changes, which checkpoints copy (kptui.engine.snapshot)
     state_attrs: ClassVar[tuple[str, ...]] = ()
+    seen: frozenset[str] = frozenset()  # the options given so far (as Match.seen)
+    seen_in_option: ClassVar[bool] = False
 
-    def __init__(self) -> None:
-        self.seen: set[str] = set()
 
     def option(self, opt: str, args: list[str], inv: bool) -> None:
         raise NotImplementedError

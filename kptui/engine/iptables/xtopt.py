@@ -390,7 +390,7 @@ class _Guided:
     constrained: ClassVar[tuple[Entry, ...]] = ()  # entries with mand, also or excl
     options: ClassVar[dict[str, Opt]] = {}
     own_checks: ClassVar[bool] = True  # the rule parser leaves once/invert checks to us
-    seen: set[str]
+    seen: frozenset[str]
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)

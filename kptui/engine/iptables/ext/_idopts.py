@@ -30,7 +30,7 @@ class SharedIds:
     _needs: ClassVar[bool] = True  # some entry is mandatory or needs another
     entries: ClassVar[tuple[Any, ...]]
     by_opt: ClassVar[dict[str, Any]]
-    seen: set[str]
+    seen: frozenset[str]
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -102,7 +102,7 @@ class Quick:
 
     entries: ClassVar[tuple[Any, ...]]
     by_opt: ClassVar[dict[str, Any]]
-    seen: set[str]
+    seen: frozenset[str]
     _checked: ClassVar[tuple[tuple[Any, str, tuple[tuple[str, str], ...]], ...]] = ()
 
     def __init_subclass__(cls, **kw: Any) -> None:

@@ -54,6 +54,7 @@ class DccpMatch(XtMatch):
                Entry("dccp-types", XT.STRING, invert=True),
                Entry("dccp-option", XT.UINT8, invert=True, min=1, max=255))
     protos = (33,)
+    seen_in_option = True  # an alias is seen under the first entry's name
     proto_error = kernel_refuses("dccp match: only valid for protocol 33")
 
     def __init__(self) -> None:
@@ -63,7 +64,7 @@ class DccpMatch(XtMatch):
     def option(self, opt: str, args: list[str], inv: bool) -> None:
         opt = _ALIAS.get(opt, opt)  # xtables_option_lookup by id: the first entry's name
         super().option(opt, args, inv)
-        self.seen.add(opt)
+        self.seen = self.seen | {opt}
 
     def parsed(self, name: str, value: Any, inv: bool) -> None:
         if name == "dccp-types":

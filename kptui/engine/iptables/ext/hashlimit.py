@@ -282,6 +282,7 @@ def _maskl(addr: int, bits: int) -> int:
 
 class HashlimitMatch(XtMatch):
     name = "hashlimit"
+    seen_in_option = True  # --hashlimit is seen as --hashlimit-upto
     entries = (
         Entry("hashlimit-upto", XT.STRING, invert=True, excl=("hashlimit-above",)),
         Entry("hashlimit-above", XT.STRING, invert=True, excl=("hashlimit-upto",)),
@@ -315,7 +316,7 @@ class HashlimitMatch(XtMatch):
             if self.seen & {"--hashlimit", "--hashlimit-upto"}:
                 raise BadValue('hashlimit: option "--hashlimit-upto" can only be used once.')
             super().option("--hashlimit-upto", args, inv)
-            self.seen.add("--hashlimit-upto")
+            self.seen = self.seen | {"--hashlimit-upto"}
             return
         super().option(opt, args, inv)
 
