@@ -35,6 +35,7 @@ _POSITIONAL = {"-A": 1, "-I": 2, "-D": 2, "-R": 2, "-N": 1, "-X": 1, "-P": 2, "-
 # every word _split_command treats specially; the rest belongs to the rule specification
 _SPECIAL = frozenset({"-t", "--table", "-c", "--set-counters"}) | _CMDS.keys() | _LISTING \
     | _HELP
+_SPECIAL_BUT_APPEND = _SPECIAL - {"-A"}
 _text = itemgetter(0)
 
 
@@ -355,8 +356,9 @@ def apply_command(ruleset: Ruleset, line_text: str, *, file: str, line: int) -> 
 def plain_append(words: list[str]) -> bool:
     """`-A CHAIN spec` with no other command, table or counters word in it: a restore then
     skips _split_command, whose result is known (tests/test_restore_fast.py checks it)."""
+    # (the chain word begins with neither, so it is no special word; one -A is words[0])
     return words[0] == "-A" and len(words) > 1 and words[1][:1] not in ("-", "!") \
-        and _SPECIAL.isdisjoint(words[2:])
+        and _SPECIAL_BUT_APPEND.isdisjoint(words) and words.count("-A") == 1
 
 
 def restore(ruleset: Ruleset, text: str, *, file: str, first_line: int = 1,
@@ -390,6 +392,13 @@ def _restore(ruleset: Ruleset, text: str, *, file: str, first_line: int,
     lookup = None  # the current table's _lookup
     for raw in text.splitlines():
         lineno += 1
+        if raw[:3] == "-A " and current is not None:  # nearly every line of a dump
+            c.line = lineno
+            words = restore_words(raw)
+            if words is not None and plain_append(words):
+                c.raw, c.at = raw, 2
+                if _append(ruleset, current, words[1], words[2:], None, None, c, lookup):
+                    continue
         line = raw.strip()
         if not line or line[0] == "#":
             continue

@@ -25,6 +25,8 @@ def restore_words(line: str) -> list[str] | None:
     if "\\" in line:
         return None
     segs = line.split('"')
+    if len(segs) == 3:  # one quoted word: a kube-proxy rule's comment
+        return [*segs[0].split(), segs[1], *segs[2].split()]
     if not len(segs) & 1:
         return None
     words: list[str] = []

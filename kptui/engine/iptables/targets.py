@@ -477,7 +477,7 @@ class _NatTarget(_Opaque):
         self.has_ports = False
         self.addrs: tuple[Any, Any] = (_ANY, _ANY)
         self.addr_text = ""  # as sprint_range prints the addresses (inet_pton's text is)
-        self.range: Any = None
+        self._range: Any = None
 
     def option(self, opt: str, args: list[str], inv: bool) -> None:
         if opt in self.seen:
@@ -508,7 +508,14 @@ class _NatTarget(_Opaque):
 
     def finish(self, proto: int, proto_inv: bool) -> None:
         self.check()
-        self.range = _nat_range()(self.flags & ~PROTO_OFFSET, *self.addrs, *self.ports)
+
+    @property
+    def range(self) -> Any:
+        """The nf_nat_range2 the target asks for, made when a packet first needs it
+        (a restore of 5,000 DNAT rules would make 5,000 for the few a walk fires)."""
+        if self._range is None:
+            self._range = _nat_range()(self.flags & ~PROTO_OFFSET, *self.addrs, *self.ports)
+        return self._range
 
     def check(self) -> None:
         """x6_fcheck and the mandatory option, in libxtables' order."""
