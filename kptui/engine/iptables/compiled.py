@@ -169,8 +169,7 @@ def compile_plan(steps: tuple[plans.Step, ...], words: list[str], user_at: int
             w.add(f"{m}.finish()")
         w.add(f"if (x := {m}.protos) is not None and ({proto} not in x or {proto_inv}): "
               "refuse()")
-        w.add(f"if (x := getattr({m}, 'tables', None)) is not None and table not in x: "
-              "refuse()")
+        w.add(f"if (x := {m}.tables) is not None and table not in x: refuse()")
         w.add(f"if builtin and (x := {m}.allowed_chains()) is not None and chain not in x: "
               "refuse()")
     if target is None:

@@ -40,6 +40,7 @@ class Match:
     protos: ClassVar[tuple[int, ...] | None] = None  # -p values the module requires
     proto_error: ClassVar[str] = ""
     chains: ClassVar[frozenset[str] | None] = None  # built-in chains it may be used in
+    tables: ClassVar[frozenset[str] | None] = None  # tables it may be used in (None: any)
     uses_sets: ClassVar[bool] = False  # the parser gives it the box's ipset sets (.sets)
     proto_now: int = 0  # the rule's -p as parsed up to this module's current option
     proto_inv_now: bool = False
