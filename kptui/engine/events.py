@@ -7,6 +7,7 @@ gives the JSON shape of ``kptui trace --json``'s ``events`` list.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -40,6 +41,24 @@ class Event:
         """One line for people: what happened and why."""
         return self.kind
 
+    # What @dataclass would write for every event class (compare and print the fields
+    # not marked compare=False / repr=False), written once here: the event classes are
+    # declared with eq=False, repr=False and inherit these. Generating them for each of
+    # the 25 classes was half of this module's import, paid by every kptui command.
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        names = _compared(type(self))
+        return tuple(getattr(self, n) for n in names) == \
+            tuple(getattr(other, n) for n in names)
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, n) for n in _compared(type(self))))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{n}={getattr(self, n)!r}" for n in _shown(type(self)))
+        return f"{type(self).__qualname__}({shown})"
+
 
 # to_dict's table: an event class -> its dataclass field names, in order (filled lazily:
 # subclasses live in other modules too, walk_historical.ImqPass).
@@ -51,6 +70,18 @@ _ATOMIC = frozenset({str, int, bool, float, type(None)})
 def _field_names(cls: type) -> tuple[str, ...]:
     names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
     return names
+
+
+@functools.cache
+def _compared(cls: type) -> tuple[str, ...]:
+    """The fields Event.__eq__ and __hash__ compare (as dataclass eq would)."""
+    return tuple(f.name for f in fields(cls) if f.compare)
+
+
+@functools.cache
+def _shown(cls: type) -> tuple[str, ...]:
+    """The fields Event.__repr__ prints (as dataclass repr would)."""
+    return tuple(f.name for f in fields(cls) if f.repr)
 
 
 @dataclass(slots=True)
@@ -66,7 +97,7 @@ def _as_asdict(value: Any) -> Any:
     return asdict(_Holder(value))["value"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class WalkStart(Event):
     packet: str  # a one-line summary of the packet as it enters
     origin: str  # interface name, or "local"; "" for a packet never built (not sent)
@@ -80,7 +111,7 @@ class WalkStart(Event):
         return f"packet {self.index} {where}: {self.packet}"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class StageEnter(Event):
     title: str  # the diagram's label, e.g. "mangle PREROUTING"
     kind: ClassVar[str] = "stage_enter"
@@ -89,7 +120,7 @@ class StageEnter(Event):
         return f"enter {self.title}"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class StageLeave(Event):
     title: str
     verdict: str  # ACCEPT, DROP, ...; '' for stages without a verdict
@@ -99,7 +130,7 @@ class StageLeave(Event):
         return f"leave {self.title}" + (f": {self.verdict}" if self.verdict else "")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class ChainEnter(Event):
     table: str
     chain: str
@@ -111,7 +142,7 @@ class ChainEnter(Event):
         return f"{how} {self.table} {self.chain}"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class RuleEval(Event):
     table: str
     chain: str
@@ -131,7 +162,7 @@ class RuleEval(Event):
         return f"{self.table} {self.chain} rule {self.rule} no match ({self.reason}): {self.text}"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class TargetApplied(Event):
     table: str
     chain: str
@@ -146,7 +177,7 @@ class TargetApplied(Event):
         return f"{self.table} {self.chain} rule {self.rule} -> {self.target}{extra}"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class ChainReturn(Event):
     """A user chain ended: explicit RETURN or falling off its end (implicit)."""
 
@@ -161,7 +192,7 @@ class ChainReturn(Event):
         return f"{self.table} {self.chain}: {how}, back to the caller"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class PolicyApplied(Event):
     table: str
     chain: str
@@ -172,7 +203,7 @@ class PolicyApplied(Event):
         return f"{self.table} {self.chain}: no rule decided, policy {self.verdict}"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class FieldChange(Event):
     path: str
     old: Any
@@ -190,7 +221,7 @@ class FieldChange(Event):
         return f"{self.path}: {old} -> {new} ({self.by})"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class LogLine(Event):
     """What the LOG target would write to the kernel log."""
 
@@ -203,7 +234,7 @@ class LogLine(Event):
         return f"LOG {self.line}"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class RouteDecision(Event):
     lookup: str  # "input", "output" or "reroute"
     result: str  # "local", "forward", "output", "unreachable", "blackhole", "prohibit", ...
@@ -223,7 +254,7 @@ class RouteDecision(Event):
         return ", ".join(bits)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class ConntrackLookup(Event):
     """nf_conntrack_in's decision for the packet (conntrack hook, PREROUTING/OUTPUT)."""
 
@@ -251,7 +282,7 @@ class ConntrackLookup(Event):
         return f"INVALID: no conntrack entry attached{why}"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class ConntrackConfirm(Event):
     """nf_confirm at the last hook: the packet's new entry goes into the table."""
 
@@ -262,7 +293,7 @@ class ConntrackConfirm(Event):
         return f"entry confirmed, now in the conntrack table: {self.entry}"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class NatSkip(Event):
     """The nat hook did not run the nat chains for this packet (nf_nat_inet_fn)."""
 
@@ -275,7 +306,7 @@ class NatSkip(Event):
         return f"nat table skipped: {self.reason}"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class NatBinding(Event):
     """nf_nat_setup_info: the binding a NAT target (or the null binding) set up.
 
@@ -310,7 +341,7 @@ class NatBinding(Event):
         return text
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class Note(Event):
     """A remark: a caveat, or something kptui does not model yet (never silent)."""
 
@@ -321,7 +352,7 @@ class Note(Event):
         return self.text
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class Fate(Event):
     action: str  # transmit, deliver, drop, reject, error
     iface: str = ""
@@ -351,7 +382,7 @@ class Fate(Event):
         return d
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class AnswerSent(Event):
     """The box answers the walked packet (REJECT's ICMP or RST, the kernel's own ICMP
     errors), or sends a copy of it (``clone``: -j TEE). The answer is a new locally
@@ -386,7 +417,7 @@ class AnswerSent(Event):
         return f"the box answers with {self.packet} ({self.why}){ct}"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class UserEdit(Event):
     """The user changed a field at a pause; recorded like any other change."""
 
@@ -441,7 +472,7 @@ def _show(path: str, value: Any) -> str:
 
 # -- tc (kptui.engine.qos) ------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class QosFilter(Event):
     """One tc filter tried on the packet (tcf_classify walks a block by prio)."""
 
@@ -464,7 +495,7 @@ class QosFilter(Event):
         return f"{head} no match ({self.reason})"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class QosAction(Event):
     """A tc action ran: police (conform/exceed with its tokens), mirred, gact."""
 
@@ -479,7 +510,7 @@ class QosAction(Event):
         return f"tc action {self.action}: {self.result} ({self.detail})"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class QosClassify(Event):
     """A classful qdisc chose where the packet goes: a class, a band, the direct queue."""
 
@@ -496,7 +527,7 @@ class QosClassify(Event):
         return f"{self.dev} {self.qdisc} -> {self.target} ({self.how}){extra}"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class QosEnqueue(Event):
     """The tc verdict: sent, delayed by shaping, dropped, passed (ingress) or redirected.
 

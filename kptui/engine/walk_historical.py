@@ -43,7 +43,7 @@ MASQ_PORT_FIRST = 61000
 MASQ_PORT_COUNT = 4096
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class ImqPass(Event):
     """The packet went through an imq device's egress qdisc (or found none) and came back."""
 
