@@ -92,7 +92,7 @@ class Rule:
     __hash__ = None  # type: ignore[assignment]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Chain:
     name: str
     builtin: bool
@@ -101,9 +101,8 @@ class Chain:
     rules: list[Rule] = field(default_factory=list)
     counters: Counters = field(default_factory=Counters)
     handle: int = 0  # nf_tables handle, given when the chain comes to exist (0: not yet)
-
-    def __post_init__(self) -> None:
-        self.index_cache: Any = None  # traversal index, rebuilt when rules change
+    # traversal index, rebuilt when rules change (not a part of the chain's value)
+    index_cache: Any = field(default=None, repr=False)
 
     def __eq__(self, other: object) -> bool:
         # Presence is not compared: an absent built-in chain behaves exactly like a
