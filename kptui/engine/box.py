@@ -198,7 +198,6 @@ class Box:
         from kptui.engine.conntrack import ConntrackTable
         from kptui.engine.ipsets import IpsetStore
         from kptui.engine.iptables import Ruleset
-        from kptui.engine.qos import TcState
 
         self.interfaces: dict[str, Interface] = {}
         self.routes = RouteTables()
@@ -212,7 +211,7 @@ class Box:
         self.clock: float = 0.0  # the simulated clock, seconds (scenario packets' `time`)
         self.wall_clock: Any = None  # kptui.engine.wallclock.WallClock at clock 0, or None
         self.conntrack = ConntrackTable(self)
-        self.tc = TcState()  # qdiscs, classes, filters per device (kptui.engine.qos)
+        self._tc: Any = None  # the tc state (Box.tc), made on first use
         self._global: dict[str, int] = {k: v for k, (v, _) in GLOBAL_SYSCTLS.items()}
         self._conf: dict[str, dict[str, int]] = {
             "all": dict(CONF_DEFAULTS), "default": dict(CONF_DEFAULTS)}
@@ -224,6 +223,22 @@ class Box:
         self.set_link("lo", up=True)
 
     # -- links and addresses ----------------------------------------------------------
+
+
+    @property
+    def tc(self) -> Any:
+        """The qdiscs, classes and filters per device (kptui.engine.qos.TcState), made
+        when first asked for: a box without tc never imports the qdisc models."""
+        if self._tc is None:
+            from kptui.engine.qos import TcState
+
+            self._tc = TcState()
+        return self._tc
+
+    @property
+    def tc_made(self) -> Any:
+        """The tc state if anything made it (a tc line, an ifb or imq link), else None."""
+        return self._tc
 
     def add_link(self, name: str) -> Interface:
         """`ip link add NAME type dummy`: a new device, down, settings copied from default."""

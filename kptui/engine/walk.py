@@ -170,11 +170,7 @@ class Walk:
         """tc ingress (sch_handle_ingress, before ip_rcv) or egress (clsact egress, then
         the root qdisc's enqueue) on the packet's device; silent when it has no tc
         configuration (kptui.engine.qos says what is modelled of time)."""
-        from kptui.engine import qos
-        from kptui.engine.events import QosClassify
-        from kptui.engine.packet import parse_classid
-
-        state = getattr(self.box, "tc", None)
+        state = getattr(self.box, "tc_made", None)
         ingress = "ingress" in stage.id
         dev = self.pkt.meta.iif if ingress else self.pkt.meta.oif
         if not ingress and self.pkt.meta.tee:  # ip_finish_output runs before the qdisc
@@ -183,6 +179,10 @@ class Walk:
                 return outcome
         if state is None or not state.configured(dev):
             return GO_ON
+        from kptui.engine import qos
+        from kptui.engine.events import QosClassify
+        from kptui.engine.packet import parse_classid
+
         run = qos.ingress if ingress else qos.egress
         # Enter the stage before tc looks at the packet, so that an edit made at the
         # StageEnter pause is what the first filter sees.
