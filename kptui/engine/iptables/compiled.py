@@ -42,6 +42,7 @@ Build = Callable[[list[str], str, str, bool, Any, str, int], Rule]
 
 # the option tables' fchecks, which read nothing but ``seen``
 _BY_SEEN = (_Guided.fcheck, Quick.fcheck, SharedIds.fcheck)
+# the built-in chains where -i / -o cannot be used (RuleParser._ip too)
 _NO_IN = frozenset({"OUTPUT", "POSTROUTING"})
 _NO_OUT = frozenset({"PREROUTING", "INPUT"})
 

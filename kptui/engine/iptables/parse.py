@@ -13,7 +13,7 @@ from typing import Any
 
 from kptui.engine.errors import ParseError
 from kptui.engine.iptables import plans
-from kptui.engine.iptables.compiled import compile_plan
+from kptui.engine.iptables.compiled import _NO_IN, _NO_OUT, compile_plan
 from kptui.engine.iptables.ipmatch import IPMatch
 from kptui.engine.iptables.lexer import Token
 from kptui.engine.iptables.matches import Match
@@ -38,8 +38,6 @@ _IP_OPTS = {
 _FLAG_OF = {"src": "-s", "dst": "-d", "iif": "-i", "oif": "-o", "proto": "-p", "frag": "-f",
             "jump": "-j", "goto": "-g"}
 _TARGET_KINDS = frozenset({"jump", "goto"})
-_NO_IN = frozenset({"OUTPUT", "POSTROUTING"})
-_NO_OUT = frozenset({"PREROUTING", "INPUT"})
 
 # chain name -> "builtin" | "user" | None (missing), for the rule's table
 ChainLookup = Callable[[str], str | None]
