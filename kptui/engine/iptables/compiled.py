@@ -22,8 +22,7 @@ come from here, and a compiled plan cannot change an error
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from kptui.engine.iptables import plans
@@ -47,17 +46,12 @@ _NO_IN = frozenset({"OUTPUT", "POSTROUTING"})
 _NO_OUT = frozenset({"PREROUTING", "INPUT"})
 
 
-_OFF: list[bool] = []  # non-empty: plans are replayed, never compiled code (comparisons)
+_OFF = plans.Switch()  # off: plans are replayed, never compiled code (comparisons)
 
 
-@contextmanager
-def off() -> Iterator[None]:
+def off() -> Any:
     """Parse by replaying plans only (for comparisons with the compiled code)."""
-    _OFF.append(True)
-    try:
-        yield
-    finally:
-        _OFF.pop()
+    return _OFF.off()
 
 
 class Refused(Exception):

@@ -49,8 +49,27 @@ class Plan:
             self.user_at < 0 or lookup(words[self.user_at]) == "user")
 
 
+class Switch:
+    """A process-wide off switch, for tests that compare a fast path with the long way:
+    ``with SWITCH.off(): ...``; ``bool(SWITCH)`` is whether it is off."""
+
+    def __init__(self) -> None:
+        self.offs = 0
+
+    def __bool__(self) -> bool:
+        return self.offs > 0
+
+    @contextmanager
+    def off(self) -> Iterator[None]:
+        self.offs += 1
+        try:
+            yield
+        finally:
+            self.offs -= 1
+
+
 _PLANS: dict[tuple[Any, ...], list[Plan]] = {}
-_OFF: list[bool] = []  # non-empty: no plan is used or made (tests compare both ways)
+_OFF = Switch()  # off: no plan is used or made (tests compare both ways)
 
 
 def key(words: list[str]) -> tuple[Any, ...]:
@@ -87,11 +106,6 @@ def forget() -> None:
     _PLANS.clear()
 
 
-@contextmanager
-def off() -> Iterator[None]:
+def off() -> Any:
     """Parse without plans, as the parse that decides as it goes (for comparisons)."""
-    _OFF.append(True)
-    try:
-        yield
-    finally:
-        _OFF.pop()
+    return _OFF.off()

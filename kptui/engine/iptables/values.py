@@ -6,6 +6,7 @@ at the offending token.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from kptui.engine.numbers import scan_uint
@@ -105,23 +106,11 @@ def inet_pton(text: str) -> int | None:
     return (a << 24) | (b << 16) | (c << 8) | d
 
 
-# Networks already read, by their text: a kube-proxy dump names the pod network and
-# each cluster and endpoint address in several rules (bounded, as _PORTS).
-_NETS: dict[str, tuple[int, int]] = {}
-_NETS_MAX = 16384
-
-
+# Remembered by their text: a kube-proxy dump names the pod network and each cluster and
+# endpoint address in several rules.
+@functools.lru_cache(maxsize=16384)
 def parse_net(text: str) -> tuple[int, int]:
     """``a.b.c.d[/len|/mask]`` -> (address & mask, mask). Hostnames are refused."""
-    got = _NETS.get(text)
-    if got is None:
-        got = _read_net(text)
-        if len(_NETS) < _NETS_MAX:
-            _NETS[text] = got
-    return got
-
-
-def _read_net(text: str) -> tuple[int, int]:
     addr_s, _, mask_s = text.partition("/")
     addr = _dotted(addr_s)
     if addr is None:
