@@ -222,9 +222,6 @@ class Box:
         self.add_address("lo", IPv4Interface("127.0.0.1/8"))
         self.set_link("lo", up=True)
 
-    # -- links and addresses ----------------------------------------------------------
-
-
     @property
     def tc(self) -> Any:
         """The qdiscs, classes and filters per device (kptui.engine.qos.TcState), made
@@ -239,6 +236,8 @@ class Box:
     def tc_made(self) -> Any:
         """The tc state if anything made it (a tc line, an ifb or imq link), else None."""
         return self._tc
+
+    # -- links and addresses ----------------------------------------------------------
 
     def add_link(self, name: str) -> Interface:
         """`ip link add NAME type dummy`: a new device, down, settings copied from default."""

@@ -211,10 +211,9 @@ def _append(ruleset: Ruleset, table: Table, name: str, words: list[str],
         table.make_present(chain)
     if counters is not None:
         rule.counters = counters
-    table.handles += 1  # Table.new_handle
-    rule.handle = table.handles
+    rule.handle = table.new_handle()
     chain.rules.append(rule)
-    chain.index_cache = None  # Chain.changed
+    chain.changed()
     return True
 
 
@@ -392,13 +391,6 @@ def _restore(ruleset: Ruleset, text: str, *, file: str, first_line: int,
     lookup = None  # the current table's _lookup
     for raw in text.splitlines():
         lineno += 1
-        if raw[:3] == "-A " and current is not None:  # nearly every line of a dump
-            c.line = lineno
-            words = restore_words(raw)
-            if words is not None and plain_append(words):
-                c.raw, c.at = raw, 2
-                if _append(ruleset, current, words[1], words[2:], None, None, c, lookup):
-                    continue
         line = raw.strip()
         if not line or line[0] == "#":
             continue

@@ -183,7 +183,7 @@ def compile_plan(steps: tuple[plans.Step, ...], words: list[str], user_at: int
     space: dict[str, Any] = {}
     exec(compile(source, f"<plan {' '.join(words)[:60]}>", "exec"), w.names, space)  # noqa: S102
     build = space["build"]
-    build.source = source  # for a reader (and the tests)
+    build.source = source  # what the plan became, for a reader debugging it
     return build
 
 

@@ -81,10 +81,8 @@ def key(words: list[str]) -> tuple[Any, ...]:
 def find(words: list[str], lookup: Any) -> Plan | None:
     if _OFF:
         return None
-    n = len(words)  # key(words), written out: this runs for every rule of a restore
-    for plan in _PLANS.get((n, words[0], words[-2]) if n > 1 else key(words), ()):
-        if plan.read(words) == plan.expected and (
-                plan.user_at < 0 or lookup(words[plan.user_at]) == "user"):
+    for plan in _PLANS.get(key(words), ()):
+        if plan.fits(words, lookup):
             return plan
     return None
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from kptui.engine.iptables.ext._idopts import Quick
 from kptui.engine.iptables.ext._kernel import truncate
-from kptui.engine.iptables.values import BadValue, save_string
+from kptui.engine.iptables.values import save_string
 from kptui.engine.iptables.xtopt import XT, Entry, XtMatch
 
 XT_MAX_COMMENT_LEN = 256
@@ -23,15 +23,6 @@ class CommentMatch(Quick, XtMatch):
     def __init__(self) -> None:
         super().__init__()
         self.comment = ""
-
-    def option(self, opt: str, args: list[str], inv: bool) -> None:
-        # Quick.option for the one entry, written out (nearly every kube-proxy rule has
-        # a comment): once, not invertible, the text as it is
-        if opt in self.seen:
-            raise BadValue('comment: option "--comment" can only be used once.')
-        if inv:
-            raise BadValue('comment: option "--comment" cannot be inverted.')
-        self.parsed("comment", args[0], inv)
 
     def parsed(self, name: str, value: Any, inv: bool) -> None:
         # 63 characters are at most 252 bytes: only a longer one may need cutting
